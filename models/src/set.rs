@@ -1,0 +1,263 @@
+//! Reference sets: [`GSet`], [`TwoPSet`] and [`OrSet`].
+
+use crate::{Crdt, Dot, Intent, OpMeta, Rejected, ReplicaId, UpdateCtx, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Grow-only set: adds only, merged by union.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GSet {
+    elems: BTreeSet<u64>,
+}
+
+/// A [`GSet`] op: the element added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GSetOp(pub u64);
+
+impl GSet {
+    /// The members.
+    pub fn elems(&self) -> &BTreeSet<u64> {
+        &self.elems
+    }
+}
+
+impl Crdt for GSet {
+    type Op = GSetOp;
+
+    fn new(_replica: ReplicaId) -> Self {
+        GSet::default()
+    }
+
+    fn update(&mut self, intent: &Intent, _ctx: &UpdateCtx<'_>) -> Result<GSetOp, Rejected> {
+        match *intent {
+            Intent::Add(e) => {
+                self.elems.insert(e);
+                Ok(GSetOp(e))
+            }
+            _ => Err(Rejected::Unsupported),
+        }
+    }
+
+    fn apply(&mut self, op: &GSetOp) {
+        self.elems.insert(op.0);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        // `extend` on a BTreeSet with a sorted iterator is cheap; skip when
+        // `other` has nothing new to keep gossip merges allocation-free.
+        if !other.elems.is_subset(&self.elems) {
+            self.elems.extend(other.elems.iter().copied());
+        }
+    }
+
+    fn read(&self) -> Value {
+        Value::Elems(self.elems.iter().copied().collect())
+    }
+
+    fn meta(_op: &GSetOp) -> OpMeta {
+        OpMeta::None
+    }
+}
+
+/// Two-phase set: an added set and a removed (tombstone) set; the value is
+/// `added \ removed`. An element once removed can never be added again.
+///
+/// At the origin, adding a removed element and removing an element that is
+/// absent (not added, or already removed) are refused with
+/// [`Rejected::Precondition`]. Downstream, a remove that arrives before its
+/// add still records the tombstone (and the add it implies).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TwoPSet {
+    added: BTreeSet<u64>,
+    removed: BTreeSet<u64>,
+}
+
+/// A [`TwoPSet`] op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwoPSetOp {
+    /// The element was added.
+    Add(u64),
+    /// The element was removed (for good).
+    Remove(u64),
+}
+
+impl Crdt for TwoPSet {
+    type Op = TwoPSetOp;
+
+    fn new(_replica: ReplicaId) -> Self {
+        TwoPSet::default()
+    }
+
+    fn update(&mut self, intent: &Intent, _ctx: &UpdateCtx<'_>) -> Result<TwoPSetOp, Rejected> {
+        match *intent {
+            Intent::Add(e) => {
+                if self.removed.contains(&e) {
+                    return Err(Rejected::Precondition);
+                }
+                self.added.insert(e);
+                Ok(TwoPSetOp::Add(e))
+            }
+            Intent::Remove(e) => {
+                if !self.added.contains(&e) || self.removed.contains(&e) {
+                    return Err(Rejected::Precondition);
+                }
+                self.removed.insert(e);
+                Ok(TwoPSetOp::Remove(e))
+            }
+            _ => Err(Rejected::Unsupported),
+        }
+    }
+
+    fn apply(&mut self, op: &TwoPSetOp) {
+        match *op {
+            TwoPSetOp::Add(e) => {
+                self.added.insert(e);
+            }
+            TwoPSetOp::Remove(e) => {
+                // A remove is only issued for an observed add, so it implies
+                // the add; recording both keeps `removed ⊆ added`.
+                self.added.insert(e);
+                self.removed.insert(e);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        if !other.added.is_subset(&self.added) {
+            self.added.extend(other.added.iter().copied());
+        }
+        if !other.removed.is_subset(&self.removed) {
+            self.removed.extend(other.removed.iter().copied());
+        }
+    }
+
+    fn read(&self) -> Value {
+        Value::Elems(self.added.difference(&self.removed).copied().collect())
+    }
+
+    fn meta(_op: &TwoPSetOp) -> OpMeta {
+        OpMeta::None
+    }
+}
+
+/// Observed-remove set, add-wins.
+///
+/// Every add is tagged with its [`Dot`]; a remove deletes exactly the dots it
+/// observed at its origin and records them as tombstones, so a concurrent add
+/// (a dot the remove did not observe) survives, and an add delivered after
+/// the remove that observed it stays removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrSet {
+    /// Live dots per element; an element with no live dot is absent.
+    entries: BTreeMap<u64, BTreeSet<Dot>>,
+    /// Dots removed so far.
+    tombstones: BTreeSet<Dot>,
+}
+
+/// An [`OrSet`] op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrSetOp {
+    /// `elem` was added, tagged `dot`.
+    Add {
+        /// The element.
+        elem: u64,
+        /// The add's dot.
+        dot: Dot,
+    },
+    /// `elem` was removed; `observed` are the dots it had at the origin (sorted).
+    Remove {
+        /// The element.
+        elem: u64,
+        /// The dots the remove observed, sorted.
+        observed: Vec<Dot>,
+    },
+}
+
+impl OrSet {
+    /// The live dots of `elem` (empty when absent).
+    pub fn dots(&self, elem: u64) -> impl Iterator<Item = Dot> + '_ {
+        self.entries.get(&elem).into_iter().flatten().copied()
+    }
+
+    /// The tombstoned dots.
+    pub fn tombstones(&self) -> &BTreeSet<Dot> {
+        &self.tombstones
+    }
+}
+
+impl Crdt for OrSet {
+    type Op = OrSetOp;
+
+    fn new(_replica: ReplicaId) -> Self {
+        OrSet::default()
+    }
+
+    fn update(&mut self, intent: &Intent, ctx: &UpdateCtx<'_>) -> Result<OrSetOp, Rejected> {
+        match *intent {
+            Intent::Add(elem) => {
+                self.entries.entry(elem).or_default().insert(ctx.dot);
+                Ok(OrSetOp::Add { elem, dot: ctx.dot })
+            }
+            Intent::Remove(elem) => {
+                let observed: Vec<Dot> = match self.entries.remove(&elem) {
+                    Some(dots) => dots.into_iter().collect(),
+                    None => Vec::new(),
+                };
+                self.tombstones.extend(observed.iter().copied());
+                Ok(OrSetOp::Remove { elem, observed })
+            }
+            _ => Err(Rejected::Unsupported),
+        }
+    }
+
+    fn apply(&mut self, op: &OrSetOp) {
+        match op {
+            OrSetOp::Add { elem, dot } => {
+                if !self.tombstones.contains(dot) {
+                    self.entries.entry(*elem).or_default().insert(*dot);
+                }
+            }
+            OrSetOp::Remove { elem, observed } => {
+                self.tombstones.extend(observed.iter().copied());
+                if let Some(dots) = self.entries.get_mut(elem) {
+                    for dot in observed {
+                        dots.remove(dot);
+                    }
+                    if dots.is_empty() {
+                        self.entries.remove(elem);
+                    }
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        let new_tombstones = !other.tombstones.is_subset(&self.tombstones);
+        if new_tombstones {
+            self.tombstones.extend(other.tombstones.iter().copied());
+        }
+        let tombstones = &self.tombstones;
+        for (elem, theirs) in &other.entries {
+            let mut live = theirs.iter().filter(|d| !tombstones.contains(d)).peekable();
+            if live.peek().is_some() {
+                self.entries.entry(*elem).or_default().extend(live);
+            }
+        }
+        if new_tombstones {
+            self.entries.retain(|_, dots| {
+                dots.retain(|d| !tombstones.contains(d));
+                !dots.is_empty()
+            });
+        }
+    }
+
+    fn read(&self) -> Value {
+        Value::Elems(self.entries.keys().copied().collect())
+    }
+
+    fn meta(op: &OrSetOp) -> OpMeta {
+        match op {
+            OrSetOp::Add { dot, .. } => OpMeta::Dot(*dot),
+            OrSetOp::Remove { observed, .. } => OpMeta::Observed(observed.clone()),
+        }
+    }
+}

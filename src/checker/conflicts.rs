@@ -1,0 +1,46 @@
+//! Conflicts: how many pairs of updates to the same key were concurrent by
+//! vector clock. Informational: always valid.
+//!
+//! Clocks are per key, so an update's clock sum counts the updates of that
+//! key in its causal past, itself included. The ordered pairs of a key are
+//! therefore `sum(clock_sum - 1)`, and the concurrent pairs are all pairs
+//! minus those: O(n) instead of comparing every pair.
+
+use super::Check;
+use crate::history::{History, Outcome};
+use crate::verdict::Verdict;
+use std::collections::BTreeMap;
+
+/// Counts concurrent update pairs per key.
+pub fn check(history: &History) -> Check {
+    let mut per_key: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for op in &history.ops {
+        if op.f.is_update() && op.outcome == Outcome::Ok && op.clock_sum > 0 {
+            let entry = per_key.entry(op.key).or_default();
+            entry.0 += 1;
+            entry.1 += op.clock_sum as u64 - 1;
+        }
+    }
+    let mut total = 0u64;
+    let mut hottest = (0u32, 0u64);
+    for (key, (n, ordered)) in &per_key {
+        let pairs = n * n.saturating_sub(1) / 2;
+        let concurrent = pairs.saturating_sub(*ordered);
+        total += concurrent;
+        if concurrent > hottest.1 {
+            hottest = (*key, concurrent);
+        }
+    }
+    let mut check = Check::new(
+        "conflicts",
+        Verdict::Valid,
+        format!(
+            "{total} concurrent update pairs on the same key (hottest: key {} with {})",
+            hottest.0, hottest.1
+        ),
+    );
+    check.count("conflicts", total);
+    check.count("hottest_key", hottest.0 as u64);
+    check.count("hottest_key_conflicts", hottest.1);
+    check
+}

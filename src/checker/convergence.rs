@@ -1,0 +1,75 @@
+//! Convergence: after healing and quiescence, every replica returns the same
+//! value for every key.
+
+use super::{finals_undecidable, Check, Finding};
+use crate::history::History;
+use crate::verdict::Verdict;
+use converge_models::Value;
+use std::collections::BTreeMap;
+
+/// Checks that all final reads of each key are equal.
+pub fn check(history: &History) -> Check {
+    let mut by_key: BTreeMap<u32, Vec<(u16, &Value)>> = BTreeMap::new();
+    for f in &history.finals {
+        by_key.entry(f.key).or_default().push((f.replica, &f.value));
+    }
+    let mut diverged = Vec::new();
+    for (key, reads) in &by_key {
+        let first = reads[0].1;
+        if let Some((replica, value)) = reads.iter().find(|(_, v)| *v != first) {
+            diverged.push(Finding {
+                message: format!(
+                    "replica {} and replica {} disagree on key {key}",
+                    reads[0].0, replica
+                ),
+                key: Some(*key),
+                replica: Some(*replica),
+                expected: Some(crate::report::short_value(first)),
+                actual: Some(crate::report::short_value(value)),
+                ..Finding::default()
+            });
+        }
+    }
+    let replicas = history.header.as_ref().map(|h| h.replicas as usize);
+    let incomplete = by_key
+        .iter()
+        .find(|(_, reads)| replicas.is_some_and(|r| reads.len() != r));
+    let mut check = match finals_undecidable(history) {
+        Some(why) => Check::new("convergence", Verdict::Unknown, why),
+        None if !diverged.is_empty() => Check::new(
+            "convergence",
+            Verdict::Invalid,
+            format!(
+                "{} key(s) differ across replicas after quiescence",
+                diverged.len()
+            ),
+        ),
+        None => match incomplete {
+            Some((key, reads)) => Check::new(
+                "convergence",
+                Verdict::Unknown,
+                format!(
+                    "key {key} has final reads from {} replicas only",
+                    reads.len()
+                ),
+            ),
+            None => Check::new(
+                "convergence",
+                Verdict::Valid,
+                format!("{} key(s) equal on every replica", by_key.len()),
+            ),
+        },
+    };
+    check.count("keys", by_key.len() as u64);
+    check.count("diverged_keys", diverged.len() as u64);
+    if let Some(q) = history.quiescence {
+        check.count("anti_entropy_rounds", q.rounds as u64);
+        if let Some(ns) = q.convergence_ns {
+            check.count("convergence_us", ns / 1000);
+        }
+    }
+    for f in diverged {
+        check.find(f);
+    }
+    check
+}

@@ -1,0 +1,724 @@
+//! Zero data loss: every acknowledged update survives in every final read,
+//! as the datatype defines it. `info` updates may or may not have happened;
+//! `fail` updates did not.
+//!
+//! - counters: the value is the definite sum plus some subset of `info` deltas;
+//! - G-Set / 2P-Set: Jepsen set-full (stable / lost / never-read / stale),
+//!   plus duplicates inside any read, which Jepsen's check misses;
+//! - OR-Set: an element is present iff one of its add dots was observed by no remove;
+//! - MV-Register: exactly the writes that are maximal by vector clock;
+//! - LWW-Register / LWW-Map: the write with the greatest (timestamp, replica).
+
+use super::{finals_undecidable, ops_by_key, Check, Finding};
+use crate::history::{Function, History, OpRecord, Outcome};
+use crate::report::short_value;
+use crate::verdict::Verdict;
+use converge_models::{Dot, Value, Workload};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Runs the data-loss checker of the history's workload.
+pub fn check(history: &History) -> Check {
+    let Some(workload) = history.workload() else {
+        return Check::new("data-loss", Verdict::Unknown, "history has no header");
+    };
+    let mut check = Check::new("data-loss", Verdict::Valid, "");
+    let mut lost = 0u64;
+    let mut unexpected = 0u64;
+    let mut keys = 0u64;
+    // Duplicates inside a set read are a violation whether or not the run
+    // quiesced. MV-Register siblings are per write, so equal values may repeat.
+    let duplicates = if workload == Workload::MvRegister {
+        0
+    } else {
+        check_duplicates(history, &mut check)
+    };
+    let undecidable = finals_undecidable(history);
+    let finals = finals_by_key(history);
+    if undecidable.is_none() {
+        let by_key = ops_by_key(history);
+        let empty = Vec::new();
+        let all_keys: BTreeSet<u32> = by_key.keys().chain(finals.keys()).copied().collect();
+        for key in all_keys {
+            keys += 1;
+            let ops = by_key.get(&key).unwrap_or(&empty);
+            let reads = finals.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            let judge = KeyJudge {
+                history,
+                key,
+                ops,
+                reads,
+            };
+            let (l, u) = match workload {
+                Workload::GCounter | Workload::PnCounter => judge.counter(&mut check),
+                Workload::GSet | Workload::TwoPSet => judge.set(&mut check),
+                Workload::OrSet => judge.or_set(&mut check),
+                Workload::LwwRegister => judge.lww(&mut check),
+                Workload::MvRegister => judge.mv(&mut check),
+                Workload::LwwMap => judge.lww_map(&mut check),
+            };
+            lost += l;
+            unexpected += u;
+        }
+    }
+    check.count("keys", keys);
+    check.count("lost", lost);
+    check.count("unexpected", unexpected);
+    check.count("duplicates_in_reads", duplicates);
+    check.verdict = if lost + unexpected + duplicates > 0 {
+        Verdict::Invalid
+    } else if undecidable.is_some() {
+        Verdict::Unknown
+    } else {
+        Verdict::Valid
+    };
+    check.summary = match (&undecidable, check.verdict) {
+        (_, Verdict::Invalid) => format!(
+            "{lost} acknowledged update(s) lost, {unexpected} unexpected value(s), {duplicates} read(s) with duplicates"
+        ),
+        (Some(why), _) => format!("final values not judged: {why}"),
+        _ => format!("every acknowledged update survives on every replica ({keys} keys)"),
+    };
+    check
+}
+
+fn finals_by_key(history: &History) -> BTreeMap<u32, Vec<(u16, &Value)>> {
+    let mut by_key: BTreeMap<u32, Vec<(u16, &Value)>> = BTreeMap::new();
+    for f in &history.finals {
+        by_key.entry(f.key).or_default().push((f.replica, &f.value));
+    }
+    by_key
+}
+
+/// Flags every read (in-run or final) that repeats an element.
+fn check_duplicates(history: &History, check: &mut Check) -> u64 {
+    let mut count = 0;
+    let has_dup = |v: &Value| match v {
+        Value::Elems(e) => e.windows(2).any(|w| w[0] == w[1]),
+        Value::Map(m) => m.windows(2).any(|w| w[0].0 == w[1].0),
+        Value::Int(_) => false,
+    };
+    for (i, op) in history.ops.iter().enumerate() {
+        if let Some(v) = history.read_value(op).filter(|v| has_dup(v)) {
+            count += 1;
+            check.find(Finding {
+                message: "a read returned the same element twice".into(),
+                key: Some(op.key),
+                replica: Some(op.replica),
+                ops: vec![i],
+                actual: Some(short_value(v)),
+                ..Finding::default()
+            });
+        }
+    }
+    for f in history.finals.iter().filter(|f| has_dup(&f.value)) {
+        count += 1;
+        check.find(Finding {
+            message: "a final read returned the same element twice".into(),
+            key: Some(f.key),
+            replica: Some(f.replica),
+            actual: Some(short_value(&f.value)),
+            ..Finding::default()
+        });
+    }
+    count
+}
+
+struct KeyJudge<'a> {
+    history: &'a History,
+    key: u32,
+    ops: &'a [usize],
+    reads: &'a [(u16, &'a Value)],
+}
+
+impl<'a> KeyJudge<'a> {
+    fn updates(&self) -> impl Iterator<Item = (usize, &'a OpRecord)> + '_ {
+        self.ops
+            .iter()
+            .map(|&i| (i, &self.history.ops[i]))
+            .filter(|(_, op)| op.f.is_update() && op.outcome != Outcome::Fail)
+    }
+
+    fn lost(
+        &self,
+        check: &mut Check,
+        replica: u16,
+        message: String,
+        ops: Vec<usize>,
+        expected: String,
+        actual: String,
+    ) {
+        check.find(Finding {
+            message,
+            key: Some(self.key),
+            replica: Some(replica),
+            ops,
+            expected: Some(expected),
+            actual: Some(actual),
+        });
+    }
+
+    /// Counters: definite sum plus a subset of indeterminate deltas.
+    fn counter(&self, check: &mut Check) -> (u64, u64) {
+        let mut definite: i128 = 0;
+        let mut maybe: Vec<i64> = Vec::new();
+        for (_, op) in self.updates() {
+            match op.outcome {
+                Outcome::Ok => definite += op.value as i128,
+                _ => maybe.push(op.value),
+            }
+        }
+        let acceptable = SubsetSums::new(definite, &maybe);
+        let (mut lost, mut unexpected) = (0, 0);
+        for (replica, value) in self.reads {
+            let Value::Int(v) = value else {
+                unexpected += 1;
+                self.lost(
+                    check,
+                    *replica,
+                    "a counter read is not an integer".into(),
+                    vec![],
+                    "integer".into(),
+                    short_value(value),
+                );
+                continue;
+            };
+            if !acceptable.contains(*v as i128) {
+                let too_low = (*v as i128) < acceptable.low;
+                if too_low {
+                    lost += 1;
+                } else {
+                    unexpected += 1;
+                }
+                self.lost(
+                    check,
+                    *replica,
+                    if too_low {
+                        format!("counter lost {} of its acknowledged increments", acceptable.low - *v as i128)
+                    } else {
+                        "counter value is not the acknowledged sum plus any subset of indeterminate deltas".into()
+                    },
+                    vec![],
+                    acceptable.describe(),
+                    v.to_string(),
+                );
+            }
+        }
+        (lost, unexpected)
+    }
+
+    /// G-Set and 2P-Set: set-full classification against final reads.
+    fn set(&self, check: &mut Check) -> (u64, u64) {
+        // Element -> (first ok add index, completion time of earliest ok add, any add at all)
+        let mut ok_added: HashMap<u64, (usize, u64)> = HashMap::new();
+        let mut any_added: HashSet<u64> = HashSet::new();
+        let mut ok_removed: HashSet<u64> = HashSet::new();
+        let mut any_removed: HashSet<u64> = HashSet::new();
+        for (i, op) in self.updates() {
+            let e = op.value as u64;
+            match (op.f, op.outcome) {
+                (Function::Add, Outcome::Ok) => {
+                    let done = op.invoke_ns + op.latency_ns as u64;
+                    ok_added
+                        .entry(e)
+                        .and_modify(|(idx, t)| {
+                            if done < *t {
+                                *idx = i;
+                                *t = done;
+                            }
+                        })
+                        .or_insert((i, done));
+                    any_added.insert(e);
+                }
+                (Function::Add, _) => {
+                    any_added.insert(e);
+                }
+                (Function::Remove, Outcome::Ok) => {
+                    ok_removed.insert(e);
+                    any_removed.insert(e);
+                }
+                (Function::Remove, _) => {
+                    any_removed.insert(e);
+                }
+                _ => {}
+            }
+        }
+        // Stale: in-run reads that began after an add was acknowledged and miss it.
+        let mut ack_times: Vec<u64> = ok_added
+            .iter()
+            .filter(|(e, _)| !any_removed.contains(e))
+            .map(|(_, (_, t))| *t)
+            .collect();
+        ack_times.sort_unstable();
+        let mut stale_reads = 0u64;
+        let mut ever_read: HashSet<u64> = HashSet::new();
+        for &i in self.ops {
+            let op = &self.history.ops[i];
+            let Some(Value::Elems(elems)) = self.history.read_value(op) else {
+                continue;
+            };
+            let known = ack_times.partition_point(|t| *t < op.invoke_ns);
+            let seen = elems
+                .iter()
+                .filter(|e| {
+                    ok_added
+                        .get(e)
+                        .is_some_and(|(_, t)| *t < op.invoke_ns && !any_removed.contains(e))
+                })
+                .count();
+            if seen < known {
+                stale_reads += 1;
+            }
+            ever_read.extend(elems.iter().copied());
+        }
+        let (mut lost, mut unexpected) = (0u64, 0u64);
+        let mut stable = 0u64;
+        for (replica, value) in self.reads {
+            let Value::Elems(elems) = value else {
+                unexpected += 1;
+                continue;
+            };
+            let present: HashSet<u64> = elems.iter().copied().collect();
+            ever_read.extend(elems.iter().copied());
+            for (e, (i, _)) in &ok_added {
+                if any_removed.contains(e) {
+                    continue;
+                }
+                if present.contains(e) {
+                    stable += 1;
+                } else {
+                    lost += 1;
+                    self.lost(
+                        check,
+                        *replica,
+                        format!("acknowledged add of {e} is missing from the final read"),
+                        vec![*i],
+                        format!("contains {e}"),
+                        format!("{} elements without {e}", elems.len()),
+                    );
+                }
+            }
+            for e in &present {
+                if !any_added.contains(e) || ok_removed.contains(e) {
+                    unexpected += 1;
+                    self.lost(
+                        check,
+                        *replica,
+                        if ok_removed.contains(e) {
+                            format!("element {e} was removed but is present")
+                        } else {
+                            format!("element {e} was never added but is present")
+                        },
+                        vec![],
+                        format!("no {e}"),
+                        format!("contains {e}"),
+                    );
+                }
+            }
+        }
+        let never_read = any_added
+            .iter()
+            .filter(|e| !ever_read.contains(e) && !any_removed.contains(e))
+            .count() as u64;
+        check
+            .counts
+            .entry("stable".into())
+            .and_modify(|c| *c += stable)
+            .or_insert(stable);
+        check
+            .counts
+            .entry("stale_reads".into())
+            .and_modify(|c| *c += stale_reads)
+            .or_insert(stale_reads);
+        check
+            .counts
+            .entry("never_read".into())
+            .and_modify(|c| *c += never_read)
+            .or_insert(never_read);
+        (lost, unexpected)
+    }
+
+    /// OR-Set: an element must be present iff one of its add dots survives every remove.
+    fn or_set(&self, check: &mut Check) -> (u64, u64) {
+        // dot -> (element, op index, outcome)
+        let mut adds: HashMap<Dot, (u64, usize, Outcome)> = HashMap::new();
+        let mut removed_ok: HashSet<Dot> = HashSet::new();
+        let mut removed_any: HashSet<Dot> = HashSet::new();
+        for (i, op) in self.updates() {
+            match op.f {
+                Function::Add => {
+                    adds.insert(
+                        Dot::new(op.replica, op.aux),
+                        (op.value as u64, i, op.outcome),
+                    );
+                }
+                Function::Remove => {
+                    for dot in self.history.observed(op) {
+                        removed_any.insert(dot);
+                        if op.outcome == Outcome::Ok {
+                            removed_ok.insert(dot);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // element -> (must be present: a surviving ok add; may be present)
+        let mut must: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut may: HashSet<u64> = HashSet::new();
+        for (dot, (e, i, outcome)) in &adds {
+            if !removed_ok.contains(dot) {
+                may.insert(*e);
+            }
+            if *outcome == Outcome::Ok && !removed_any.contains(dot) {
+                must.entry(*e).or_insert(*i);
+            }
+        }
+        let (mut lost, mut unexpected) = (0, 0);
+        for (replica, value) in self.reads {
+            let Value::Elems(elems) = value else {
+                unexpected += 1;
+                continue;
+            };
+            let present: HashSet<u64> = elems.iter().copied().collect();
+            for (e, i) in &must {
+                if !present.contains(e) {
+                    lost += 1;
+                    self.lost(
+                        check,
+                        *replica,
+                        format!("element {e} has an add no remove observed, yet it is absent"),
+                        vec![*i],
+                        format!("contains {e}"),
+                        short_value(value),
+                    );
+                }
+            }
+            for e in present.iter().filter(|e| !may.contains(e)) {
+                unexpected += 1;
+                self.lost(
+                    check,
+                    *replica,
+                    format!("element {e} is present though every add of it was removed"),
+                    vec![],
+                    format!("no {e}"),
+                    short_value(value),
+                );
+            }
+        }
+        (lost, unexpected)
+    }
+
+    /// LWW-Register: the write with the greatest (timestamp, replica) wins.
+    fn lww(&self, check: &mut Check) -> (u64, u64) {
+        let mut best_ok: Option<(u64, u16, i64, usize)> = None;
+        let mut info: Vec<(u64, u16, i64)> = Vec::new();
+        for (i, op) in self.updates() {
+            let w = (op.aux, op.replica, op.value, i);
+            if op.outcome == Outcome::Ok {
+                if best_ok.is_none_or(|b| (w.0, w.1) > (b.0, b.1)) {
+                    best_ok = Some(w);
+                }
+            } else {
+                info.push((w.0, w.1, w.2));
+            }
+        }
+        let (mut lost, mut unexpected) = (0, 0);
+        for (replica, value) in self.reads {
+            let actual: Option<i64> = match value {
+                Value::Elems(e) if e.len() <= 1 => e.first().map(|v| *v as i64),
+                _ => {
+                    unexpected += 1;
+                    self.lost(
+                        check,
+                        *replica,
+                        "an LWW read must hold at most one value".into(),
+                        vec![],
+                        "0 or 1 value".into(),
+                        short_value(value),
+                    );
+                    continue;
+                }
+            };
+            let ok = match (best_ok, actual) {
+                (None, None) => true,
+                (None, Some(v)) => info.iter().any(|w| w.2 == v),
+                (Some(_), None) => false,
+                (Some(b), Some(v)) => {
+                    v == b.2 || info.iter().any(|w| w.2 == v && (w.0, w.1) > (b.0, b.1))
+                }
+            };
+            if !ok {
+                match best_ok {
+                    Some(b) => {
+                        lost += 1;
+                        self.lost(
+                            check,
+                            *replica,
+                            format!("the winning write (ts {}, replica {}) was lost", b.0, b.1),
+                            vec![b.3],
+                            b.2.to_string(),
+                            actual.map_or("nothing".into(), |v| v.to_string()),
+                        );
+                    }
+                    None => {
+                        unexpected += 1;
+                        self.lost(
+                            check,
+                            *replica,
+                            "a value nobody wrote".into(),
+                            vec![],
+                            "nothing".into(),
+                            short_value(value),
+                        );
+                    }
+                }
+            }
+        }
+        (lost, unexpected)
+    }
+
+    /// MV-Register: exactly the writes that no other write's clock dominates.
+    fn mv(&self, check: &mut Check) -> (u64, u64) {
+        let writes: Vec<(usize, &OpRecord)> = self.updates().collect();
+        let history = self.history;
+        let clock = |op: &OpRecord| clock_of(history, op);
+        let has_info = writes.iter().any(|(_, op)| op.outcome == Outcome::Info);
+        let (mut lost, mut unexpected) = (0, 0);
+        for (replica, value) in self.reads {
+            let Value::Elems(actual) = value else {
+                unexpected += 1;
+                continue;
+            };
+            let actual_set: BTreeSet<u64> = actual.iter().copied().collect();
+            // Indeterminate writes count as taken effect when the read shows
+            // them or something that descends from them.
+            let shown: Vec<&[u64]> = writes
+                .iter()
+                .filter(|(_, op)| actual_set.contains(&(op.value as u64)))
+                .map(|(_, op)| clock(op))
+                .collect();
+            let effective: Vec<&(usize, &OpRecord)> = writes
+                .iter()
+                .filter(|(_, op)| {
+                    op.outcome == Outcome::Ok
+                        || (has_info
+                            && shown
+                                .iter()
+                                .any(|s| *s == clock(op) || dominated_by(clock(op), s)))
+                })
+                .collect();
+            let maximal = maximal_writes(history, &effective);
+            let expected: BTreeSet<u64> = maximal.iter().map(|(_, op)| op.value as u64).collect();
+            for (i, op) in &maximal {
+                if !actual_set.contains(&(op.value as u64)) {
+                    lost += 1;
+                    self.lost(
+                        check,
+                        *replica,
+                        format!("concurrent write of {} is not among the siblings", op.value),
+                        vec![*i],
+                        format!("{expected:?}"),
+                        format!("{actual_set:?}"),
+                    );
+                }
+            }
+            for v in actual_set.difference(&expected) {
+                unexpected += 1;
+                self.lost(
+                    check,
+                    *replica,
+                    format!("sibling {v} is not a maximal write"),
+                    vec![],
+                    format!("{expected:?}"),
+                    format!("{actual_set:?}"),
+                );
+            }
+        }
+        (lost, unexpected)
+    }
+
+    /// LWW-Map: per field, the greatest (timestamp, replica) put or delete wins.
+    fn lww_map(&self, check: &mut Check) -> (u64, u64) {
+        // field -> (best ok (ts, replica, Some(value)|None, idx), info writes)
+        type W = (u64, u16, Option<i64>, usize);
+        let mut fields: BTreeMap<u32, (Option<W>, Vec<W>)> = BTreeMap::new();
+        for (i, op) in self.updates() {
+            let v = (op.f == Function::Put).then_some(op.value);
+            let w = (op.aux, op.replica, v, i);
+            let entry = fields.entry(op.field).or_default();
+            if op.outcome == Outcome::Ok {
+                if entry.0.is_none_or(|b| (w.0, w.1) > (b.0, b.1)) {
+                    entry.0 = Some(w);
+                }
+            } else {
+                entry.1.push(w);
+            }
+        }
+        let (mut lost, mut unexpected) = (0, 0);
+        for (replica, value) in self.reads {
+            let Value::Map(entries) = value else {
+                unexpected += 1;
+                continue;
+            };
+            let actual: BTreeMap<u32, i64> = entries.iter().map(|(f, v)| (*f, *v as i64)).collect();
+            for (field, (best, info)) in &fields {
+                let got = actual.get(field).copied();
+                let ok = match best {
+                    None => got.is_none() || info.iter().any(|w| w.2 == got),
+                    Some(b) => {
+                        got == b.2 || info.iter().any(|w| w.2 == got && (w.0, w.1) > (b.0, b.1))
+                    }
+                };
+                if !ok {
+                    let expected = best.and_then(|b| b.2);
+                    if got.is_none() || expected.is_none() {
+                        lost += 1;
+                    } else {
+                        unexpected += 1;
+                    }
+                    self.lost(
+                        check,
+                        *replica,
+                        format!("field {field} does not hold its last (ts, replica) write"),
+                        best.map(|b| vec![b.3]).unwrap_or_default(),
+                        expected.map_or("absent".into(), |v| v.to_string()),
+                        got.map_or("absent".into(), |v| v.to_string()),
+                    );
+                }
+            }
+            for field in actual.keys().filter(|f| !fields.contains_key(f)) {
+                unexpected += 1;
+                self.lost(
+                    check,
+                    *replica,
+                    format!("field {field} was never written"),
+                    vec![],
+                    "absent".into(),
+                    "present".into(),
+                );
+            }
+        }
+        (lost, unexpected)
+    }
+}
+
+type Indexed<'a> = (usize, &'a OpRecord);
+
+fn clock_of<'h>(history: &'h History, op: &OpRecord) -> &'h [u64] {
+    history.clock(op).unwrap_or(&[])
+}
+
+/// True when clock `a` happened strictly before clock `b`.
+fn dominated_by(a: &[u64], b: &[u64]) -> bool {
+    let len = a.len().max(b.len());
+    let get = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+    (0..len).all(|i| get(a, i) <= get(b, i)) && (0..len).any(|i| get(a, i) < get(b, i))
+}
+
+/// Writes not dominated by any other. Uses the dot shortcut when every write's
+/// dot is `(replica, clock[replica])` and unique: then a write is dominated
+/// iff another write's clock has seen its dot. Falls back to pairwise.
+fn maximal_writes<'a>(history: &History, writes: &[&Indexed<'a>]) -> Vec<Indexed<'a>> {
+    let clock = |op: &OpRecord| clock_of(history, op);
+    let dot = |op: &OpRecord| clock(op).get(op.replica as usize).copied().unwrap_or(0);
+    let unique_dots = {
+        let mut seen = HashSet::new();
+        writes
+            .iter()
+            .all(|(_, op)| dot(op) > 0 && seen.insert((op.replica, dot(op))))
+    };
+    if unique_dots {
+        // For each replica: how many writes have seen at least counter c of it.
+        let mut seen_by: HashMap<u16, Vec<u64>> = HashMap::new();
+        for (_, op) in writes {
+            for (r, c) in clock(op).iter().enumerate() {
+                seen_by.entry(r as u16).or_default().push(*c);
+            }
+        }
+        for v in seen_by.values_mut() {
+            v.sort_unstable();
+        }
+        writes
+            .iter()
+            .filter(|(_, op)| {
+                let counters = &seen_by[&op.replica];
+                let at_least = counters.len() - counters.partition_point(|c| *c < dot(op));
+                at_least == 1
+            })
+            .map(|w| **w)
+            .collect()
+    } else {
+        writes
+            .iter()
+            .filter(|(i, a)| {
+                !writes
+                    .iter()
+                    .any(|(j, b)| i != j && dominated_by(clock(a), clock(b)))
+            })
+            .map(|w| **w)
+            .collect()
+    }
+}
+
+/// The set of counter values reachable as `base` plus a subset of `maybe`.
+struct SubsetSums {
+    low: i128,
+    high: i128,
+    /// Exact reachable offsets from `low`, when small enough to enumerate.
+    exact: Option<Vec<bool>>,
+}
+
+const EXACT_LIMIT: i128 = 1 << 22;
+const EXACT_WORK_LIMIT: i128 = 1 << 28;
+
+impl SubsetSums {
+    fn new(base: i128, maybe: &[i64]) -> Self {
+        let neg: i128 = maybe.iter().filter(|d| **d < 0).map(|d| *d as i128).sum();
+        let pos: i128 = maybe.iter().filter(|d| **d > 0).map(|d| *d as i128).sum();
+        let (low, high) = (base + neg, base + pos);
+        let span = high - low;
+        let work = span.saturating_mul(maybe.len() as i128);
+        let exact = (span <= EXACT_LIMIT && work <= EXACT_WORK_LIMIT).then(|| {
+            let mut reach = vec![false; span as usize + 1];
+            // Offset of `base` from `low` is -neg.
+            reach[(-neg) as usize] = true;
+            for d in maybe {
+                let d = *d as i128;
+                if d > 0 {
+                    for s in (0..reach.len()).rev() {
+                        if reach[s] && ((s as i128 + d) as usize) < reach.len() {
+                            reach[(s as i128 + d) as usize] = true;
+                        }
+                    }
+                } else if d < 0 {
+                    for s in 0..reach.len() {
+                        if reach[s] && s as i128 + d >= 0 {
+                            reach[(s as i128 + d) as usize] = true;
+                        }
+                    }
+                }
+            }
+            reach
+        });
+        SubsetSums { low, high, exact }
+    }
+
+    fn contains(&self, v: i128) -> bool {
+        if v < self.low || v > self.high {
+            return false;
+        }
+        match &self.exact {
+            Some(reach) => reach[(v - self.low) as usize],
+            // Too many indeterminate deltas to enumerate: accept the interval.
+            None => true,
+        }
+    }
+
+    fn describe(&self) -> String {
+        if self.low == self.high {
+            self.low.to_string()
+        } else {
+            format!("a subset sum in [{}, {}]", self.low, self.high)
+        }
+    }
+}

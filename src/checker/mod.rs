@@ -1,0 +1,122 @@
+//! Checkers: pure functions of a [`History`]. Each returns a [`Check`] with a
+//! tri-state verdict and findings that name the key, the replica, the op
+//! indices (positions in `history.ops`, equal to the `op` ids of
+//! `history.jsonl`) and expected vs actual values.
+
+pub mod conflicts;
+pub mod convergence;
+pub mod data_loss;
+pub mod idempotency;
+
+use crate::history::History;
+use crate::verdict::Verdict;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// At most this many findings are kept per check; `findings_total` counts all.
+pub const MAX_FINDINGS: usize = 25;
+
+/// One concrete piece of evidence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// What is wrong, in a sentence.
+    pub message: String,
+    /// Key concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<u32>,
+    /// Replica concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<u16>,
+    /// Indices of the operations involved.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub ops: Vec<usize>,
+    /// What the datatype's semantics require.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// What the target returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
+}
+
+/// A checker's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// Checker name, e.g. `convergence`.
+    pub name: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// One line for humans.
+    pub summary: String,
+    /// Named figures (lost, stale, conflicts, ...).
+    pub counts: BTreeMap<String, u64>,
+    /// Evidence, at most [`MAX_FINDINGS`].
+    pub findings: Vec<Finding>,
+    /// Number of findings before truncation.
+    pub findings_total: u64,
+}
+
+impl Check {
+    /// A check with no findings yet.
+    pub fn new(name: &str, verdict: Verdict, summary: impl Into<String>) -> Self {
+        Check {
+            name: name.to_string(),
+            verdict,
+            summary: summary.into(),
+            counts: BTreeMap::new(),
+            findings: Vec::new(),
+            findings_total: 0,
+        }
+    }
+
+    /// Records a finding (kept if under the cap, always counted).
+    pub fn find(&mut self, finding: Finding) {
+        self.findings_total += 1;
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(finding);
+        }
+    }
+
+    /// Sets a named figure.
+    pub fn count(&mut self, name: &str, value: u64) {
+        self.counts.insert(name.to_string(), value);
+    }
+}
+
+/// Runs every checker that applies to the history's workload.
+pub fn check_all(history: &History) -> Vec<Check> {
+    vec![
+        convergence::check(history),
+        data_loss::check(history),
+        idempotency::check(history),
+        conflicts::check(history),
+    ]
+}
+
+/// The combined verdict: the worst of all checks.
+pub fn overall(checks: &[Check]) -> Verdict {
+    checks
+        .iter()
+        .fold(Verdict::Valid, |acc, c| acc.and(c.verdict))
+}
+
+/// Operation indices grouped by key, in history order.
+pub fn ops_by_key(history: &History) -> BTreeMap<u32, Vec<usize>> {
+    let mut by_key: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, op) in history.ops.iter().enumerate() {
+        by_key.entry(op.key).or_default().push(i);
+    }
+    by_key
+}
+
+/// Why final reads cannot be judged, if they cannot.
+pub fn finals_undecidable(history: &History) -> Option<String> {
+    match history.quiescence {
+        None => Some("the run never reached its final phase (no quiescence record)".into()),
+        Some(q) if !q.reached => Some(format!(
+            "replicas did not quiesce within {} anti-entropy rounds",
+            q.max_rounds
+        )),
+        Some(_) if history.finals.is_empty() => Some("no final reads recorded".into()),
+        Some(_) => None,
+    }
+}

@@ -1,0 +1,52 @@
+//! The command line: argument definitions and one module per subcommand.
+
+pub mod check;
+pub mod list;
+pub mod progress;
+pub mod run;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// converge: a CRDT stress and correctness verifier.
+#[derive(Debug, Parser)]
+#[command(name = "converge", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text for people.
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a stress test against in-process replicas and check it.
+    Run(run::RunArgs),
+    /// Re-check a recorded history offline.
+    Check(check::CheckArgs),
+    /// List workloads, faulty models or nemesis faults.
+    List(list::ListArgs),
+}
+
+/// Where run outputs go by default.
+pub fn default_out(model: &str, seed: u64) -> PathBuf {
+    PathBuf::from("reports").join(format!("{model}-{seed}"))
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run(args) => run::execute(args),
+        Command::Check(args) => check::execute(args),
+        Command::List(args) => list::execute(args),
+    }
+}

@@ -1,0 +1,20 @@
+//! The progress bar: on a terminal only, never in CI logs.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+/// Whether a progress bar should be drawn: stderr is a terminal and `CI` is unset.
+pub fn wanted() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+}
+
+/// A bar counting `total` ops, drawn on stderr.
+pub fn bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ops ({per_sec})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,203 @@
+//! `converge run`: stress an in-process model, check it, report, shrink.
+
+use super::{default_out, Format};
+use crate::checker::check_all;
+use crate::error::Error;
+use crate::generator::Mix;
+use crate::interpreter::{run, RunConfig};
+use crate::nemesis::NemesisSpec;
+use crate::report::{Counterexample, LiveFigures, Report};
+use crate::shrink::shrink;
+use crate::verdict::Verdict;
+use clap::Args;
+use converge_models::{model_info, reference_for, Workload};
+use std::path::PathBuf;
+
+/// Arguments of `converge run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Datatype: g-counter, pn-counter, g-set, 2p-set, or-set, lww-register, mv-register, lww-map.
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// A faulty model (see `converge list faults`); implies its workload.
+    #[arg(long)]
+    pub fault: Option<String>,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 1000)]
+    pub writers: u32,
+    /// Replicas.
+    #[arg(long, default_value_t = 5)]
+    pub replicas: u16,
+    /// Total operations.
+    #[arg(long, default_value_t = 100_000)]
+    pub ops: u64,
+    /// Keys (objects); key 0 is the hot key.
+    #[arg(long, default_value_t = Mix::default().keys)]
+    pub keys: u32,
+    /// Fraction of ops on the hot key.
+    #[arg(long, default_value_t = Mix::default().hot_key_ratio)]
+    pub hot_key_ratio: f64,
+    /// Fraction of ops that are reads.
+    #[arg(long, default_value_t = Mix::default().read_ratio)]
+    pub read_ratio: f64,
+    /// Fraction of updates that remove or delete (where the workload has them).
+    #[arg(long, default_value_t = Mix::default().remove_ratio)]
+    pub remove_ratio: f64,
+    /// Seed; random when omitted (always printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// none, default, or a comma-separated list of: partition, drop, duplicate, reorder, delay.
+    #[arg(long, default_value = "default")]
+    pub nemesis: String,
+    /// Output directory (default: reports/<model>-<seed>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Bound on final anti-entropy rounds before the verdict is unknown.
+    #[arg(long, default_value_t = 50)]
+    pub max_rounds: u32,
+    /// Worker threads (default: available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Do not shrink a failing run.
+    #[arg(long)]
+    pub no_shrink: bool,
+    /// Most re-runs the shrinker may make.
+    #[arg(long, default_value_t = 40)]
+    pub shrink_budget: u32,
+}
+
+/// Resolves flags into a run configuration, naming the bad flag on error.
+pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
+    let (model, workload, is_fault) = match (&args.fault, &args.workload) {
+        (Some(fault), workload) => {
+            let info = model_info(fault).filter(|m| m.faulty).ok_or_else(|| {
+                Error::Config(format!(
+                    "--fault: unknown fault '{fault}' (see `converge list faults`)"
+                ))
+            })?;
+            if let Some(w) = workload {
+                if w != info.workload.name() {
+                    return Err(Error::Config(format!(
+                        "--fault {fault} is a {} model but --workload is {w}",
+                        info.workload.name()
+                    )));
+                }
+            }
+            (info.name.to_string(), info.workload, true)
+        }
+        (None, workload) => {
+            let name = workload.as_deref().unwrap_or("or-set");
+            let workload = Workload::from_name(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "--workload: unknown workload '{name}' (see `converge list workloads`)"
+                ))
+            })?;
+            (reference_for(workload).name.to_string(), workload, false)
+        }
+    };
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let mix = Mix {
+        keys: args.keys,
+        hot_key_ratio: args.hot_key_ratio,
+        read_ratio: args.read_ratio,
+        remove_ratio: args.remove_ratio,
+        ..Mix::default()
+    };
+    let config = RunConfig {
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| default_out(&model, seed)),
+        model,
+        workload,
+        writers: args.writers,
+        replicas: args.replicas,
+        ops: args.ops,
+        seed,
+        nemesis: NemesisSpec::parse(&args.nemesis)?,
+        mix,
+        max_rounds: args.max_rounds,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        progress: super::progress::wanted() && args.format == Format::Human,
+        is_fault,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    crate::generator::derive_seed(nanos, std::process::id() as u64) % 1_000_000_000
+}
+
+/// Runs `converge run` and returns the exit code.
+pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
+    let config = match config_from(&args) {
+        Ok(c) => c,
+        Err(e) => return Ok(super::check::fail(&e)),
+    };
+    eprintln!("seed: {}", config.seed);
+    let result = match run(&config) {
+        Ok(r) => r,
+        Err(e) => return Ok(super::check::fail(&e)),
+    };
+    let checks = check_all(&result.history);
+    let live = LiveFigures {
+        write_phase_s: result.write_phase.as_secs_f64(),
+        duration_s: result.total.as_secs_f64(),
+        rss_start_mb: result.rss_start_mb,
+        nemesis_log: result.nemesis_log,
+    };
+    let mut report = Report::build(&result.history, &checks, Some(&live));
+    if report.verdict == Verdict::Invalid && !args.no_shrink {
+        if args.format == Format::Human {
+            eprintln!("invalid: shrinking to a minimal counterexample...");
+        }
+        let dest = config.out.join("counterexample");
+        match shrink(&config, &report.violated(), args.shrink_budget, &dest) {
+            Ok(Some(s)) => {
+                report.counterexample = Some(Counterexample {
+                    history: dest.join("history.jsonl").display().to_string(),
+                    reproduce: s.config.reproduce(),
+                    writers: s.config.writers,
+                    ops: s.config.ops,
+                    keys: s.config.mix.keys,
+                    nemesis: s.config.nemesis.to_spec(),
+                    violated: s.violated,
+                    attempts: s.attempts,
+                })
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("shrinking stopped: {e}"),
+        }
+    }
+    if let Err(e) = report.write(&config.out) {
+        return Ok(super::check::fail(&e));
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Human => {
+            print!("{}", report.human());
+            println!("history: {}", config.out.join("history.jsonl").display());
+            println!("report:  {}", config.out.join("report.md").display());
+            println!("seed: {}", config.seed);
+            if report.verdict != Verdict::Valid {
+                println!("reproduce: {}", report.reproduce);
+                if let Some(cx) = &report.counterexample {
+                    println!(
+                        "minimal counterexample ({} writers, {} ops, nemesis {}): {}",
+                        cx.writers, cx.ops, cx.nemesis, cx.reproduce
+                    );
+                }
+            }
+        }
+    }
+    Ok(report.verdict.exit_code())
+}

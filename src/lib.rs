@@ -1,0 +1,31 @@
+//! converge: a CRDT stress and correctness verifier.
+//!
+//! The pieces follow the Jepsen decomposition:
+//! - [`generator`]: seeded op streams with a hot-key conflict ratio;
+//! - [`target`]: what ops are applied to (in-process replicas here);
+//! - [`nemesis`] and [`network`]: faults between replicas, healed at the end;
+//! - [`interpreter`]: runs the writers and the final phase;
+//! - [`history`]: the append-only op log, streamed to `history.jsonl`;
+//! - [`checker`]: pure functions of the history (convergence, data loss,
+//!   idempotency, conflicts);
+//! - [`report`]: `report.json`, `report.md`, and the exit code via [`verdict`];
+//! - [`shrink`]: minimal counterexamples.
+#![warn(missing_docs)]
+
+pub mod checker;
+pub mod cli;
+pub mod error;
+pub mod generator;
+pub mod history;
+pub mod interpreter;
+pub mod metrics;
+pub mod nemesis;
+pub mod network;
+pub mod report;
+pub mod shrink;
+pub mod target;
+pub mod verdict;
+
+pub use converge_models as models;
+pub use error::{Error, Result};
+pub use verdict::Verdict;

@@ -1,0 +1,260 @@
+//! The nemesis: which faults are on, and the seeded decisions that inject
+//! them. Faults are verbs: partition, drop, duplicate, reorder, delay. The
+//! final phase heals them all.
+
+use crate::error::{Error, Result};
+use crate::generator::derive_seed;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// A fault the nemesis can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    /// Cut the replicas into two sides (a random minority, or halves); messages across wait for the heal.
+    Partition,
+    /// Drop messages; each dropped message is retransmitted later.
+    Drop,
+    /// Deliver extra copies of messages.
+    Duplicate,
+    /// Shuffle the order of messages delivered together.
+    Reorder,
+    /// Hold messages back for a while.
+    Delay,
+}
+
+impl Fault {
+    /// Every fault.
+    pub const ALL: [Fault; 5] = [
+        Fault::Partition,
+        Fault::Drop,
+        Fault::Duplicate,
+        Fault::Reorder,
+        Fault::Delay,
+    ];
+
+    /// CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Partition => "partition",
+            Fault::Drop => "drop",
+            Fault::Duplicate => "duplicate",
+            Fault::Reorder => "reorder",
+            Fault::Delay => "delay",
+        }
+    }
+
+    /// One-line description for `converge list nemeses`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Fault::Partition => "cut replicas into a random minority or two halves; cross messages wait for the heal",
+            Fault::Drop => "drop 5% of messages and whole-state gossips; dropped messages are retransmitted later",
+            Fault::Duplicate => "deliver an extra, late copy of 5% of messages and gossips",
+            Fault::Reorder => "shuffle 30% of delivery batches",
+            Fault::Delay => "hold back 10% of messages for up to 20 network ticks",
+        }
+    }
+}
+
+/// Which faults are on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NemesisSpec {
+    /// Faults, in canonical order.
+    pub faults: Vec<Fault>,
+}
+
+impl NemesisSpec {
+    /// Parses `none`, `default`, or a comma-separated list of faults.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let faults = match text {
+            "none" | "" => Vec::new(),
+            "default" | "all" => Fault::ALL.to_vec(),
+            list => {
+                let mut faults = Vec::new();
+                for name in list.split(',').map(str::trim) {
+                    let fault = Fault::ALL
+                        .into_iter()
+                        .find(|f| f.name() == name)
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "--nemesis: unknown fault '{name}' (expected none, default, or a list of: {})",
+                                Fault::ALL.map(Fault::name).join(", ")
+                            ))
+                        })?;
+                    if !faults.contains(&fault) {
+                        faults.push(fault);
+                    }
+                }
+                faults
+            }
+        };
+        let mut faults = faults;
+        faults.sort_by_key(|f| Fault::ALL.iter().position(|g| g == f));
+        Ok(NemesisSpec { faults })
+    }
+
+    /// The canonical text form (`none`, `default`, or a list).
+    pub fn to_spec(&self) -> String {
+        if self.faults.is_empty() {
+            "none".into()
+        } else if self.faults.len() == Fault::ALL.len() {
+            "default".into()
+        } else {
+            self.faults
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    }
+
+    /// Whether `fault` is on.
+    pub fn has(&self, fault: Fault) -> bool {
+        self.faults.contains(&fault)
+    }
+}
+
+/// Probabilities used when the corresponding fault is on.
+pub const DROP_PROBABILITY: f64 = 0.05;
+/// See [`DROP_PROBABILITY`].
+pub const DUPLICATE_PROBABILITY: f64 = 0.05;
+/// See [`DROP_PROBABILITY`].
+pub const REORDER_PROBABILITY: f64 = 0.3;
+/// See [`DROP_PROBABILITY`].
+pub const DELAY_PROBABILITY: f64 = 0.1;
+/// Longest delay, in network ticks.
+pub const MAX_DELAY_TICKS: u64 = 20;
+/// Ticks before a dropped message is sent again.
+pub const RETRANSMIT_TICKS: u64 = 10;
+
+/// What happens to one message on one link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Delivered at the next delivery.
+    Deliver,
+    /// Held for `ticks`.
+    Delay(u64),
+    /// Lost now, sent again after `ticks`.
+    Drop(u64),
+}
+
+/// The nemesis at run time: the faults plus a seeded random source.
+pub struct Nemesis {
+    spec: NemesisSpec,
+    rng: ChaCha8Rng,
+    replicas: usize,
+    /// `side[r]` is replica r's side of the current partition.
+    side: Vec<bool>,
+    partitioned: bool,
+    healed: bool,
+}
+
+impl Nemesis {
+    /// A nemesis for `replicas` replicas, seeded from the run seed.
+    pub fn new(spec: NemesisSpec, seed: u64, replicas: usize) -> Self {
+        Nemesis {
+            spec,
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(seed, u64::MAX - 1)),
+            replicas,
+            side: vec![false; replicas],
+            partitioned: false,
+            healed: false,
+        }
+    }
+
+    /// Whether a message may cross from `a` to `b` now.
+    pub fn connected(&self, a: usize, b: usize) -> bool {
+        !self.partitioned || self.side[a] == self.side[b]
+    }
+
+    /// Whether a partition is in force.
+    pub fn is_partitioned(&self) -> bool {
+        self.partitioned
+    }
+
+    /// Called when the run enters phase `phase`: odd phases partition, even
+    /// ones heal. Returns a description of the change, if any.
+    pub fn enter_phase(&mut self, phase: u64) -> Option<String> {
+        if self.healed || !self.spec.has(Fault::Partition) || self.replicas < 2 {
+            return None;
+        }
+        if phase % 2 == 0 {
+            if self.partitioned {
+                self.partitioned = false;
+                return Some("heal partition".into());
+            }
+            return None;
+        }
+        let mut order: Vec<usize> = (0..self.replicas).collect();
+        order.shuffle(&mut self.rng);
+        let minority = self.rng.random_bool(0.5);
+        let cut = if minority {
+            self.rng.random_range(1..=(self.replicas - 1) / 2).max(1)
+        } else {
+            self.replicas / 2
+        };
+        self.side = vec![false; self.replicas];
+        for r in &order[..cut] {
+            self.side[*r] = true;
+        }
+        self.partitioned = true;
+        let mut isolated: Vec<usize> = order[..cut].to_vec();
+        isolated.sort_unstable();
+        Some(format!(
+            "partition {} {:?} from the rest",
+            if minority { "minority" } else { "halves" },
+            isolated
+        ))
+    }
+
+    /// Heals every fault for good (the final phase).
+    pub fn heal(&mut self) {
+        self.healed = true;
+        self.partitioned = false;
+    }
+
+    /// Decides the fate of one message on one link.
+    pub fn fate(&mut self) -> Fate {
+        if self.healed {
+            return Fate::Deliver;
+        }
+        if self.spec.has(Fault::Drop) && self.rng.random_bool(DROP_PROBABILITY) {
+            return Fate::Drop(RETRANSMIT_TICKS);
+        }
+        if self.spec.has(Fault::Delay) && self.rng.random_bool(DELAY_PROBABILITY) {
+            return Fate::Delay(self.rng.random_range(1..=MAX_DELAY_TICKS));
+        }
+        Fate::Deliver
+    }
+
+    /// Whether to inject a late duplicate, and after how many ticks.
+    pub fn duplicate(&mut self) -> Option<u64> {
+        (!self.healed
+            && self.spec.has(Fault::Duplicate)
+            && self.rng.random_bool(DUPLICATE_PROBABILITY))
+        .then(|| self.rng.random_range(1..=MAX_DELAY_TICKS))
+    }
+
+    /// Whether to shuffle a delivery batch.
+    pub fn reorder(&mut self) -> bool {
+        !self.healed && self.spec.has(Fault::Reorder) && self.rng.random_bool(REORDER_PROBABILITY)
+    }
+
+    /// Shuffles a batch with the nemesis's random source.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        items.shuffle(&mut self.rng);
+    }
+
+    /// A random index below `n` (gossip partner choice).
+    pub fn pick(&mut self, n: usize) -> usize {
+        self.rng.random_range(0..n.max(1))
+    }
+
+    /// Whether a whole-state gossip is lost.
+    pub fn drop_gossip(&mut self) -> bool {
+        !self.healed && self.spec.has(Fault::Drop) && self.rng.random_bool(DROP_PROBABILITY)
+    }
+}

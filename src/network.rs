@@ -1,0 +1,313 @@
+//! The simulated network the verifier owns between in-process replicas.
+//!
+//! Each update is shipped from its origin to every other replica as an op
+//! message; every copy goes through the nemesis (partition, drop with later
+//! retransmission, duplicate, reorder, delay). Replicas also gossip whole
+//! states now and then (state-based merge), which the nemesis can drop or
+//! duplicate too. The network is driven in ticks by one thread.
+
+use crate::history::NetworkStats;
+use crate::nemesis::{Fate, Nemesis};
+use crate::target::in_process::{Replica, UpdateMsg};
+use converge_models::Crdt;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Replicas shared between writers and the network.
+pub type Cluster<M> = Arc<Vec<Mutex<Replica<M>>>>;
+
+/// Most snapshots kept for stale-merge idempotency probes.
+pub const MAX_SNAPSHOTS: usize = 8;
+/// Most delivered messages kept for redelivery probes.
+pub const MAX_SAMPLED: usize = 64;
+
+#[derive(Debug)]
+struct InFlight<M: Crdt> {
+    dst: usize,
+    src: usize,
+    msg: Arc<UpdateMsg<M>>,
+    duplicate: bool,
+    /// A dropped message comes back through the nemesis when it is resent.
+    retransmit: bool,
+}
+
+/// The network between replicas.
+pub struct Network<M: Crdt> {
+    nemesis: Nemesis,
+    replicas: usize,
+    tick: u64,
+    phase: u64,
+    ops_per_phase: u64,
+    gossip_every: u64,
+    timed: BTreeMap<u64, Vec<InFlight<M>>>,
+    held: Vec<InFlight<M>>,
+    ready: Vec<Vec<(Arc<UpdateMsg<M>>, bool)>>,
+    backlog: Arc<AtomicU64>,
+    /// Message counters.
+    pub stats: NetworkStats,
+    /// Earlier replica states, for stale-merge probes.
+    pub snapshots: Vec<Replica<M>>,
+    /// Delivered messages, for redelivery probes.
+    pub sampled: Vec<Arc<UpdateMsg<M>>>,
+    /// What the nemesis did, in order.
+    pub log: Vec<String>,
+}
+
+impl<M: Crdt> Network<M> {
+    /// A network among `replicas` replicas. The nemesis changes its partition
+    /// every `ops_per_phase` completed ops. `backlog` counts updates not yet
+    /// delivered everywhere; writers slow down when it grows.
+    pub fn new(
+        nemesis: Nemesis,
+        replicas: usize,
+        ops_per_phase: u64,
+        backlog: Arc<AtomicU64>,
+    ) -> Self {
+        Network {
+            nemesis,
+            replicas,
+            tick: 0,
+            phase: 0,
+            ops_per_phase: ops_per_phase.max(1),
+            gossip_every: 16,
+            timed: BTreeMap::new(),
+            held: Vec::new(),
+            ready: (0..replicas).map(|_| Vec::new()).collect(),
+            backlog,
+            stats: NetworkStats::default(),
+            snapshots: Vec::new(),
+            sampled: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Messages neither delivered nor given up on.
+    pub fn in_flight(&self) -> usize {
+        self.held.len()
+            + self.timed.values().map(Vec::len).sum::<usize>()
+            + self.ready.iter().map(Vec::len).sum::<usize>()
+    }
+
+    fn route(&mut self, m: InFlight<M>) {
+        if !self.nemesis.connected(m.src, m.dst) {
+            self.stats.delayed += 1;
+            self.held.push(m);
+            return;
+        }
+        match self.nemesis.fate() {
+            Fate::Deliver => self.ready[m.dst].push((m.msg, m.duplicate)),
+            Fate::Delay(ticks) => {
+                self.stats.delayed += 1;
+                self.timed.entry(self.tick + ticks).or_default().push(m);
+            }
+            Fate::Drop(ticks) => {
+                self.stats.dropped += 1;
+                let resend = InFlight {
+                    retransmit: true,
+                    ..m
+                };
+                self.timed
+                    .entry(self.tick + ticks)
+                    .or_default()
+                    .push(resend);
+            }
+        }
+    }
+
+    /// Advances the network one tick. Returns true if it did any work.
+    pub fn tick(&mut self, cluster: &Cluster<M>, completed_ops: u64) -> bool {
+        self.tick += 1;
+        let mut busy = false;
+        let phase = completed_ops / self.ops_per_phase;
+        if phase != self.phase {
+            self.phase = phase;
+            if let Some(event) = self.nemesis.enter_phase(phase) {
+                self.log.push(format!("after {completed_ops} ops: {event}"));
+            }
+            self.take_snapshot(cluster);
+        }
+        // Partitioned messages whose link is open again.
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            for m in held {
+                if self.nemesis.connected(m.src, m.dst) {
+                    self.route_released(m);
+                } else {
+                    self.held.push(m);
+                }
+            }
+        }
+        // Delayed and retransmitted messages that are due.
+        let due: Vec<u64> = self.timed.range(..=self.tick).map(|(t, _)| *t).collect();
+        for t in due {
+            if let Some(batch) = self.timed.remove(&t) {
+                for m in batch {
+                    self.route_released(m);
+                }
+            }
+        }
+        // New updates.
+        for src in 0..self.replicas {
+            let fresh = std::mem::take(&mut cluster[src].lock().outbox);
+            if fresh.is_empty() {
+                continue;
+            }
+            busy = true;
+            let copies = (self.replicas - 1) as u64 * fresh.len() as u64;
+            self.backlog.fetch_add(copies, Ordering::Relaxed);
+            self.backlog
+                .fetch_sub(fresh.len() as u64, Ordering::Relaxed);
+            for msg in fresh {
+                for dst in (0..self.replicas).filter(|d| *d != src) {
+                    self.stats.sent += 1;
+                    if let Some(ticks) = self.nemesis.duplicate() {
+                        self.stats.duplicated += 1;
+                        self.backlog.fetch_add(1, Ordering::Relaxed);
+                        self.timed
+                            .entry(self.tick + ticks)
+                            .or_default()
+                            .push(InFlight {
+                                dst,
+                                src,
+                                msg: msg.clone(),
+                                duplicate: true,
+                                retransmit: false,
+                            });
+                    }
+                    self.route(InFlight {
+                        dst,
+                        src,
+                        msg: msg.clone(),
+                        duplicate: false,
+                        retransmit: false,
+                    });
+                }
+            }
+        }
+        busy |= self.deliver_ready(cluster);
+        if self.tick % self.gossip_every == 0 && self.replicas > 1 {
+            self.gossip(cluster);
+        }
+        busy
+    }
+
+    fn route_released(&mut self, m: InFlight<M>) {
+        if m.retransmit {
+            self.route(InFlight {
+                retransmit: false,
+                ..m
+            });
+        } else if self.nemesis.connected(m.src, m.dst) {
+            self.ready[m.dst].push((m.msg, m.duplicate));
+        } else {
+            self.held.push(m);
+        }
+    }
+
+    fn deliver_ready(&mut self, cluster: &Cluster<M>) -> bool {
+        let mut busy = false;
+        for dst in 0..self.replicas {
+            if self.ready[dst].is_empty() {
+                continue;
+            }
+            busy = true;
+            let mut batch = std::mem::take(&mut self.ready[dst]);
+            if batch.len() > 1 && self.nemesis.reorder() {
+                self.stats.reordered += 1;
+                self.nemesis.shuffle(&mut batch);
+            }
+            {
+                let mut replica = cluster[dst].lock();
+                for (msg, _) in &batch {
+                    replica.deliver(msg);
+                }
+            }
+            let n = batch.len() as u64;
+            self.stats.delivered += n;
+            self.stats.duplicates_delivered += batch.iter().filter(|(_, d)| *d).count() as u64;
+            self.backlog.fetch_sub(n, Ordering::Relaxed);
+            if self.sampled.len() < MAX_SAMPLED {
+                let i = self.nemesis.pick(batch.len());
+                self.sampled.push(batch[i].0.clone());
+            }
+        }
+        busy
+    }
+
+    fn gossip(&mut self, cluster: &Cluster<M>) {
+        let src = self.nemesis.pick(self.replicas);
+        let dst = (src + 1 + self.nemesis.pick(self.replicas - 1)) % self.replicas;
+        if !self.nemesis.connected(src, dst) || self.nemesis.drop_gossip() {
+            return;
+        }
+        let state = cluster[src].lock().snapshot();
+        let copies = if self.nemesis.duplicate().is_some() {
+            self.stats.duplicated += 1;
+            self.stats.duplicates_delivered += 1;
+            2
+        } else {
+            1
+        };
+        let mut replica = cluster[dst].lock();
+        for _ in 0..copies {
+            replica.merge_from(&state);
+            self.stats.gossip_merges += 1;
+        }
+    }
+
+    fn take_snapshot(&mut self, cluster: &Cluster<M>) {
+        if self.snapshots.len() < MAX_SNAPSHOTS {
+            let r = self.nemesis.pick(self.replicas);
+            self.snapshots.push(cluster[r].lock().snapshot());
+        }
+    }
+
+    /// Heals every fault and delivers everything still in flight, including
+    /// updates still in outboxes.
+    pub fn heal_and_flush(&mut self, cluster: &Cluster<M>) {
+        self.nemesis.heal();
+        self.log.push("final phase: heal all faults".into());
+        loop {
+            self.tick(cluster, self.phase * self.ops_per_phase);
+            let timed = std::mem::take(&mut self.timed);
+            for m in timed.into_values().flatten() {
+                self.route_released(m);
+            }
+            let held = std::mem::take(&mut self.held);
+            for m in held {
+                self.route_released(m);
+            }
+            self.deliver_ready(cluster);
+            let outboxes_empty = cluster.iter().all(|r| r.lock().outbox.is_empty());
+            if self.in_flight() == 0 && outboxes_empty {
+                break;
+            }
+        }
+    }
+}
+
+/// One anti-entropy round: every replica merges every other replica's state
+/// as it was at the start of the round. Returns true if any replica changed.
+pub fn anti_entropy_round<M: Crdt>(cluster: &Cluster<M>) -> bool {
+    let before: Vec<Replica<M>> = cluster.iter().map(|r| r.lock().snapshot()).collect();
+    for (dst, replica) in cluster.iter().enumerate() {
+        let mut replica = replica.lock();
+        for (src, state) in before.iter().enumerate() {
+            if src != dst {
+                replica.merge_from(state);
+            }
+        }
+    }
+    cluster
+        .iter()
+        .zip(&before)
+        .any(|(now, then)| !now.lock().same_state(then))
+}
+
+/// True when every replica holds the same state.
+pub fn all_equal<M: Crdt>(cluster: &Cluster<M>) -> bool {
+    let first = cluster[0].lock().snapshot();
+    cluster.iter().skip(1).all(|r| r.lock().same_state(&first))
+}

@@ -1,0 +1,508 @@
+//! Reports: `report.json` (stable schema), `report.md` (human summary with an
+//! acceptance table) and the terminal summary.
+
+use crate::checker::{overall, Check};
+use crate::error::{Error, Result};
+use crate::history::{History, NetworkStats, SCHEMA_VERSION};
+use crate::metrics::{self, Latency};
+use crate::verdict::Verdict;
+use converge_models::Value;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Operation and finding counts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportCounts {
+    /// All operations.
+    pub ops: u64,
+    /// `ok` operations.
+    pub ok: u64,
+    /// `fail` operations.
+    pub fail: u64,
+    /// `info` operations.
+    pub info: u64,
+    /// Concurrent update pairs on the same key.
+    pub conflicts: u64,
+    /// Acknowledged updates missing, plus unexpected values, plus duplicate reads.
+    pub data_loss_events: u64,
+    /// Idempotency probes that changed a state.
+    pub idempotency_violations: u64,
+    /// Duplicate message copies that reached a replica.
+    pub duplicates_delivered: u64,
+}
+
+/// Memory figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    /// Peak resident set size of the verifier, MB (`null` offline).
+    pub rss_peak_mb: Option<f64>,
+    /// Resident set growth over the run, MB (`null` offline).
+    pub rss_growth_mb: Option<f64>,
+    /// In-memory history size per operation, bytes.
+    pub history_bytes_per_op: f64,
+}
+
+/// A shrunk failing run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Counterexample {
+    /// Path of its history.
+    pub history: String,
+    /// Command that reproduces it.
+    pub reproduce: String,
+    /// Writers in the minimal run.
+    pub writers: u32,
+    /// Operations in the minimal run.
+    pub ops: u64,
+    /// Keys in the minimal run.
+    pub keys: u32,
+    /// Nemesis of the minimal run.
+    pub nemesis: String,
+    /// Checks that failed in it.
+    pub violated: Vec<String>,
+    /// Shrinking attempts made.
+    pub attempts: u32,
+}
+
+/// One entry of `checks`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckEntry {
+    /// Checker name.
+    pub name: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Summary, counts and findings.
+    pub details: serde_json::Value,
+}
+
+/// `report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Format version.
+    pub schema_version: u32,
+    /// Overall verdict.
+    pub verdict: Verdict,
+    /// Run seed.
+    pub seed: u64,
+    /// Target kind.
+    pub target: String,
+    /// Workload.
+    pub workload: String,
+    /// Model name (reference or fault).
+    pub model: String,
+    /// Fault name, when the model is a faulty variant.
+    pub fault: Option<String>,
+    /// Writers.
+    pub writers: u32,
+    /// Replicas.
+    pub replicas: u16,
+    /// Keys.
+    pub keys: u32,
+    /// Nemesis specification.
+    pub nemesis: String,
+    /// What the nemesis did.
+    pub nemesis_log: Vec<String>,
+    /// Counts.
+    pub counts: ReportCounts,
+    /// Latency over all ops, ms.
+    pub latency_ms: Latency,
+    /// Latency per op kind, ms.
+    pub latency_by_kind_ms: BTreeMap<String, Latency>,
+    /// Operations per second over the writing phase.
+    pub throughput_ops_s: f64,
+    /// (fail + info) / ops.
+    pub error_rate: f64,
+    /// fail / ops.
+    pub fail_rate: f64,
+    /// info / ops.
+    pub info_rate: f64,
+    /// From heal until all replicas were equal, ms (`null` if never).
+    pub convergence_ms: Option<f64>,
+    /// Whether anti-entropy reached quiescence.
+    pub quiescent: Option<bool>,
+    /// Anti-entropy rounds run.
+    pub anti_entropy_rounds: Option<u32>,
+    /// Memory.
+    pub memory: Memory,
+    /// Network counters.
+    pub network: Option<NetworkStats>,
+    /// Check results.
+    pub checks: Vec<CheckEntry>,
+    /// Shrunk counterexample, on an invalid verdict.
+    pub counterexample: Option<Counterexample>,
+    /// Command that reproduces this run.
+    pub reproduce: String,
+    /// Wall time of the writing phase, s (`null` offline).
+    pub write_phase_s: Option<f64>,
+    /// Wall time of the whole run, s (`null` offline).
+    pub duration_s: Option<f64>,
+}
+
+/// Figures only a live run knows.
+#[derive(Clone, Debug, Default)]
+pub struct LiveFigures {
+    /// Writing phase, s.
+    pub write_phase_s: f64,
+    /// Whole run, s.
+    pub duration_s: f64,
+    /// RSS before the run, MB.
+    pub rss_start_mb: f64,
+    /// What the nemesis did.
+    pub nemesis_log: Vec<String>,
+}
+
+impl Report {
+    /// Builds the report from a history and its checks.
+    pub fn build(history: &History, checks: &[Check], live: Option<&LiveFigures>) -> Report {
+        let ops = metrics::from_history(history);
+        let header = history.header.clone();
+        let get = |name: &str, key: &str| {
+            checks
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| c.counts.get(key).copied())
+                .unwrap_or(0)
+        };
+        let data_loss = get("data-loss", "lost")
+            + get("data-loss", "unexpected")
+            + get("data-loss", "duplicates_in_reads");
+        let n = ops.counts.ops.max(1) as f64;
+        let rss = metrics::rss_mb();
+        let (model, fault) = match &header {
+            Some(h) => {
+                let faulty = converge_models::model_info(&h.model).is_some_and(|m| m.faulty);
+                (h.model.clone(), faulty.then(|| h.model.clone()))
+            }
+            None => (String::new(), None),
+        };
+        let throughput = match live {
+            Some(l) if l.write_phase_s > 0.0 => ops.counts.ops as f64 / l.write_phase_s,
+            _ if ops.span_s > 0.0 => ops.counts.ops as f64 / ops.span_s,
+            _ => 0.0,
+        };
+        Report {
+            schema_version: SCHEMA_VERSION,
+            verdict: overall(checks),
+            seed: header.as_ref().map_or(0, |h| h.seed),
+            target: header.as_ref().map_or(String::new(), |h| h.target.clone()),
+            workload: header
+                .as_ref()
+                .map_or(String::new(), |h| h.workload.name().to_string()),
+            model,
+            fault,
+            writers: header.as_ref().map_or(0, |h| h.writers),
+            replicas: header.as_ref().map_or(0, |h| h.replicas),
+            keys: header.as_ref().map_or(0, |h| h.keys),
+            nemesis: header.as_ref().map_or(String::new(), |h| h.nemesis.clone()),
+            nemesis_log: live.map(|l| l.nemesis_log.clone()).unwrap_or_default(),
+            counts: ReportCounts {
+                ops: ops.counts.ops,
+                ok: ops.counts.ok,
+                fail: ops.counts.fail,
+                info: ops.counts.info,
+                conflicts: get("conflicts", "conflicts"),
+                data_loss_events: data_loss,
+                idempotency_violations: get("idempotency", "violations"),
+                duplicates_delivered: history.network.map_or(0, |n| n.duplicates_delivered),
+            },
+            latency_ms: ops.latency,
+            latency_by_kind_ms: ops.latency_by_kind,
+            throughput_ops_s: throughput,
+            error_rate: (ops.counts.fail + ops.counts.info) as f64 / n,
+            fail_rate: ops.counts.fail as f64 / n,
+            info_rate: ops.counts.info as f64 / n,
+            convergence_ms: history
+                .quiescence
+                .and_then(|q| q.convergence_ns)
+                .map(|ns| ns as f64 / 1e6),
+            quiescent: history.quiescence.map(|q| q.reached),
+            anti_entropy_rounds: history.quiescence.map(|q| q.rounds),
+            memory: Memory {
+                rss_peak_mb: live.and(rss.map(|r| r.1)),
+                rss_growth_mb: live.and_then(|l| rss.map(|r| (r.0 - l.rss_start_mb).max(0.0))),
+                history_bytes_per_op: history.bytes_per_op(),
+            },
+            network: history.network,
+            checks: checks
+                .iter()
+                .map(|c| CheckEntry {
+                    name: c.name.clone(),
+                    verdict: c.verdict,
+                    details: serde_json::json!({
+                        "summary": c.summary,
+                        "counts": c.counts,
+                        "findings": c.findings,
+                        "findings_total": c.findings_total,
+                    }),
+                })
+                .collect(),
+            counterexample: None,
+            reproduce: header
+                .as_ref()
+                .map_or(String::new(), |h| h.reproduce.clone()),
+            write_phase_s: live.map(|l| l.write_phase_s),
+            duration_s: live.map(|l| l.duration_s),
+        }
+    }
+
+    /// Names of the checks that are invalid.
+    pub fn violated(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Invalid)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// Writes `report.json` and `report.md` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let json_path = dir.join("report.json");
+        let json =
+            serde_json::to_string_pretty(self).map_err(|e| Error::io(&json_path, e.into()))?;
+        std::fs::write(&json_path, json + "\n").map_err(|e| Error::io(&json_path, e))?;
+        let md_path = dir.join("report.md");
+        std::fs::write(&md_path, self.markdown()).map_err(|e| Error::io(&md_path, e))?;
+        Ok(())
+    }
+
+    /// Acceptance rows: (metric, target, actual, passed).
+    pub fn acceptance(&self) -> Vec<(String, String, String, Option<bool>)> {
+        let check = |name: &str| {
+            self.checks
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.verdict)
+        };
+        let verdict_row = |name: &str, what: &str| {
+            let v = check(name);
+            (
+                what.to_string(),
+                "valid".to_string(),
+                v.map_or("not run".into(), |v| v.to_string()),
+                v.map(|v| v == Verdict::Valid),
+            )
+        };
+        vec![
+            verdict_row(
+                "convergence",
+                "convergence (all replicas equal after quiescence)",
+            ),
+            verdict_row("data-loss", "zero data loss"),
+            verdict_row("idempotency", "idempotency"),
+            (
+                "data-loss events".into(),
+                "0".into(),
+                self.counts.data_loss_events.to_string(),
+                Some(self.counts.data_loss_events == 0),
+            ),
+            (
+                "idempotency violations".into(),
+                "0".into(),
+                self.counts.idempotency_violations.to_string(),
+                Some(self.counts.idempotency_violations == 0),
+            ),
+            (
+                "quiescence reached".into(),
+                "yes".into(),
+                match self.quiescent {
+                    Some(true) => "yes".into(),
+                    Some(false) => format!("no ({} rounds)", self.anti_entropy_rounds.unwrap_or(0)),
+                    None => "never reached the final phase".into(),
+                },
+                self.quiescent,
+            ),
+        ]
+    }
+
+    /// The Markdown summary.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "# converge report: {}\n",
+            self.verdict.as_str().to_uppercase()
+        );
+        let _ = writeln!(
+            md,
+            "- workload `{}`, model `{}`{}, target `{}`",
+            self.workload,
+            self.model,
+            self.fault
+                .as_ref()
+                .map_or(String::new(), |_| " (faulty variant)".into()),
+            self.target
+        );
+        let _ = writeln!(
+            md,
+            "- {} writers, {} replicas, {} keys, nemesis `{}`, seed `{}`",
+            self.writers, self.replicas, self.keys, self.nemesis, self.seed
+        );
+        let _ = writeln!(md, "- reproduce: `{}`\n", self.reproduce);
+        let _ = writeln!(
+            md,
+            "## Acceptance\n\n| metric | target | actual | status |\n|---|---|---|---|"
+        );
+        for (metric, target, actual, passed) in self.acceptance() {
+            let status = match passed {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "undecided",
+            };
+            let _ = writeln!(md, "| {metric} | {target} | {actual} | {status} |");
+        }
+        let _ = writeln!(
+            md,
+            "\n## Checks\n\n| check | verdict | summary |\n|---|---|---|"
+        );
+        for c in &self.checks {
+            let summary = c
+                .details
+                .get("summary")
+                .and_then(|s| s.as_str())
+                .unwrap_or("");
+            let _ = writeln!(md, "| {} | {} | {} |", c.name, c.verdict, summary);
+        }
+        for c in self.checks.iter().filter(|c| c.verdict == Verdict::Invalid) {
+            let _ = writeln!(md, "\n### {} findings\n", c.name);
+            if let Some(findings) = c.details.get("findings").and_then(|f| f.as_array()) {
+                for f in findings {
+                    let _ = writeln!(md, "- `{f}`");
+                }
+            }
+        }
+        let l = &self.latency_ms;
+        let _ = writeln!(md, "\n## Measurements\n\n| figure | value |\n|---|---|");
+        let rows = [
+            (
+                "operations (ok / fail / info)",
+                format!(
+                    "{} ({} / {} / {})",
+                    self.counts.ops, self.counts.ok, self.counts.fail, self.counts.info
+                ),
+            ),
+            ("throughput", format!("{:.0} ops/s", self.throughput_ops_s)),
+            (
+                "latency p50 / p95 / p99 / p999 / max",
+                format!(
+                    "{:.4} / {:.4} / {:.4} / {:.4} / {:.4} ms",
+                    l.p50, l.p95, l.p99, l.p999, l.max
+                ),
+            ),
+            (
+                "error rate (fail / info)",
+                format!(
+                    "{:.4} ({:.4} / {:.4})",
+                    self.error_rate, self.fail_rate, self.info_rate
+                ),
+            ),
+            (
+                "convergence time after heal",
+                self.convergence_ms
+                    .map_or("never".into(), |ms| format!("{ms:.2} ms")),
+            ),
+            (
+                "conflicts (concurrent same-key update pairs)",
+                self.counts.conflicts.to_string(),
+            ),
+            (
+                "duplicates delivered",
+                self.counts.duplicates_delivered.to_string(),
+            ),
+            (
+                "peak RSS / growth",
+                match (self.memory.rss_peak_mb, self.memory.rss_growth_mb) {
+                    (Some(p), Some(g)) => format!("{p:.1} MB / {g:.1} MB"),
+                    _ => "not measured (offline check)".into(),
+                },
+            ),
+            (
+                "history in memory",
+                format!("{:.1} bytes/op", self.memory.history_bytes_per_op),
+            ),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(md, "| {k} | {v} |");
+        }
+        if !self.latency_by_kind_ms.is_empty() {
+            let _ = writeln!(md, "\n| op | count | p50 ms | p75 | p95 | p99 | p999 | max |\n|---|---|---|---|---|---|---|---|");
+            for (kind, l) in &self.latency_by_kind_ms {
+                let _ = writeln!(
+                    md,
+                    "| {kind} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |",
+                    l.count, l.p50, l.p75, l.p95, l.p99, l.p999, l.max
+                );
+            }
+        }
+        if let Some(cx) = &self.counterexample {
+            let _ = writeln!(
+                md,
+                "\n## Minimal counterexample\n\n{} writers, {} ops, {} keys, nemesis `{}` still violate {:?} (after {} attempts).\n\n- history: `{}`\n- reproduce: `{}`",
+                cx.writers, cx.ops, cx.keys, cx.nemesis, cx.violated, cx.attempts, cx.history, cx.reproduce
+            );
+        }
+        if !self.nemesis_log.is_empty() {
+            let _ = writeln!(md, "\n## Nemesis\n");
+            for line in &self.nemesis_log {
+                let _ = writeln!(md, "- {line}");
+            }
+        }
+        md
+    }
+
+    /// A short terminal summary.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "verdict: {}", self.verdict);
+        for c in &self.checks {
+            let summary = c
+                .details
+                .get("summary")
+                .and_then(|s| s.as_str())
+                .unwrap_or("");
+            let _ = writeln!(s, "  {:<12} {:<8} {}", c.name, c.verdict.as_str(), summary);
+            if c.verdict == Verdict::Invalid {
+                if let Some(first) = c
+                    .details
+                    .get("findings")
+                    .and_then(|f| f.as_array())
+                    .and_then(|f| f.first())
+                {
+                    let _ = writeln!(s, "               first finding: {first}");
+                }
+            }
+        }
+        let _ = writeln!(
+            s,
+            "ops: {} (ok {}, fail {}, info {})  throughput: {:.0} ops/s  p50/p95/p99: {:.4}/{:.4}/{:.4} ms",
+            self.counts.ops, self.counts.ok, self.counts.fail, self.counts.info,
+            self.throughput_ops_s, self.latency_ms.p50, self.latency_ms.p95, self.latency_ms.p99
+        );
+        let _ = writeln!(
+            s,
+            "conflicts: {}  duplicates delivered: {}  convergence: {}  peak RSS: {}",
+            self.counts.conflicts,
+            self.counts.duplicates_delivered,
+            self.convergence_ms
+                .map_or("never".into(), |ms| format!("{ms:.2} ms")),
+            self.memory
+                .rss_peak_mb
+                .map_or("n/a".into(), |m| format!("{m:.1} MB"))
+        );
+        s
+    }
+}
+
+/// A value abbreviated for findings: long element lists are cut.
+pub fn short_value(value: &Value) -> String {
+    const SHOW: usize = 12;
+    match value {
+        Value::Int(v) => v.to_string(),
+        Value::Elems(e) if e.len() > SHOW => {
+            format!("{:?} ... ({} elements)", &e[..SHOW], e.len())
+        }
+        Value::Elems(e) => format!("{e:?}"),
+        Value::Map(m) if m.len() > SHOW => format!("{:?} ... ({} fields)", &m[..SHOW], m.len()),
+        Value::Map(m) => format!("{m:?}"),
+    }
+}

@@ -1,0 +1,136 @@
+//! In-process target: each replica holds one model instance per key, plus the
+//! per-key vector clock that stamps every update for the history.
+
+use converge_models::{Crdt, Intent, OpMeta, Rejected, ReplicaId, UpdateCtx, VClock, Value};
+use std::sync::Arc;
+
+/// An update on its way from its origin to the other replicas.
+#[derive(Debug)]
+pub struct UpdateMsg<M: Crdt> {
+    /// Origin replica.
+    pub origin: ReplicaId,
+    /// Key updated.
+    pub key: u32,
+    /// The model's op.
+    pub op: M::Op,
+    /// Per-key vector clock of the update.
+    pub clock: VClock,
+}
+
+/// One key's state on one replica.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyState<M: Crdt> {
+    /// The CRDT instance.
+    pub model: M,
+    /// Causal context of this key on this replica.
+    pub clock: VClock,
+}
+
+/// What the origin replica reports about a successful update.
+#[derive(Debug)]
+pub struct Applied<M: Crdt> {
+    /// The message to ship to the other replicas.
+    pub msg: Arc<UpdateMsg<M>>,
+    /// What the history must record.
+    pub meta: OpMeta,
+    /// Sum of the update's clock.
+    pub clock_sum: u64,
+}
+
+/// One replica: a model per key and the updates not yet handed to the network.
+#[derive(Clone, Debug)]
+pub struct Replica<M: Crdt> {
+    /// Replica id.
+    pub id: ReplicaId,
+    /// Per-key state, indexed by key.
+    pub keys: Vec<KeyState<M>>,
+    /// Updates originated here and not yet taken by the network.
+    pub outbox: Vec<Arc<UpdateMsg<M>>>,
+}
+
+impl<M: Crdt> Replica<M> {
+    /// An empty replica with `keys` keys in a cluster of `replicas`.
+    pub fn new(id: ReplicaId, keys: u32, replicas: usize) -> Self {
+        Replica {
+            id,
+            keys: (0..keys)
+                .map(|_| KeyState {
+                    model: M::new(id),
+                    clock: VClock::new(replicas),
+                })
+                .collect(),
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Performs an update at this replica (its origin). On success the
+    /// update's message is queued in the outbox.
+    pub fn update(&mut self, key: u32, intent: &Intent) -> Result<Applied<M>, Rejected> {
+        let id = self.id;
+        let state = self
+            .keys
+            .get_mut(key as usize)
+            .ok_or(Rejected::Unsupported)?;
+        let mut clock = state.clock.clone();
+        let dot = clock.increment(id);
+        let ctx = UpdateCtx {
+            replica: id,
+            dot,
+            clock: &clock,
+        };
+        let op = state.model.update(intent, &ctx)?;
+        let meta = M::meta(&op);
+        state.clock.merge(&clock);
+        let clock_sum = clock.total();
+        let msg = Arc::new(UpdateMsg {
+            origin: id,
+            key,
+            op,
+            clock,
+        });
+        self.outbox.push(msg.clone());
+        Ok(Applied {
+            msg,
+            meta,
+            clock_sum,
+        })
+    }
+
+    /// Applies an update that originated elsewhere.
+    pub fn deliver(&mut self, msg: &UpdateMsg<M>) {
+        if let Some(state) = self.keys.get_mut(msg.key as usize) {
+            state.model.apply(&msg.op);
+            state.clock.merge(&msg.clock);
+        }
+    }
+
+    /// State-based merge of another replica's keys into this one.
+    pub fn merge_from(&mut self, other: &Replica<M>) {
+        for (mine, theirs) in self.keys.iter_mut().zip(&other.keys) {
+            mine.model.merge(&theirs.model);
+            mine.clock.merge(&theirs.clock);
+        }
+    }
+
+    /// Reads one key.
+    pub fn read(&self, key: u32) -> Option<Value> {
+        self.keys.get(key as usize).map(|s| s.model.read())
+    }
+
+    /// True when every key's model equals the other's (clocks are bookkeeping).
+    pub fn same_state(&self, other: &Replica<M>) -> bool {
+        self.keys
+            .iter()
+            .zip(&other.keys)
+            .all(|(a, b)| a.model == b.model)
+    }
+
+    /// A copy without the outbox, for gossip and snapshots.
+    pub fn snapshot(&self) -> Replica<M> {
+        Replica {
+            id: self.id,
+            keys: self.keys.clone(),
+            outbox: Vec::new(),
+        }
+    }
+}
