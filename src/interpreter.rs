@@ -138,7 +138,17 @@ pub struct RunResult {
     pub rss_start_mb: f64,
 }
 
-/// Writers send history batches of this many ops.
+/// Below this many new updates per tick the network thread naps.
+const NETWORK_BATCH: usize = 1024;
+/// Writers report progress every this many ops (the nemesis phases on it).
+const PROGRESS_EVERY: u64 = 16;
+/// Ops buffered by all writers together before they reach the history
+/// writer; each writer's batch is this divided by the writer count, within
+/// [`MIN_BATCH`, `BATCH`], so 10,000 writers do not hold 10,000 full batches.
+const BUFFERED_OPS: usize = 1 << 16;
+/// Smallest per-writer history batch.
+const MIN_BATCH: usize = 4;
+/// Largest per-writer history batch.
 const BATCH: usize = 256;
 /// Writers pause while this many update copies per replica are undelivered.
 const BACKLOG_PER_REPLICA: u64 = 1 << 16;
@@ -201,17 +211,11 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
         std::thread::Builder::new()
             .name("network".into())
             .spawn(move || {
-                let mut idle = 0u32;
+                // Small batches cost a core in overhead; let them grow while
+                // the writers have the CPU.
                 while !done.load(Ordering::Acquire) {
-                    if network.tick(&cluster, completed.load(Ordering::Relaxed)) {
-                        idle = 0;
-                    } else {
-                        idle += 1;
-                        if idle > 64 {
-                            std::thread::sleep(Duration::from_micros(50));
-                        } else {
-                            std::thread::yield_now();
-                        }
+                    if network.tick(&cluster, completed.load(Ordering::Relaxed)) < NETWORK_BATCH {
+                        std::thread::sleep(Duration::from_micros(200));
                     }
                 }
                 network
@@ -242,6 +246,7 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
                 completed: completed.clone(),
                 backlog: backlog.clone(),
                 backlog_limit: BACKLOG_PER_REPLICA * replicas as u64,
+                batch_size: (BUFFERED_OPS / config.writers as usize).clamp(MIN_BATCH, BATCH),
                 start,
                 replica: (w % config.replicas as u32) as u16,
                 process: w,
@@ -298,7 +303,7 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
     // Final phase: heal, drain, anti-entropy until quiescence.
     network.heal_and_flush(&cluster);
     let healed_at = Instant::now();
-    let mut convergence_ns = all_equal(&cluster).then(|| 0u64);
+    let mut convergence_ns = all_equal(&cluster).then_some(0u64);
     let mut rounds = 0;
     let mut reached = false;
     while rounds < config.max_rounds {
@@ -358,6 +363,7 @@ struct WriterCtx<M: Crdt> {
     completed: Arc<AtomicU64>,
     backlog: Arc<AtomicU64>,
     backlog_limit: u64,
+    batch_size: usize,
     start: Instant,
     replica: u16,
     process: u32,
@@ -377,7 +383,7 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
     let mut unreported = 0u64;
     let send = |history: &Sender<WriterMsg>, batch: History| {
         history
-            .send(WriterMsg::Ops(batch))
+            .send(WriterMsg::Ops(Box::new(batch)))
             .map_err(|_| Error::Target {
                 component: "history writer".into(),
                 message: "stopped accepting ops".into(),
@@ -445,9 +451,11 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
             message: m,
         })?;
         unreported += 1;
-        if batch.ops.len() >= BATCH {
+        if unreported >= PROGRESS_EVERY {
             ctx.completed.fetch_add(unreported, Ordering::Relaxed);
             unreported = 0;
+        }
+        if batch.ops.len() >= ctx.batch_size {
             send(&ctx.history, std::mem::replace(&mut batch, batch_history()))?;
         }
         tokio::task::yield_now().await;

@@ -93,7 +93,7 @@ impl<M: Crdt> Network<M> {
     fn route(&mut self, m: InFlight<M>) {
         if !self.nemesis.connected(m.src, m.dst) {
             self.stats.delayed += 1;
-            self.held.push(m);
+            self.hold(m);
             return;
         }
         match self.nemesis.fate() {
@@ -116,10 +116,10 @@ impl<M: Crdt> Network<M> {
         }
     }
 
-    /// Advances the network one tick. Returns true if it did any work.
-    pub fn tick(&mut self, cluster: &Cluster<M>, completed_ops: u64) -> bool {
+    /// Advances the network one tick. Returns how many new updates it shipped.
+    pub fn tick(&mut self, cluster: &Cluster<M>, completed_ops: u64) -> usize {
         self.tick += 1;
-        let mut busy = false;
+        let mut shipped = 0;
         let phase = completed_ops / self.ops_per_phase;
         if phase != self.phase {
             self.phase = phase;
@@ -133,6 +133,7 @@ impl<M: Crdt> Network<M> {
             let held = std::mem::take(&mut self.held);
             for m in held {
                 if self.nemesis.connected(m.src, m.dst) {
+                    self.backlog.fetch_add(1, Ordering::Relaxed);
                     self.route_released(m);
                 } else {
                     self.held.push(m);
@@ -140,12 +141,12 @@ impl<M: Crdt> Network<M> {
             }
         }
         // Delayed and retransmitted messages that are due.
-        let due: Vec<u64> = self.timed.range(..=self.tick).map(|(t, _)| *t).collect();
-        for t in due {
-            if let Some(batch) = self.timed.remove(&t) {
-                for m in batch {
-                    self.route_released(m);
-                }
+        while let Some(entry) = self.timed.first_entry() {
+            if *entry.key() > self.tick {
+                break;
+            }
+            for m in entry.remove() {
+                self.route_released(m);
             }
         }
         // New updates.
@@ -154,7 +155,7 @@ impl<M: Crdt> Network<M> {
             if fresh.is_empty() {
                 continue;
             }
-            busy = true;
+            shipped += fresh.len();
             let copies = (self.replicas - 1) as u64 * fresh.len() as u64;
             self.backlog.fetch_add(copies, Ordering::Relaxed);
             self.backlog
@@ -186,11 +187,18 @@ impl<M: Crdt> Network<M> {
                 }
             }
         }
-        busy |= self.deliver_ready(cluster);
+        self.deliver_ready(cluster);
         if self.tick % self.gossip_every == 0 && self.replicas > 1 {
             self.gossip(cluster);
         }
-        busy
+        shipped
+    }
+
+    /// Messages held by a partition leave the backlog: writers must keep
+    /// going (and so reach the heal) however much a partition holds.
+    fn hold(&mut self, m: InFlight<M>) {
+        self.backlog.fetch_sub(1, Ordering::Relaxed);
+        self.held.push(m);
     }
 
     fn route_released(&mut self, m: InFlight<M>) {
@@ -202,17 +210,15 @@ impl<M: Crdt> Network<M> {
         } else if self.nemesis.connected(m.src, m.dst) {
             self.ready[m.dst].push((m.msg, m.duplicate));
         } else {
-            self.held.push(m);
+            self.hold(m);
         }
     }
 
-    fn deliver_ready(&mut self, cluster: &Cluster<M>) -> bool {
-        let mut busy = false;
+    fn deliver_ready(&mut self, cluster: &Cluster<M>) {
         for dst in 0..self.replicas {
             if self.ready[dst].is_empty() {
                 continue;
             }
-            busy = true;
             let mut batch = std::mem::take(&mut self.ready[dst]);
             if batch.len() > 1 && self.nemesis.reorder() {
                 self.stats.reordered += 1;
@@ -233,7 +239,6 @@ impl<M: Crdt> Network<M> {
                 self.sampled.push(batch[i].0.clone());
             }
         }
-        busy
     }
 
     fn gossip(&mut self, cluster: &Cluster<M>) {
@@ -277,6 +282,7 @@ impl<M: Crdt> Network<M> {
             }
             let held = std::mem::take(&mut self.held);
             for m in held {
+                self.backlog.fetch_add(1, Ordering::Relaxed);
                 self.route_released(m);
             }
             self.deliver_ready(cluster);

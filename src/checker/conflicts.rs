@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 pub fn check(history: &History) -> Check {
     let mut per_key: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     for op in &history.ops {
-        if op.f.is_update() && op.outcome == Outcome::Ok && op.clock_sum > 0 {
+        // Info updates with a known clock are in other updates' causal pasts,
+        // so they count as updates too.
+        if op.f.is_update() && op.outcome != Outcome::Fail && op.clock_sum > 0 {
             let entry = per_key.entry(op.key).or_default();
             entry.0 += 1;
             entry.1 += op.clock_sum as u64 - 1;

@@ -30,10 +30,21 @@ pub fn check(history: &History) -> Check {
             });
         }
     }
+    // Every key of the run must be read on every replica.
     let replicas = history.header.as_ref().map(|h| h.replicas as usize);
-    let incomplete = by_key
+    let keys = history.header.as_ref().map(|h| h.keys);
+    let mut incomplete = by_key
         .iter()
-        .find(|(_, reads)| replicas.is_some_and(|r| reads.len() != r));
+        .find(|(_, reads)| replicas.is_some_and(|r| reads.len() != r))
+        .map(|(key, reads)| (*key, reads.len()));
+    if incomplete.is_none() {
+        let mut with_ops: Vec<u32> = history.ops.iter().map(|o| o.key).collect();
+        with_ops.extend(keys.map_or(0..0, |k| 0..k));
+        incomplete = with_ops
+            .into_iter()
+            .find(|k| !by_key.contains_key(k))
+            .map(|k| (k, 0));
+    }
     let mut check = match finals_undecidable(history) {
         Some(why) => Check::new("convergence", Verdict::Unknown, why),
         None if !diverged.is_empty() => Check::new(
@@ -45,13 +56,10 @@ pub fn check(history: &History) -> Check {
             ),
         ),
         None => match incomplete {
-            Some((key, reads)) => Check::new(
+            Some((key, n)) => Check::new(
                 "convergence",
                 Verdict::Unknown,
-                format!(
-                    "key {key} has final reads from {} replicas only",
-                    reads.len()
-                ),
+                format!("key {key} has final reads from {n} replica(s) only"),
             ),
             None => Check::new(
                 "convergence",

@@ -24,6 +24,7 @@ pub fn check(history: &History) -> Check {
     let mut check = Check::new("data-loss", Verdict::Valid, "");
     let mut lost = 0u64;
     let mut unexpected = 0u64;
+    let mut undecided = 0u64;
     let mut keys = 0u64;
     // Duplicates inside a set read are a violation whether or not the run
     // quiesced. MV-Register siblings are per write, so equal values may repeat.
@@ -42,13 +43,24 @@ pub fn check(history: &History) -> Check {
             keys += 1;
             let ops = by_key.get(&key).unwrap_or(&empty);
             let reads = finals.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            if reads.is_empty() {
+                // Updates with no final read at all: nothing shows they survived.
+                undecided += 1;
+                check.find(Finding {
+                    message: format!("key {key} has operations but no final read"),
+                    key: Some(key),
+                    ops: ops.iter().take(8).copied().collect(),
+                    ..Finding::default()
+                });
+                continue;
+            }
             let judge = KeyJudge {
                 history,
                 key,
                 ops,
                 reads,
             };
-            let (l, u) = match workload {
+            let (l, u, d) = match workload {
                 Workload::GCounter | Workload::PnCounter => judge.counter(&mut check),
                 Workload::GSet | Workload::TwoPSet => judge.set(&mut check),
                 Workload::OrSet => judge.or_set(&mut check),
@@ -58,15 +70,17 @@ pub fn check(history: &History) -> Check {
             };
             lost += l;
             unexpected += u;
+            undecided += d;
         }
     }
     check.count("keys", keys);
     check.count("lost", lost);
     check.count("unexpected", unexpected);
     check.count("duplicates_in_reads", duplicates);
+    check.count("undecided_keys", undecided);
     check.verdict = if lost + unexpected + duplicates > 0 {
         Verdict::Invalid
-    } else if undecidable.is_some() {
+    } else if undecidable.is_some() || undecided > 0 {
         Verdict::Unknown
     } else {
         Verdict::Valid
@@ -76,6 +90,9 @@ pub fn check(history: &History) -> Check {
             "{lost} acknowledged update(s) lost, {unexpected} unexpected value(s), {duplicates} read(s) with duplicates"
         ),
         (Some(why), _) => format!("final values not judged: {why}"),
+        (None, Verdict::Unknown) => format!(
+            "{undecided} key(s) could not be judged (no final read)"
+        ),
         _ => format!("every acknowledged update survives on every replica ({keys} keys)"),
     };
     check
@@ -92,9 +109,16 @@ fn finals_by_key(history: &History) -> BTreeMap<u32, Vec<(u16, &Value)>> {
 /// Flags every read (in-run or final) that repeats an element.
 fn check_duplicates(history: &History, check: &mut Check) -> u64 {
     let mut count = 0;
+    // Reads from a file need not be sorted.
     let has_dup = |v: &Value| match v {
-        Value::Elems(e) => e.windows(2).any(|w| w[0] == w[1]),
-        Value::Map(m) => m.windows(2).any(|w| w[0].0 == w[1].0),
+        Value::Elems(e) => {
+            let mut seen = HashSet::with_capacity(e.len());
+            !e.iter().all(|x| seen.insert(*x))
+        }
+        Value::Map(m) => {
+            let mut seen = HashSet::with_capacity(m.len());
+            !m.iter().all(|(f, _)| seen.insert(*f))
+        }
         Value::Int(_) => false,
     };
     for (i, op) in history.ops.iter().enumerate() {
@@ -138,6 +162,17 @@ impl<'a> KeyJudge<'a> {
             .filter(|(_, op)| op.f.is_update() && op.outcome != Outcome::Fail)
     }
 
+    fn wrong_shape(&self, check: &mut Check, replica: u16, value: &Value, shape: &str) {
+        self.lost(
+            check,
+            replica,
+            format!("final read is not {shape}"),
+            vec![],
+            shape.into(),
+            short_value(value),
+        );
+    }
+
     fn lost(
         &self,
         check: &mut Check,
@@ -158,7 +193,7 @@ impl<'a> KeyJudge<'a> {
     }
 
     /// Counters: definite sum plus a subset of indeterminate deltas.
-    fn counter(&self, check: &mut Check) -> (u64, u64) {
+    fn counter(&self, check: &mut Check) -> (u64, u64, u64) {
         let mut definite: i128 = 0;
         let mut maybe: Vec<i64> = Vec::new();
         for (_, op) in self.updates() {
@@ -172,14 +207,7 @@ impl<'a> KeyJudge<'a> {
         for (replica, value) in self.reads {
             let Value::Int(v) = value else {
                 unexpected += 1;
-                self.lost(
-                    check,
-                    *replica,
-                    "a counter read is not an integer".into(),
-                    vec![],
-                    "integer".into(),
-                    short_value(value),
-                );
+                self.wrong_shape(check, *replica, value, "an integer");
                 continue;
             };
             if !acceptable.contains(*v as i128) {
@@ -203,11 +231,11 @@ impl<'a> KeyJudge<'a> {
                 );
             }
         }
-        (lost, unexpected)
+        (lost, unexpected, 0)
     }
 
     /// G-Set and 2P-Set: set-full classification against final reads.
-    fn set(&self, check: &mut Check) -> (u64, u64) {
+    fn set(&self, check: &mut Check) -> (u64, u64, u64) {
         // Element -> (first ok add index, completion time of earliest ok add, any add at all)
         let mut ok_added: HashMap<u64, (usize, u64)> = HashMap::new();
         let mut any_added: HashSet<u64> = HashSet::new();
@@ -257,8 +285,9 @@ impl<'a> KeyJudge<'a> {
                 continue;
             };
             let known = ack_times.partition_point(|t| *t < op.invoke_ns);
-            let seen = elems
-                .iter()
+            let distinct: HashSet<&u64> = elems.iter().collect();
+            let seen = distinct
+                .into_iter()
                 .filter(|e| {
                     ok_added
                         .get(e)
@@ -275,6 +304,7 @@ impl<'a> KeyJudge<'a> {
         for (replica, value) in self.reads {
             let Value::Elems(elems) = value else {
                 unexpected += 1;
+                self.wrong_shape(check, *replica, value, "a list of elements");
                 continue;
             };
             let present: HashSet<u64> = elems.iter().copied().collect();
@@ -334,16 +364,27 @@ impl<'a> KeyJudge<'a> {
             .entry("never_read".into())
             .and_modify(|c| *c += never_read)
             .or_insert(never_read);
-        (lost, unexpected)
+        (lost, unexpected, 0)
     }
 
     /// OR-Set: an element must be present iff one of its add dots survives every remove.
-    fn or_set(&self, check: &mut Check) -> (u64, u64) {
+    fn or_set(&self, check: &mut Check) -> (u64, u64, u64) {
         // dot -> (element, op index, outcome)
         let mut adds: HashMap<Dot, (u64, usize, Outcome)> = HashMap::new();
         let mut removed_ok: HashSet<Dot> = HashSet::new();
         let mut removed_any: HashSet<Dot> = HashSet::new();
+        // Indeterminate ops that never reported their dots: an add may be
+        // present under any dot; a remove may have removed any dot of its element.
+        let mut maybe_added: HashSet<u64> = HashSet::new();
+        let mut maybe_removed: HashSet<u64> = HashSet::new();
         for (i, op) in self.updates() {
+            if op.meta_unknown() {
+                match op.f {
+                    Function::Add => maybe_added.insert(op.value as u64),
+                    _ => maybe_removed.insert(op.value as u64),
+                };
+                continue;
+            }
             match op.f {
                 Function::Add => {
                     adds.insert(
@@ -364,12 +405,12 @@ impl<'a> KeyJudge<'a> {
         }
         // element -> (must be present: a surviving ok add; may be present)
         let mut must: BTreeMap<u64, usize> = BTreeMap::new();
-        let mut may: HashSet<u64> = HashSet::new();
+        let mut may: HashSet<u64> = maybe_added;
         for (dot, (e, i, outcome)) in &adds {
             if !removed_ok.contains(dot) {
                 may.insert(*e);
             }
-            if *outcome == Outcome::Ok && !removed_any.contains(dot) {
+            if *outcome == Outcome::Ok && !removed_any.contains(dot) && !maybe_removed.contains(e) {
                 must.entry(*e).or_insert(*i);
             }
         }
@@ -377,6 +418,7 @@ impl<'a> KeyJudge<'a> {
         for (replica, value) in self.reads {
             let Value::Elems(elems) = value else {
                 unexpected += 1;
+                self.wrong_shape(check, *replica, value, "a list of elements");
                 continue;
             };
             let present: HashSet<u64> = elems.iter().copied().collect();
@@ -405,11 +447,11 @@ impl<'a> KeyJudge<'a> {
                 );
             }
         }
-        (lost, unexpected)
+        (lost, unexpected, 0)
     }
 
     /// LWW-Register: the write with the greatest (timestamp, replica) wins.
-    fn lww(&self, check: &mut Check) -> (u64, u64) {
+    fn lww(&self, check: &mut Check) -> (u64, u64, u64) {
         let mut best_ok: Option<(u64, u16, i64, usize)> = None;
         let mut info: Vec<(u64, u16, i64)> = Vec::new();
         for (i, op) in self.updates() {
@@ -474,19 +516,21 @@ impl<'a> KeyJudge<'a> {
                 }
             }
         }
-        (lost, unexpected)
+        (lost, unexpected, 0)
     }
 
     /// MV-Register: exactly the writes that no other write's clock dominates.
-    fn mv(&self, check: &mut Check) -> (u64, u64) {
-        let writes: Vec<(usize, &OpRecord)> = self.updates().collect();
+    fn mv(&self, check: &mut Check) -> (u64, u64, u64) {
         let history = self.history;
         let clock = |op: &OpRecord| clock_of(history, op);
+        let (unknown, writes): (Vec<Indexed<'_>>, Vec<Indexed<'_>>) =
+            self.updates().partition(|(_, op)| op.meta_unknown());
         let has_info = writes.iter().any(|(_, op)| op.outcome == Outcome::Info);
         let (mut lost, mut unexpected) = (0, 0);
         for (replica, value) in self.reads {
             let Value::Elems(actual) = value else {
                 unexpected += 1;
+                self.wrong_shape(check, *replica, value, "a list of siblings");
                 continue;
             };
             let actual_set: BTreeSet<u64> = actual.iter().copied().collect();
@@ -509,20 +553,32 @@ impl<'a> KeyJudge<'a> {
                 .collect();
             let maximal = maximal_writes(history, &effective);
             let expected: BTreeSet<u64> = maximal.iter().map(|(_, op)| op.value as u64).collect();
-            for (i, op) in &maximal {
-                if !actual_set.contains(&(op.value as u64)) {
-                    lost += 1;
-                    self.lost(
-                        check,
-                        *replica,
-                        format!("concurrent write of {} is not among the siblings", op.value),
-                        vec![*i],
-                        format!("{expected:?}"),
-                        format!("{actual_set:?}"),
-                    );
+            // A shown write with an unknown clock may descend from any write,
+            // so expected siblings that are missing may have been superseded.
+            let unknown_shown: BTreeSet<u64> = unknown
+                .iter()
+                .map(|(_, op)| op.value as u64)
+                .filter(|v| actual_set.contains(v))
+                .collect();
+            if unknown_shown.is_empty() {
+                for (i, op) in &maximal {
+                    if !actual_set.contains(&(op.value as u64)) {
+                        lost += 1;
+                        self.lost(
+                            check,
+                            *replica,
+                            format!("concurrent write of {} is not among the siblings", op.value),
+                            vec![*i],
+                            format!("{expected:?}"),
+                            format!("{actual_set:?}"),
+                        );
+                    }
                 }
             }
-            for v in actual_set.difference(&expected) {
+            for v in actual_set
+                .difference(&expected)
+                .filter(|v| !unknown_shown.contains(v))
+            {
                 unexpected += 1;
                 self.lost(
                     check,
@@ -534,11 +590,11 @@ impl<'a> KeyJudge<'a> {
                 );
             }
         }
-        (lost, unexpected)
+        (lost, unexpected, 0)
     }
 
     /// LWW-Map: per field, the greatest (timestamp, replica) put or delete wins.
-    fn lww_map(&self, check: &mut Check) -> (u64, u64) {
+    fn lww_map(&self, check: &mut Check) -> (u64, u64, u64) {
         // field -> (best ok (ts, replica, Some(value)|None, idx), info writes)
         type W = (u64, u16, Option<i64>, usize);
         let mut fields: BTreeMap<u32, (Option<W>, Vec<W>)> = BTreeMap::new();
@@ -558,6 +614,7 @@ impl<'a> KeyJudge<'a> {
         for (replica, value) in self.reads {
             let Value::Map(entries) = value else {
                 unexpected += 1;
+                self.wrong_shape(check, *replica, value, "a map");
                 continue;
             };
             let actual: BTreeMap<u32, i64> = entries.iter().map(|(f, v)| (*f, *v as i64)).collect();
@@ -598,7 +655,7 @@ impl<'a> KeyJudge<'a> {
                 );
             }
         }
-        (lost, unexpected)
+        (lost, unexpected, 0)
     }
 }
 

@@ -12,7 +12,7 @@
 
 use super::{
     FinalRead, Function, Header, History, NetworkStats, OpRecord, Outcome, Probe, Quiescence,
-    SCHEMA_VERSION,
+    SCHEMA_VERSION, UNKNOWN_AUX,
 };
 use crate::error::{Error, Result};
 use converge_models::{Dot, Value};
@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 #[derive(Debug)]
 pub enum WriterMsg {
     /// A batch of completed operations. Its clocks are always kept.
-    Ops(History),
+    Ops(Box<History>),
     /// A final read.
     Final(FinalRead),
     /// An idempotency probe.
@@ -223,11 +223,11 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
             line.push(b']');
         }
         match op.f {
-            Function::Write | Function::Put | Function::Delete => {
+            Function::Write | Function::Put | Function::Delete if op.aux != UNKNOWN_AUX => {
                 line.extend_from_slice(b",\"ts\":");
                 push_int(line, op.aux);
             }
-            Function::Add if op.aux != 0 => {
+            Function::Add if op.aux != 0 && op.aux != UNKNOWN_AUX => {
                 line.extend_from_slice(b",\"dot\":");
                 push_int(line, op.aux);
             }
@@ -312,6 +312,7 @@ pub struct ReadHistory {
 }
 
 struct Pending {
+    id: u64,
     record: OpRecord,
     line: usize,
 }
@@ -326,6 +327,7 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
     let mut history = History::default();
     let mut warnings = Vec::new();
     let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut done: Vec<Completed> = Vec::new();
     let mut line_no = 0usize;
     let bad = |line: usize, message: String| Error::HistoryLine {
         path: path.to_path_buf(),
@@ -390,7 +392,7 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
                 let record = OpRecord {
                     invoke_ns: time_ns,
                     value,
-                    aux: 0,
+                    aux: if stamped(f) { UNKNOWN_AUX } else { 0 },
                     latency_ns: 0,
                     process,
                     key,
@@ -405,6 +407,7 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
                     .insert(
                         op,
                         Pending {
+                            id: op,
                             record,
                             line: line_no,
                         },
@@ -414,13 +417,15 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
                     return Err(bad(line_no, format!("op {op} invoked twice")));
                 }
             }
-            Line::Ok(c) => {
-                complete(&mut history, &mut pending, c, Outcome::Ok).map_err(|m| bad(line_no, m))?
-            }
-            Line::Fail(c) => complete(&mut history, &mut pending, c, Outcome::Fail)
-                .map_err(|m| bad(line_no, m))?,
-            Line::Info(c) => complete(&mut history, &mut pending, c, Outcome::Info)
-                .map_err(|m| bad(line_no, m))?,
+            Line::Ok(c) => done.push(
+                complete(&mut pending, c, Outcome::Ok, line_no).map_err(|m| bad(line_no, m))?,
+            ),
+            Line::Fail(c) => done.push(
+                complete(&mut pending, c, Outcome::Fail, line_no).map_err(|m| bad(line_no, m))?,
+            ),
+            Line::Info(c) => done.push(
+                complete(&mut pending, c, Outcome::Info, line_no).map_err(|m| bad(line_no, m))?,
+            ),
             Line::Final(f) => history.finals.push(f),
             Line::Probe(p) => history.probes.push(p),
             Line::Quiescence(q) => history.quiescence = Some(q),
@@ -444,19 +449,46 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
         ));
     }
     for p in open {
+        done.push(Completed {
+            id: p.id,
+            line: p.line,
+            record: p.record,
+            clock: None,
+            observed: Vec::new(),
+            read: None,
+        });
+    }
+    // Positions in `history.ops` are op ids, as findings promise.
+    done.sort_by_key(|c| c.id);
+    for c in done {
         history
-            .push(p.record, None, &[], None)
-            .map_err(|m| bad(p.line, m))?;
+            .push(c.record, c.clock.as_deref(), &c.observed, c.read)
+            .map_err(|m| bad(c.line, m))?;
     }
     Ok(ReadHistory { history, warnings })
 }
 
+/// Whether an op's completion carries a stamp (timestamp, dot, observed dots
+/// or clock) that checkers need.
+fn stamped(f: Function) -> bool {
+    !matches!(f, Function::Increment | Function::Read)
+}
+
+struct Completed {
+    id: u64,
+    line: usize,
+    record: OpRecord,
+    clock: Option<Vec<u64>>,
+    observed: Vec<Dot>,
+    read: Option<Value>,
+}
+
 fn complete(
-    history: &mut History,
     pending: &mut HashMap<u64, Pending>,
     c: Completion,
     outcome: Outcome,
-) -> std::result::Result<(), String> {
+    line: usize,
+) -> std::result::Result<Completed, String> {
     let Some(Pending { mut record, .. }) = pending.remove(&c.op) else {
         return Err(format!("completion of op {} that was never invoked", c.op));
     };
@@ -470,7 +502,14 @@ fn complete(
     record.outcome = outcome;
     record.latency_ns = u32::try_from(c.time_ns - record.invoke_ns).unwrap_or(u32::MAX);
     record.clock_sum = c.clock_sum;
-    record.aux = c.ts.or(c.dot).unwrap_or(0);
+    record.aux = match (c.ts.or(c.dot), outcome) {
+        (Some(aux), _) => aux,
+        // An indeterminate update that never learned its stamp.
+        (None, Outcome::Info) if stamped(record.f) && c.clock.is_none() && c.observed.is_none() => {
+            UNKNOWN_AUX
+        }
+        (None, _) => 0,
+    };
     let read = if record.f == Function::Read {
         match (outcome, c.read) {
             (Outcome::Ok, None) => {
@@ -487,5 +526,12 @@ fn complete(
         .into_iter()
         .map(|(r, n)| Dot::new(r, n))
         .collect();
-    history.push(record, c.clock.as_deref(), &observed, read)
+    Ok(Completed {
+        id: c.op,
+        line,
+        record,
+        clock: c.clock,
+        observed,
+        read,
+    })
 }

@@ -12,6 +12,11 @@ pub mod jsonl;
 use converge_models::{Dot, ReplicaId, Value, Workload};
 use serde::{Deserialize, Serialize};
 
+/// `aux` of an indeterminate op whose timestamp or dot was never reported
+/// (an invoke with no completion, or an `info` completion without one). It
+/// sorts above every real timestamp: such a write may have won.
+pub const UNKNOWN_AUX: u64 = u64::MAX;
+
 /// Version of the on-disk history and report formats.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -63,7 +68,8 @@ pub struct OpRecord {
     pub invoke_ns: u64,
     /// Delta, element or value written (see [`Function`]).
     pub value: i64,
-    /// LWW timestamp of a write, or the counter of an OR-Set add's dot.
+    /// LWW timestamp of a write, or the counter of an OR-Set add's dot;
+    /// [`UNKNOWN_AUX`] when an indeterminate op never reported it.
     pub aux: u64,
     /// Completion minus invocation time, saturating.
     pub latency_ns: u32,
@@ -216,12 +222,20 @@ pub struct History {
 
 /// Packs a dot into one word: 16 bits of replica, 48 of counter.
 pub fn pack_dot(dot: Dot) -> Option<u64> {
-    (dot.counter < (1 << 48)).then(|| ((dot.replica as u64) << 48) | dot.counter)
+    (dot.counter < (1 << 48)).then_some(((dot.replica as u64) << 48) | dot.counter)
 }
 
 /// Inverse of [`pack_dot`].
 pub fn unpack_dot(word: u64) -> Dot {
     Dot::new((word >> 48) as ReplicaId, word & ((1 << 48) - 1))
+}
+
+impl OpRecord {
+    /// True for an indeterminate op whose timestamp, dot, clock or observed
+    /// dots are unknown: checkers must assume any of them.
+    pub fn meta_unknown(&self) -> bool {
+        self.outcome == Outcome::Info && self.aux == UNKNOWN_AUX
+    }
 }
 
 impl History {
