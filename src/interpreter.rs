@@ -52,6 +52,15 @@ pub struct RunConfig {
     pub is_fault: bool,
 }
 
+/// Default number of concurrent writers.
+pub const DEFAULT_WRITERS: u32 = 1000;
+/// Default number of replicas.
+pub const DEFAULT_REPLICAS: u16 = 5;
+/// Default total operations.
+pub const DEFAULT_OPS: u64 = 100_000;
+/// Default bound on final anti-entropy rounds.
+pub const DEFAULT_MAX_ROUNDS: u32 = 50;
+
 /// Bounds checked before a run starts.
 pub const MAX_WRITERS: u32 = 1_000_000;
 /// See [`MAX_WRITERS`].
@@ -60,6 +69,28 @@ pub const MAX_REPLICAS: u16 = 64;
 pub const MAX_KEYS: u32 = 1_000_000;
 
 impl RunConfig {
+    /// The default run of a catalog model (reference or fault): 1000
+    /// writers, 5 replicas, 100,000 ops, the default nemesis and op mix.
+    pub fn for_model(model: &str, seed: u64, out: PathBuf) -> Result<Self> {
+        let info = converge_models::model_info(model)
+            .ok_or_else(|| Error::Config(format!("unknown model '{model}'")))?;
+        Ok(RunConfig {
+            model: info.name.to_string(),
+            workload: info.workload,
+            writers: DEFAULT_WRITERS,
+            replicas: DEFAULT_REPLICAS,
+            ops: DEFAULT_OPS,
+            seed,
+            nemesis: NemesisSpec::parse("default")?,
+            mix: Mix::default(),
+            out,
+            max_rounds: DEFAULT_MAX_ROUNDS,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            progress: false,
+            is_fault: info.faulty,
+        })
+    }
+
     /// Rejects values out of range with a message naming the flag.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
@@ -111,15 +142,32 @@ impl RunConfig {
             format!("--workload {}", self.workload.name())
         };
         format!(
-            "converge run {model} --writers {} --replicas {} --ops {} --keys {} --seed {} --nemesis {} --out {}",
+            "converge run {model} --writers {} --replicas {} --ops {} --keys {} --hot-key-ratio {} --read-ratio {} --remove-ratio {} --max-rounds {} --seed {} --nemesis {} --out {}",
             self.writers,
             self.replicas,
             self.ops,
             self.mix.keys,
+            self.mix.hot_key_ratio,
+            self.mix.read_ratio,
+            self.mix.remove_ratio,
+            self.max_rounds,
             self.seed,
             self.nemesis.to_spec(),
-            self.out.display()
+            shell_quote(&self.out.display().to_string())
         )
+    }
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -306,6 +354,8 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
     let mut convergence_ns = all_equal(&cluster).then_some(0u64);
     let mut rounds = 0;
     let mut reached = false;
+    // Equal-but-still-changing replicas have not converged: the time counts
+    // only if quiescence follows.
     while rounds < config.max_rounds {
         rounds += 1;
         let changed = anti_entropy_round(&cluster);
@@ -316,6 +366,9 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
             reached = true;
             break;
         }
+    }
+    if !reached {
+        convergence_ns = None;
     }
     let closed = |_| Error::Config("history writer stopped early".into());
     for (id, replica) in cluster.iter().enumerate() {

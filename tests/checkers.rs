@@ -26,7 +26,7 @@ fn header(workload: Workload, replicas: u16) -> Header {
         target: "in-process".to_string(),
         writers: 2,
         replicas,
-        keys: 1,
+        keys: 2,
         ops: 0,
         nemesis: "none".to_string(),
         reproduce: format!("converge run --workload {}", workload.name()),
@@ -174,7 +174,20 @@ impl Hb {
         self
     }
 
-    fn build(self) -> History {
+    /// The history, its header declaring exactly the keys it uses.
+    fn build(mut self) -> History {
+        let h = &self.0;
+        let max_key = h
+            .ops
+            .iter()
+            .map(|o| o.key)
+            .chain(h.finals.iter().map(|f| f.key))
+            .chain(h.probes.iter().map(|p| p.key))
+            .max()
+            .unwrap_or(0);
+        if let Some(header) = self.0.header.as_mut() {
+            header.keys = max_key + 1;
+        }
         self.0
     }
 }
@@ -1120,8 +1133,12 @@ fn key_with_updates_but_no_final_reads_is_not_valid() {
 // ---------------------------------------------------------------------------
 
 fn header_line(workload: &str, replicas: u16) -> String {
+    header_line_keys(workload, replicas, 1)
+}
+
+fn header_line_keys(workload: &str, replicas: u16, keys: u32) -> String {
     format!(
-        r#"{{"type":"header","schema_version":1,"seed":42,"workload":"{workload}","model":"{workload}","target":"in-process","writers":2,"replicas":{replicas},"keys":1,"ops":0,"nemesis":"none","reproduce":"converge run --workload {workload}"}}"#
+        r#"{{"type":"header","schema_version":1,"seed":42,"workload":"{workload}","model":"{workload}","target":"in-process","writers":2,"replicas":{replicas},"keys":{keys},"ops":0,"nemesis":"none","reproduce":"converge run --workload {workload}"}}"#
     )
 }
 
@@ -1275,7 +1292,7 @@ fn jsonl_or_set_round_trip_matches_memory() {
 {{"type":"final","replica":0,"key":1,"value":{{"elems":[6]}}}}
 {{"type":"final","replica":1,"key":1,"value":{{"elems":[6]}}}}
 {}"#,
-        header_line("or-set", 2),
+        header_line_keys("or-set", 2, 2),
         tail_lines(1)
     );
     let read = read_text(&text).unwrap();
@@ -1330,7 +1347,7 @@ fn jsonl_mv_register_and_lww_map_round_trips_match_memory() {
 {{"type":"final","replica":0,"key":1,"value":{{"elems":[4]}}}}
 {{"type":"final","replica":1,"key":1,"value":{{"elems":[4]}}}}
 {}"#,
-        header_line("mv-register", 2),
+        header_line_keys("mv-register", 2, 2),
         tail_lines(2)
     );
     let read = read_text(&mv).unwrap();
@@ -1424,7 +1441,7 @@ fn jsonl_writer_format_round_trips_every_workload() {
             .build(),
         Hb::new(Workload::OrSet, 1)
             .op(csum(aux(ok(Function::Add, 0, 0, 3), 1), 1))
-            .remove(csum(info(Function::Remove, 0, 0, 3), 2), &[(0, 1), (2, 9)])
+            .remove(csum(info(Function::Remove, 0, 0, 3), 2), &[(0, 1), (0, 9)])
             .fin(0, 0, elems(&[]))
             .quiesced()
             .build(),
@@ -1466,7 +1483,7 @@ fn jsonl_writer_format_round_trips_every_workload() {
 fn jsonl_malformed_line_in_the_middle_names_the_line() {
     let text = format!(
         "{}\n{}{{\"type\":\"final\",\"replica\":0,\"key\":0,\n{{\"type\":\"final\",\"replica\":0,\"key\":0,\"value\":{{\"int\":15}}}}\n",
-        header_line("g-counter", 1),
+        header_line("g-counter", 2),
         COUNTER_OPS
     );
     let (line, message) = line_error(&text);
@@ -1572,7 +1589,7 @@ fn jsonl_invoke_without_completion_is_info() {
 fn jsonl_completion_of_unknown_op_names_the_line() {
     let text = format!(
         "{}\n{COUNTER_OPS}{{\"type\":\"ok\",\"op\":77,\"time_ns\":1000}}\n",
-        header_line("g-counter", 1)
+        header_line("g-counter", 2)
     );
     let (line, message) = line_error(&text);
     assert_eq!(line, 12);
@@ -1580,7 +1597,7 @@ fn jsonl_completion_of_unknown_op_names_the_line() {
     // A second completion of a completed op is also unknown by then.
     let text = format!(
         "{}\n{COUNTER_OPS}{{\"type\":\"ok\",\"op\":0,\"time_ns\":1000}}\n",
-        header_line("g-counter", 1)
+        header_line("g-counter", 2)
     );
     assert_eq!(line_error(&text).0, 12);
 }
@@ -1811,4 +1828,44 @@ fn mv_uncompleted_write_may_supersede() {
     );
     // Write 2 happened after write 1 on the same replica: it replaced it.
     assert_loss(&data_loss::check(&h), Verdict::Valid, 0, 0, 0);
+}
+
+#[test]
+fn jsonl_lines_that_contradict_the_header_name_the_line() {
+    let header = header_line("or-set", 2);
+    // A replica the header does not declare.
+    let text = format!(
+        "{header}\n{}\n",
+        r#"{"type":"invoke","op":0,"process":0,"replica":7,"key":0,"f":"add","value":1,"time_ns":1}"#
+    );
+    let (line, message) = line_error(&text);
+    assert_eq!(line, 2);
+    assert!(message.contains("replica 7"), "{message}");
+    // A key the header does not declare, in a final read.
+    let text = format!(
+        "{header}\n{}\n",
+        r#"{"type":"final","replica":0,"key":3,"value":{"elems":[]}}"#
+    );
+    let (line, message) = line_error(&text);
+    assert_eq!(line, 2);
+    assert!(message.contains("key 3"), "{message}");
+    // An op id reused after its completion.
+    let text = format!(
+        "{header}\n{}\n{}\n{}\n",
+        r#"{"type":"invoke","op":0,"process":0,"replica":0,"key":0,"f":"add","value":1,"time_ns":1}"#,
+        r#"{"type":"ok","op":0,"time_ns":2,"clock_sum":1,"dot":1}"#,
+        r#"{"type":"invoke","op":0,"process":0,"replica":0,"key":0,"f":"add","value":2,"time_ns":3}"#
+    );
+    let (line, message) = line_error(&text);
+    assert_eq!(line, 4);
+    assert!(message.contains("op 0 invoked twice"), "{message}");
+    // An observed dot from an undeclared replica.
+    let text = format!(
+        "{header}\n{}\n{}\n",
+        r#"{"type":"invoke","op":0,"process":0,"replica":0,"key":0,"f":"remove","value":1,"time_ns":1}"#,
+        r#"{"type":"ok","op":0,"time_ns":2,"clock_sum":1,"observed":[[65000,1]]}"#
+    );
+    let (line, message) = line_error(&text);
+    assert_eq!(line, 3);
+    assert!(message.contains("replica 65000"), "{message}");
 }

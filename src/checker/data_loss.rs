@@ -237,7 +237,8 @@ impl<'a> KeyJudge<'a> {
     /// G-Set and 2P-Set: set-full classification against final reads.
     fn set(&self, check: &mut Check) -> (u64, u64, u64) {
         // Element -> (first ok add index, completion time of earliest ok add, any add at all)
-        let mut ok_added: HashMap<u64, (usize, u64)> = HashMap::new();
+        // Ordered maps keep findings deterministic between a run and a re-check.
+        let mut ok_added: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
         let mut any_added: HashSet<u64> = HashSet::new();
         let mut ok_removed: HashSet<u64> = HashSet::new();
         let mut any_removed: HashSet<u64> = HashSet::new();
@@ -327,7 +328,7 @@ impl<'a> KeyJudge<'a> {
                     );
                 }
             }
-            for e in &present {
+            for e in &BTreeSet::from_iter(present.iter().copied()) {
                 if !any_added.contains(e) || ok_removed.contains(e) {
                     unexpected += 1;
                     self.lost(
@@ -411,7 +412,9 @@ impl<'a> KeyJudge<'a> {
                 may.insert(*e);
             }
             if *outcome == Outcome::Ok && !removed_any.contains(dot) && !maybe_removed.contains(e) {
-                must.entry(*e).or_insert(*i);
+                must.entry(*e)
+                    .and_modify(|first| *first = (*first).min(*i))
+                    .or_insert(*i);
             }
         }
         let (mut lost, mut unexpected) = (0, 0);
@@ -435,7 +438,10 @@ impl<'a> KeyJudge<'a> {
                     );
                 }
             }
-            for e in present.iter().filter(|e| !may.contains(e)) {
+            for e in BTreeSet::from_iter(present.iter().copied())
+                .iter()
+                .filter(|e| !may.contains(e))
+            {
                 unexpected += 1;
                 self.lost(
                     check,

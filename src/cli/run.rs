@@ -4,7 +4,9 @@ use super::{default_out, Format};
 use crate::checker::check_all;
 use crate::error::Error;
 use crate::generator::Mix;
-use crate::interpreter::{run, RunConfig};
+use crate::interpreter::{
+    run, RunConfig, DEFAULT_MAX_ROUNDS, DEFAULT_OPS, DEFAULT_REPLICAS, DEFAULT_WRITERS,
+};
 use crate::nemesis::NemesisSpec;
 use crate::report::{Counterexample, LiveFigures, Report};
 use crate::shrink::shrink;
@@ -23,13 +25,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub fault: Option<String>,
     /// Concurrent writers.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = DEFAULT_WRITERS)]
     pub writers: u32,
     /// Replicas.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_REPLICAS)]
     pub replicas: u16,
     /// Total operations.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = DEFAULT_OPS)]
     pub ops: u64,
     /// Keys (objects); key 0 is the hot key.
     #[arg(long, default_value_t = Mix::default().keys)]
@@ -56,7 +58,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
     /// Bound on final anti-entropy rounds before the verdict is unknown.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = DEFAULT_MAX_ROUNDS)]
     pub max_rounds: u32,
     /// Worker threads (default: available cores).
     #[arg(long)]

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use converge_models::{Dot, Value};
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -328,6 +328,7 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
     let mut warnings = Vec::new();
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut done: Vec<Completed> = Vec::new();
+    let mut seen_ids: HashSet<u64> = HashSet::new();
     let mut line_no = 0usize;
     let bad = |line: usize, message: String| Error::HistoryLine {
         path: path.to_path_buf(),
@@ -389,6 +390,10 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
                 field,
                 time_ns,
             } => {
+                check_bounds(&history, replica, key).map_err(|m| bad(line_no, m))?;
+                if !seen_ids.insert(op) {
+                    return Err(bad(line_no, format!("op {op} invoked twice")));
+                }
                 let record = OpRecord {
                     invoke_ns: time_ns,
                     value,
@@ -418,16 +423,28 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
                 }
             }
             Line::Ok(c) => done.push(
-                complete(&mut pending, c, Outcome::Ok, line_no).map_err(|m| bad(line_no, m))?,
+                complete(&mut pending, c, Outcome::Ok, line_no)
+                    .and_then(|c| check_dots(&history, c))
+                    .map_err(|m| bad(line_no, m))?,
             ),
             Line::Fail(c) => done.push(
-                complete(&mut pending, c, Outcome::Fail, line_no).map_err(|m| bad(line_no, m))?,
+                complete(&mut pending, c, Outcome::Fail, line_no)
+                    .and_then(|c| check_dots(&history, c))
+                    .map_err(|m| bad(line_no, m))?,
             ),
             Line::Info(c) => done.push(
-                complete(&mut pending, c, Outcome::Info, line_no).map_err(|m| bad(line_no, m))?,
+                complete(&mut pending, c, Outcome::Info, line_no)
+                    .and_then(|c| check_dots(&history, c))
+                    .map_err(|m| bad(line_no, m))?,
             ),
-            Line::Final(f) => history.finals.push(f),
-            Line::Probe(p) => history.probes.push(p),
+            Line::Final(f) => {
+                check_bounds(&history, f.replica, f.key).map_err(|m| bad(line_no, m))?;
+                history.finals.push(f)
+            }
+            Line::Probe(p) => {
+                check_bounds(&history, p.replica, p.key).map_err(|m| bad(line_no, m))?;
+                history.probes.push(p)
+            }
             Line::Quiescence(q) => history.quiescence = Some(q),
             Line::Network(n) => history.network = Some(n),
         }
@@ -466,6 +483,38 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
             .map_err(|m| bad(c.line, m))?;
     }
     Ok(ReadHistory { history, warnings })
+}
+
+/// Observed dots must name replicas the header declares.
+fn check_dots(history: &History, c: Completed) -> std::result::Result<Completed, String> {
+    let replicas = history.header.as_ref().map_or(u16::MAX, |h| h.replicas);
+    if let Some(d) = c.observed.iter().find(|d| d.replica >= replicas) {
+        return Err(format!(
+            "observed dot ({}, {}) names replica {} but the header declares {replicas} replica(s)",
+            d.replica, d.counter, d.replica
+        ));
+    }
+    Ok(c)
+}
+
+/// Replicas and keys must lie inside what the header declares.
+fn check_bounds(history: &History, replica: u16, key: u32) -> std::result::Result<(), String> {
+    let Some(h) = &history.header else {
+        return Ok(());
+    };
+    if replica >= h.replicas {
+        return Err(format!(
+            "replica {replica} is out of range: the header declares {} replica(s)",
+            h.replicas
+        ));
+    }
+    if key >= h.keys {
+        return Err(format!(
+            "key {key} is out of range: the header declares {} key(s)",
+            h.keys
+        ));
+    }
+    Ok(())
 }
 
 /// Whether an op's completion carries a stamp (timestamp, dot, observed dots
