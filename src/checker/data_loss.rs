@@ -14,7 +14,8 @@ use crate::history::{Function, History, OpRecord, Outcome};
 use crate::report::short_value;
 use crate::verdict::Verdict;
 use converge_models::{Dot, Value, Workload};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Runs the data-loss checker of the history's workload.
 pub fn check(history: &History) -> Check {
@@ -112,11 +113,11 @@ fn check_duplicates(history: &History, check: &mut Check) -> u64 {
     // Reads from a file need not be sorted.
     let has_dup = |v: &Value| match v {
         Value::Elems(e) => {
-            let mut seen = HashSet::with_capacity(e.len());
+            let mut seen = HashSet::with_capacity_and_hasher(e.len(), Default::default());
             !e.iter().all(|x| seen.insert(*x))
         }
         Value::Map(m) => {
-            let mut seen = HashSet::with_capacity(m.len());
+            let mut seen = HashSet::with_capacity_and_hasher(m.len(), Default::default());
             !m.iter().all(|(f, _)| seen.insert(*f))
         }
         Value::Int(_) => false,
@@ -239,9 +240,9 @@ impl<'a> KeyJudge<'a> {
         // Element -> (first ok add index, completion time of earliest ok add, any add at all)
         // Ordered maps keep findings deterministic between a run and a re-check.
         let mut ok_added: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
-        let mut any_added: HashSet<u64> = HashSet::new();
-        let mut ok_removed: HashSet<u64> = HashSet::new();
-        let mut any_removed: HashSet<u64> = HashSet::new();
+        let mut any_added: HashSet<u64> = HashSet::default();
+        let mut ok_removed: HashSet<u64> = HashSet::default();
+        let mut any_removed: HashSet<u64> = HashSet::default();
         for (i, op) in self.updates() {
             let e = op.value as u64;
             match (op.f, op.outcome) {
@@ -279,7 +280,7 @@ impl<'a> KeyJudge<'a> {
             .collect();
         ack_times.sort_unstable();
         let mut stale_reads = 0u64;
-        let mut ever_read: HashSet<u64> = HashSet::new();
+        let mut ever_read: HashSet<u64> = HashSet::default();
         for &i in self.ops {
             let op = &self.history.ops[i];
             let Some(Value::Elems(elems)) = self.history.read_value(op) else {
@@ -371,13 +372,13 @@ impl<'a> KeyJudge<'a> {
     /// OR-Set: an element must be present iff one of its add dots survives every remove.
     fn or_set(&self, check: &mut Check) -> (u64, u64, u64) {
         // dot -> (element, op index, outcome)
-        let mut adds: HashMap<Dot, (u64, usize, Outcome)> = HashMap::new();
-        let mut removed_ok: HashSet<Dot> = HashSet::new();
-        let mut removed_any: HashSet<Dot> = HashSet::new();
+        let mut adds: HashMap<Dot, (u64, usize, Outcome)> = HashMap::default();
+        let mut removed_ok: HashSet<Dot> = HashSet::default();
+        let mut removed_any: HashSet<Dot> = HashSet::default();
         // Indeterminate ops that never reported their dots: an add may be
         // present under any dot; a remove may have removed any dot of its element.
-        let mut maybe_added: HashSet<u64> = HashSet::new();
-        let mut maybe_removed: HashSet<u64> = HashSet::new();
+        let mut maybe_added: HashSet<u64> = HashSet::default();
+        let mut maybe_removed: HashSet<u64> = HashSet::default();
         for (i, op) in self.updates() {
             if op.meta_unknown() {
                 match op.f {
@@ -532,6 +533,9 @@ impl<'a> KeyJudge<'a> {
         let (unknown, writes): (Vec<Indexed<'_>>, Vec<Indexed<'_>>) =
             self.updates().partition(|(_, op)| op.meta_unknown());
         let has_info = writes.iter().any(|(_, op)| op.outcome == Outcome::Info);
+        // Without indeterminate writes the maxima are the same for every read.
+        let definite: Vec<&Indexed<'_>> = writes.iter().collect();
+        let shared = (!has_info).then(|| maximal_writes(history, &definite));
         let (mut lost, mut unexpected) = (0, 0);
         for (replica, value) in self.reads {
             let Value::Elems(actual) = value else {
@@ -540,24 +544,28 @@ impl<'a> KeyJudge<'a> {
                 continue;
             };
             let actual_set: BTreeSet<u64> = actual.iter().copied().collect();
-            // Indeterminate writes count as taken effect when the read shows
-            // them or something that descends from them.
-            let shown: Vec<&[u64]> = writes
-                .iter()
-                .filter(|(_, op)| actual_set.contains(&(op.value as u64)))
-                .map(|(_, op)| clock(op))
-                .collect();
-            let effective: Vec<&(usize, &OpRecord)> = writes
-                .iter()
-                .filter(|(_, op)| {
-                    op.outcome == Outcome::Ok
-                        || (has_info
-                            && shown
-                                .iter()
-                                .any(|s| *s == clock(op) || dominated_by(clock(op), s)))
-                })
-                .collect();
-            let maximal = maximal_writes(history, &effective);
+            let maximal = match &shared {
+                Some(maximal) => maximal.clone(),
+                None => {
+                    // Indeterminate writes count as taken effect when the read
+                    // shows them or something that descends from them.
+                    let shown: Vec<&[u64]> = writes
+                        .iter()
+                        .filter(|(_, op)| actual_set.contains(&(op.value as u64)))
+                        .map(|(_, op)| clock(op))
+                        .collect();
+                    let effective: Vec<&Indexed<'_>> = writes
+                        .iter()
+                        .filter(|(_, op)| {
+                            op.outcome == Outcome::Ok
+                                || shown
+                                    .iter()
+                                    .any(|s| *s == clock(op) || dominated_by(clock(op), s))
+                        })
+                        .collect();
+                    maximal_writes(history, &effective)
+                }
+            };
             let expected: BTreeSet<u64> = maximal.iter().map(|(_, op)| op.value as u64).collect();
             // A shown write with an unknown clock may descend from any write,
             // so expected siblings that are missing may have been superseded.
@@ -680,38 +688,19 @@ fn dominated_by(a: &[u64], b: &[u64]) -> bool {
 
 /// Writes not dominated by any other. Uses the dot shortcut when every write's
 /// dot is `(replica, clock[replica])` and unique: then a write is dominated
-/// iff another write's clock has seen its dot. Falls back to pairwise.
+/// iff another write's clock has seen its dot, which the two largest values
+/// of each clock entry decide in O(n * replicas). Falls back to pairwise.
 fn maximal_writes<'a>(history: &History, writes: &[&Indexed<'a>]) -> Vec<Indexed<'a>> {
     let clock = |op: &OpRecord| clock_of(history, op);
     let dot = |op: &OpRecord| clock(op).get(op.replica as usize).copied().unwrap_or(0);
     let unique_dots = {
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::with_capacity_and_hasher(writes.len(), Default::default());
         writes
             .iter()
             .all(|(_, op)| dot(op) > 0 && seen.insert((op.replica, dot(op))))
     };
-    if unique_dots {
-        // For each replica: how many writes have seen at least counter c of it.
-        let mut seen_by: HashMap<u16, Vec<u64>> = HashMap::new();
-        for (_, op) in writes {
-            for (r, c) in clock(op).iter().enumerate() {
-                seen_by.entry(r as u16).or_default().push(*c);
-            }
-        }
-        for v in seen_by.values_mut() {
-            v.sort_unstable();
-        }
-        writes
-            .iter()
-            .filter(|(_, op)| {
-                let counters = &seen_by[&op.replica];
-                let at_least = counters.len() - counters.partition_point(|c| *c < dot(op));
-                at_least == 1
-            })
-            .map(|w| **w)
-            .collect()
-    } else {
-        writes
+    if !unique_dots {
+        return writes
             .iter()
             .filter(|(i, a)| {
                 !writes
@@ -719,8 +708,36 @@ fn maximal_writes<'a>(history: &History, writes: &[&Indexed<'a>]) -> Vec<Indexed
                     .any(|(j, b)| i != j && dominated_by(clock(a), clock(b)))
             })
             .map(|w| **w)
-            .collect()
+            .collect();
     }
+    // top[r] = the two largest clock[r] values, with the write holding each.
+    let width = writes
+        .iter()
+        .map(|(_, op)| clock(op).len())
+        .max()
+        .unwrap_or(0);
+    let mut top: Vec<[(u64, usize); 2]> = vec![[(0, usize::MAX); 2]; width];
+    for (k, (_, op)) in writes.iter().enumerate() {
+        for (r, v) in clock(op).iter().enumerate() {
+            let t = &mut top[r];
+            if *v > t[0].0 {
+                t[1] = t[0];
+                t[0] = (*v, k);
+            } else if *v > t[1].0 {
+                t[1] = (*v, k);
+            }
+        }
+    }
+    writes
+        .iter()
+        .enumerate()
+        .filter(|(k, (_, op))| {
+            let t = top[op.replica as usize];
+            let best_other = if t[0].1 == *k { t[1].0 } else { t[0].0 };
+            best_other < dot(op)
+        })
+        .map(|(_, w)| **w)
+        .collect()
 }
 
 /// The set of counter values reachable as `base` plus a subset of `maybe`.
