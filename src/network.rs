@@ -71,7 +71,7 @@ impl<M: Crdt> Network<M> {
             tick: 0,
             phase: 0,
             ops_per_phase: ops_per_phase.max(1),
-            gossip_every: 16,
+            gossip_every: 64,
             timed: BTreeMap::new(),
             held: Vec::new(),
             ready: (0..replicas).map(|_| Vec::new()).collect(),

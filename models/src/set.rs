@@ -139,18 +139,97 @@ impl Crdt for TwoPSet {
     }
 }
 
-/// Observed-remove set, add-wins.
+/// OR-Set, add-wins: observed-remove with dot-tagged adds.
 ///
 /// Every add is tagged with its [`Dot`]; a remove deletes exactly the dots it
-/// observed at its origin and records them as tombstones, so a concurrent add
-/// (a dot the remove did not observe) survives, and an add delivered after
-/// the remove that observed it stays removed.
+/// observed at its origin, so a concurrent add (a dot the remove did not
+/// observe) survives. Instead of a tombstone per removed dot, the set keeps a
+/// causal context of every dot it has seen ([`DotContext`]): a seen dot that is
+/// no longer live was removed, and an add delivered after the remove that
+/// observed it is ignored. The context compacts to a version vector, so its
+/// size stays O(replicas) however many removes happen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrSet {
     /// Live dots per element; an element with no live dot is absent.
     entries: BTreeMap<u64, BTreeSet<Dot>>,
-    /// Dots removed so far.
-    tombstones: BTreeSet<Dot>,
+    /// Every dot this replica has seen, live or removed.
+    context: DotContext,
+}
+
+/// A set of dots, kept as a version vector (every counter up to `vv[r]` of
+/// replica `r`) plus the dots seen beyond a gap.
+#[derive(Clone, Debug, Default)]
+pub struct DotContext {
+    vv: Vec<u64>,
+    cloud: BTreeSet<Dot>,
+}
+
+impl PartialEq for DotContext {
+    fn eq(&self, other: &Self) -> bool {
+        let len = self.vv.len().max(other.vv.len());
+        let get = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+        self.cloud == other.cloud && (0..len).all(|i| get(&self.vv, i) == get(&other.vv, i))
+    }
+}
+
+impl Eq for DotContext {}
+
+impl DotContext {
+    /// Whether `dot` has been seen.
+    pub fn contains(&self, dot: Dot) -> bool {
+        dot.counter <= self.vv.get(dot.replica as usize).copied().unwrap_or(0)
+            || self.cloud.contains(&dot)
+    }
+
+    /// Records `dot` as seen, in O(log cloud): only `dot`'s replica can
+    /// extend its version-vector entry.
+    pub fn insert(&mut self, dot: Dot) {
+        if self.contains(dot) {
+            return;
+        }
+        let r = dot.replica as usize;
+        if self.vv.len() <= r {
+            self.vv.resize(r + 1, 0);
+        }
+        if dot.counter != self.vv[r] + 1 {
+            self.cloud.insert(dot);
+            return;
+        }
+        self.vv[r] = dot.counter;
+        while self.cloud.remove(&Dot::new(dot.replica, self.vv[r] + 1)) {
+            self.vv[r] += 1;
+        }
+    }
+
+    /// Joins another context into this one.
+    pub fn merge(&mut self, other: &DotContext) {
+        if self.vv.len() < other.vv.len() {
+            self.vv.resize(other.vv.len(), 0);
+        }
+        for (mine, theirs) in self.vv.iter_mut().zip(&other.vv) {
+            *mine = (*mine).max(*theirs);
+        }
+        self.cloud.extend(other.cloud.iter().copied());
+        self.compact();
+    }
+
+    /// Moves cloud dots that extend the version vector into it. The cloud is
+    /// ordered by (replica, counter), so one pass suffices.
+    fn compact(&mut self) {
+        let vv = &mut self.vv;
+        self.cloud.retain(|d| {
+            let r = d.replica as usize;
+            if vv.len() <= r {
+                vv.resize(r + 1, 0);
+            }
+            if d.counter == vv[r] + 1 {
+                vv[r] += 1;
+                false
+            } else {
+                d.counter > vv[r]
+            }
+        });
+    }
 }
 
 /// An [`OrSet`] op.
@@ -178,9 +257,9 @@ impl OrSet {
         self.entries.get(&elem).into_iter().flatten().copied()
     }
 
-    /// The tombstoned dots.
-    pub fn tombstones(&self) -> &BTreeSet<Dot> {
-        &self.tombstones
+    /// Every dot seen so far, live or removed.
+    pub fn context(&self) -> &DotContext {
+        &self.context
     }
 }
 
@@ -195,6 +274,7 @@ impl Crdt for OrSet {
         match *intent {
             Intent::Add(elem) => {
                 self.entries.entry(elem).or_default().insert(ctx.dot);
+                self.context.insert(ctx.dot);
                 Ok(OrSetOp::Add { elem, dot: ctx.dot })
             }
             Intent::Remove(elem) => {
@@ -202,7 +282,6 @@ impl Crdt for OrSet {
                     Some(dots) => dots.into_iter().collect(),
                     None => Vec::new(),
                 };
-                self.tombstones.extend(observed.iter().copied());
                 Ok(OrSetOp::Remove { elem, observed })
             }
             _ => Err(Rejected::Unsupported),
@@ -212,12 +291,12 @@ impl Crdt for OrSet {
     fn apply(&mut self, op: &OrSetOp) {
         match op {
             OrSetOp::Add { elem, dot } => {
-                if !self.tombstones.contains(dot) {
+                if !self.context.contains(*dot) {
                     self.entries.entry(*elem).or_default().insert(*dot);
+                    self.context.insert(*dot);
                 }
             }
             OrSetOp::Remove { elem, observed } => {
-                self.tombstones.extend(observed.iter().copied());
                 if let Some(dots) = self.entries.get_mut(elem) {
                     for dot in observed {
                         dots.remove(dot);
@@ -226,28 +305,34 @@ impl Crdt for OrSet {
                         self.entries.remove(elem);
                     }
                 }
+                // A remove that arrives before its add must still win over it.
+                for dot in observed {
+                    self.context.insert(*dot);
+                }
             }
         }
     }
 
     fn merge(&mut self, other: &Self) {
-        let new_tombstones = !other.tombstones.is_subset(&self.tombstones);
-        if new_tombstones {
-            self.tombstones.extend(other.tombstones.iter().copied());
-        }
-        let tombstones = &self.tombstones;
+        // A live dot here that the other side has seen but no longer holds
+        // was removed there.
+        self.entries.retain(|elem, dots| {
+            let theirs = other.entries.get(elem);
+            dots.retain(|d| theirs.is_some_and(|t| t.contains(d)) || !other.context.contains(*d));
+            !dots.is_empty()
+        });
+        // A live dot there that this side has never seen is new here.
         for (elem, theirs) in &other.entries {
-            let mut live = theirs.iter().filter(|d| !tombstones.contains(d)).peekable();
-            if live.peek().is_some() {
-                self.entries.entry(*elem).or_default().extend(live);
+            let mut fresh = theirs
+                .iter()
+                .filter(|d| !self.context.contains(**d))
+                .peekable();
+            if fresh.peek().is_some() {
+                let fresh: Vec<Dot> = fresh.copied().collect();
+                self.entries.entry(*elem).or_default().extend(fresh);
             }
         }
-        if new_tombstones {
-            self.entries.retain(|_, dots| {
-                dots.retain(|d| !tombstones.contains(d));
-                !dots.is_empty()
-            });
-        }
+        self.context.merge(&other.context);
     }
 
     fn read(&self) -> Value {
