@@ -11,7 +11,7 @@
 use crate::counter::{eq_padded, slot, sum_i64};
 use crate::map::{FieldWrite, LwwMapOp};
 use crate::register::{MvWrite, Stamped};
-use crate::set::{GSetOp, OrSetOp};
+use crate::set::{GSet, GSetOp, OrSetOp};
 use crate::{Causality, Crdt, Dot, Intent, OpMeta, Rejected, ReplicaId, UpdateCtx, VClock, Value};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,42 +97,35 @@ impl Crdt for SumMergeCounter {
 /// like a naive snapshot sync): adds this replica had and the sender had not
 /// yet seen are lost.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReplaceOnGossipSet {
-    elems: BTreeSet<u64>,
-}
+pub struct ReplaceOnGossipSet(GSet);
 
+/// Everything but `merge` is the reference G-Set's.
 impl Crdt for ReplaceOnGossipSet {
     type Op = GSetOp;
 
-    fn new(_replica: ReplicaId) -> Self {
-        ReplaceOnGossipSet::default()
+    fn new(replica: ReplicaId) -> Self {
+        ReplaceOnGossipSet(GSet::new(replica))
     }
 
-    fn update(&mut self, intent: &Intent, _ctx: &UpdateCtx<'_>) -> Result<GSetOp, Rejected> {
-        match *intent {
-            Intent::Add(e) => {
-                self.elems.insert(e);
-                Ok(GSetOp(e))
-            }
-            _ => Err(Rejected::Unsupported),
-        }
+    fn update(&mut self, intent: &Intent, ctx: &UpdateCtx<'_>) -> Result<GSetOp, Rejected> {
+        self.0.update(intent, ctx)
     }
 
     fn apply(&mut self, op: &GSetOp) {
-        self.elems.insert(op.0);
+        self.0.apply(op);
     }
 
     fn merge(&mut self, other: &Self) {
         // BUG: overwrite instead of union.
-        self.elems.clone_from(&other.elems);
+        self.0.clone_from(&other.0);
     }
 
     fn read(&self) -> Value {
-        Value::Elems(self.elems.iter().copied().collect())
+        self.0.read()
     }
 
-    fn meta(_op: &GSetOp) -> OpMeta {
-        OpMeta::None
+    fn meta(op: &GSetOp) -> OpMeta {
+        GSet::meta(op)
     }
 }
 
@@ -312,37 +305,37 @@ fn single_winner(
     }
 }
 
-/// MV-Register that, when two writes are concurrent, keeps only the one with
-/// the larger value (ties by clock vector), so siblings are lost.
-///
-/// Imitates "resolve siblings on the server" (e.g. a store configured to pick
-/// one sibling by a value rule such as max): concurrent writes that the
-/// application expected to see as siblings disappear.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SiblingDropMvRegister {
-    current: Option<MvWrite>,
+/// The rule a [`SingleWinnerMvRegister`] uses to decide whether a new write
+/// replaces the one it holds. Both rules are wrong for concurrent writes.
+pub trait WinnerRule:
+    Clone + Copy + std::fmt::Debug + Default + PartialEq + Eq + Send + Sync + 'static
+{
+    /// Does `new` replace `current`?
+    fn replaces(new: &MvWrite, current: &MvWrite) -> bool;
 }
 
-impl SiblingDropMvRegister {
-    fn by_value(a: &MvWrite, b: &MvWrite) -> Ordering {
-        a.value
-            .cmp(&b.value)
-            .then_with(|| a.clock.0.cmp(&b.clock.0))
-    }
+/// An MV-Register that keeps a single write, chosen by `R`. See the aliases
+/// [`SiblingDropMvRegister`] and [`TotalOrderClockMvRegister`] for the bugs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SingleWinnerMvRegister<R: WinnerRule> {
+    current: Option<MvWrite>,
+    rule: std::marker::PhantomData<R>,
+}
 
+impl<R: WinnerRule> SingleWinnerMvRegister<R> {
     fn offer(&mut self, w: &MvWrite) {
         match &self.current {
-            Some(cur) if !single_winner(w, cur, Self::by_value) => {}
+            Some(cur) if !R::replaces(w, cur) => {}
             _ => self.current = Some(w.clone()),
         }
     }
 }
 
-impl Crdt for SiblingDropMvRegister {
+impl<R: WinnerRule> Crdt for SingleWinnerMvRegister<R> {
     type Op = MvWrite;
 
     fn new(_replica: ReplicaId) -> Self {
-        SiblingDropMvRegister::default()
+        SingleWinnerMvRegister::default()
     }
 
     fn update(&mut self, intent: &Intent, ctx: &UpdateCtx<'_>) -> Result<MvWrite, Rejected> {
@@ -376,7 +369,27 @@ impl Crdt for SiblingDropMvRegister {
     }
 }
 
-// ---------------------------------------------------------------------------
+/// MV-Register that, when two writes are concurrent, keeps only the one with
+/// the larger value (ties by clock vector), so siblings are lost.
+///
+/// Imitates "resolve siblings on the server" (e.g. a store configured to pick
+/// one sibling by a value rule such as max): concurrent writes that the
+/// application expected to see as siblings disappear.
+pub type SiblingDropMvRegister = SingleWinnerMvRegister<LargerValueWins>;
+
+/// Causal order first; between concurrent writes, the larger value wins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LargerValueWins;
+
+impl WinnerRule for LargerValueWins {
+    fn replaces(new: &MvWrite, current: &MvWrite) -> bool {
+        single_winner(new, current, |a, b| {
+            a.value
+                .cmp(&b.value)
+                .then_with(|| a.clock.0.cmp(&b.clock.0))
+        })
+    }
+}
 
 /// MV-Register whose vector-clock comparison never answers "concurrent": it
 /// orders clocks by the sum of their entries, ties by the vectors
@@ -384,74 +397,19 @@ impl Crdt for SiblingDropMvRegister {
 ///
 /// Imitates comparing vector clocks as scalars (summing them, or comparing
 /// them like tuples): concurrency is misread as order and siblings vanish.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TotalOrderClockMvRegister {
-    current: Option<MvWrite>,
-}
+pub type TotalOrderClockMvRegister = SingleWinnerMvRegister<TotalOrderClock>;
 
-impl TotalOrderClockMvRegister {
-    /// BUG: a total order on clocks.
-    fn compare(a: &VClock, b: &VClock) -> Causality {
+/// BUG: a total order on vector clocks (sum, then lexicographic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TotalOrderClock;
+
+impl WinnerRule for TotalOrderClock {
+    fn replaces(new: &MvWrite, current: &MvWrite) -> bool {
+        let (a, b) = (&new.clock, &current.clock);
         if a.compare(b) == Causality::Equal {
-            return Causality::Equal;
+            return new.value > current.value;
         }
-        match a.total().cmp(&b.total()).then_with(|| a.0.cmp(&b.0)) {
-            Ordering::Greater => Causality::After,
-            Ordering::Less => Causality::Before,
-            Ordering::Equal => Causality::Equal,
-        }
-    }
-
-    fn offer(&mut self, w: &MvWrite) {
-        let replace = match &self.current {
-            None => true,
-            Some(cur) => match Self::compare(&w.clock, &cur.clock) {
-                Causality::After => true,
-                Causality::Equal => w.value > cur.value,
-                Causality::Before | Causality::Concurrent => false,
-            },
-        };
-        if replace {
-            self.current = Some(w.clone());
-        }
-    }
-}
-
-impl Crdt for TotalOrderClockMvRegister {
-    type Op = MvWrite;
-
-    fn new(_replica: ReplicaId) -> Self {
-        TotalOrderClockMvRegister::default()
-    }
-
-    fn update(&mut self, intent: &Intent, ctx: &UpdateCtx<'_>) -> Result<MvWrite, Rejected> {
-        let Intent::Write(value) = *intent else {
-            return Err(Rejected::Unsupported);
-        };
-        let w = MvWrite {
-            clock: ctx.clock.clone(),
-            value,
-        };
-        self.offer(&w);
-        Ok(w)
-    }
-
-    fn apply(&mut self, op: &MvWrite) {
-        self.offer(op);
-    }
-
-    fn merge(&mut self, other: &Self) {
-        if let Some(w) = &other.current {
-            self.offer(w);
-        }
-    }
-
-    fn read(&self) -> Value {
-        Value::Elems(self.current.iter().map(|w| w.value).collect())
-    }
-
-    fn meta(_op: &MvWrite) -> OpMeta {
-        OpMeta::None
+        a.total().cmp(&b.total()).then_with(|| a.0.cmp(&b.0)) == Ordering::Greater
     }
 }
 
