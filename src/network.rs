@@ -18,6 +18,9 @@ use std::sync::Arc;
 /// Replicas shared between writers and the network.
 pub type Cluster<M> = Arc<Vec<Mutex<Replica<M>>>>;
 
+/// Messages applied per acquisition of a replica's lock.
+const DELIVERY_CHUNK: usize = 128;
+
 /// Most snapshots kept for stale-merge idempotency probes.
 pub const MAX_SNAPSHOTS: usize = 8;
 /// Most delivered messages kept for redelivery probes.
@@ -224,9 +227,11 @@ impl<M: Crdt> Network<M> {
                 self.stats.reordered += 1;
                 self.nemesis.shuffle(&mut batch);
             }
-            {
+            // Writers on this replica wait for the lock: hold it for a
+            // bounded chunk at a time, not for the whole batch.
+            for chunk in batch.chunks(DELIVERY_CHUNK) {
                 let mut replica = cluster[dst].lock();
-                for (msg, _) in &batch {
+                for (msg, _) in chunk {
                     replica.deliver(msg);
                 }
             }
