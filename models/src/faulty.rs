@@ -648,7 +648,11 @@ impl Crdt for NoTombstoneOrSet {
                     .remove(&elem)
                     .map(|d| d.into_iter().collect())
                     .unwrap_or_default();
-                Ok(OrSetOp::Remove { elem, observed })
+                Ok(OrSetOp::Remove {
+                    elem,
+                    observed,
+                    dot: ctx.dot,
+                })
             }
             _ => Err(Rejected::Unsupported),
         }
@@ -660,7 +664,7 @@ impl Crdt for NoTombstoneOrSet {
                 // BUG: nothing remembers that `dot` may have been removed.
                 self.entries.entry(*elem).or_default().insert(*dot);
             }
-            OrSetOp::Remove { elem, observed } => {
+            OrSetOp::Remove { elem, observed, .. } => {
                 if let Some(dots) = self.entries.get_mut(elem) {
                     for d in observed {
                         dots.remove(d);

@@ -248,6 +248,10 @@ pub enum OrSetOp {
         elem: u64,
         /// The dots the remove observed, sorted.
         observed: Vec<Dot>,
+        /// The remove's own dot. Removes take dots from the same per-key
+        /// sequence as adds; recording them keeps the causal context free
+        /// of gaps, so it compacts to a version vector.
+        dot: Dot,
     },
 }
 
@@ -282,7 +286,12 @@ impl Crdt for OrSet {
                     Some(dots) => dots.into_iter().collect(),
                     None => Vec::new(),
                 };
-                Ok(OrSetOp::Remove { elem, observed })
+                self.context.insert(ctx.dot);
+                Ok(OrSetOp::Remove {
+                    elem,
+                    observed,
+                    dot: ctx.dot,
+                })
             }
             _ => Err(Rejected::Unsupported),
         }
@@ -296,7 +305,12 @@ impl Crdt for OrSet {
                     self.context.insert(*dot);
                 }
             }
-            OrSetOp::Remove { elem, observed } => {
+            OrSetOp::Remove {
+                elem,
+                observed,
+                dot,
+            } => {
+                self.context.insert(*dot);
                 if let Some(dots) = self.entries.get_mut(elem) {
                     for dot in observed {
                         dots.remove(dot);
