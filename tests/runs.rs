@@ -25,26 +25,43 @@ fn summary(checks: &[Check]) -> String {
         .join("; ")
 }
 
+/// Runs every catalog model with `faulty == faulty` on `seeds`, after
+/// `configure`, and returns a line for each run whose checks `ok` rejects.
+fn sweep(
+    faulty: bool,
+    seeds: std::ops::RangeInclusive<u64>,
+    configure: impl Fn(&mut RunConfig),
+    ok: impl Fn(&[Check]) -> bool,
+) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rejected = Vec::new();
+    let models: Vec<_> = CATALOG.iter().filter(|m| m.faulty == faulty).collect();
+    assert!(models.len() >= 8, "at least 8 models of each kind");
+    for model in models {
+        for seed in seeds.clone() {
+            let out = dir.path().join(format!("{}-{seed}", model.name));
+            let mut config = RunConfig::for_model(model.name, seed, out).unwrap();
+            configure(&mut config);
+            let checks = check_all(&run(&config).unwrap().history);
+            if !ok(&checks) {
+                rejected.push(format!("{} seed {seed}: {}", model.name, summary(&checks)));
+            }
+        }
+    }
+    rejected
+}
+
 /// The done criterion: every fault is invalid on seeds 1 to 5 with the
 /// default run (1000 writers, 100,000 ops, default nemesis), and the
 /// violated check is named.
 #[test]
 fn every_fault_is_invalid_on_seeds_1_to_5_with_the_default_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults: Vec<_> = CATALOG.iter().filter(|m| m.faulty).collect();
-    assert!(faults.len() >= 8, "at least 8 faulty variants");
-    let mut misses = Vec::new();
-    for fault in faults {
-        for seed in 1..=5 {
-            let out = dir.path().join(format!("{}-{seed}", fault.name));
-            let config = RunConfig::for_model(fault.name, seed, out).unwrap();
-            let result = run(&config).unwrap();
-            let checks = check_all(&result.history);
-            if overall(&checks) != Verdict::Invalid || violated(&checks).is_empty() {
-                misses.push(format!("{} seed {seed}: {}", fault.name, summary(&checks)));
-            }
-        }
-    }
+    let misses = sweep(
+        true,
+        1..=5,
+        |_| {},
+        |checks| overall(checks) == Verdict::Invalid && !violated(checks).is_empty(),
+    );
     assert!(
         misses.is_empty(),
         "faults not caught:\n{}",
@@ -57,22 +74,16 @@ fn every_fault_is_invalid_on_seeds_1_to_5_with_the_default_run() {
 /// each reference is in the next test.
 #[test]
 fn reference_models_are_valid_on_20_seeds_with_the_nemesis() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut flagged = Vec::new();
-    for model in CATALOG.iter().filter(|m| !m.faulty) {
-        for seed in 1..=20 {
-            let out = dir.path().join(format!("{}-{seed}", model.name));
-            let mut config = RunConfig::for_model(model.name, seed, out).unwrap();
+    let flagged = sweep(
+        false,
+        1..=20,
+        |config| {
             config.writers = 100;
             config.ops = 10_000;
             config.mix.keys = 8;
-            let result = run(&config).unwrap();
-            let checks = check_all(&result.history);
-            if overall(&checks) != Verdict::Valid {
-                flagged.push(format!("{} seed {seed}: {}", model.name, summary(&checks)));
-            }
-        }
-    }
+        },
+        |checks| overall(checks) == Verdict::Valid,
+    );
     assert!(
         flagged.is_empty(),
         "correct models flagged:\n{}",
