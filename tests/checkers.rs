@@ -593,7 +593,6 @@ fn stale_reads_are_counted_but_do_not_invalidate() {
 }
 
 #[test]
-
 fn stale_read_is_not_masked_by_a_duplicate() {
     // 1 and 2 are acknowledged before the read starts; the read misses 2 but
     // repeats 1, so `seen` (2) equals `known` (2) and it is not counted stale.
@@ -1049,7 +1048,6 @@ fn conflicts_three_mutually_concurrent_and_per_key() {
 }
 
 #[test]
-
 fn conflicts_with_an_info_update_in_the_causal_past() {
     // I (info, applied: clock_sum 1) -> A (ok, clock_sum 2); B (ok, clock_sum 1)
     // is concurrent with both. Ok pairs: (A, B) = 1 conflict; counting every
@@ -1109,7 +1107,6 @@ fn check_all_runs_every_checker_on_a_complete_valid_history() {
 }
 
 #[test]
-
 fn key_with_updates_but_no_final_reads_is_not_valid() {
     // Key 1 has an acknowledged add, but no replica's final read of key 1 is
     // in the history. Convergence only looks at keys that have finals, and
@@ -1710,7 +1707,6 @@ fn jsonl_empty_file_and_wrong_schema_version_are_errors() {
 // ---------------------------------------------------------------------------
 
 #[test]
-
 fn finding_op_indices_are_jsonl_op_ids() {
     // checker/mod.rs: findings name "op indices (positions in history.ops,
     // equal to the op ids of history.jsonl)". read_history pushes ops in
@@ -1733,7 +1729,6 @@ fn finding_op_indices_are_jsonl_op_ids() {
 }
 
 #[test]
-
 fn duplicates_in_an_unsorted_read_are_detected() {
     // history.jsonl is an input of `converge check`, and nothing checks that
     // a read is sorted; windows(2) only sees adjacent repeats.
@@ -1772,7 +1767,6 @@ fn uncompleted(workload: &str, ops: &str, finals: &str) -> History {
 }
 
 #[test]
-
 fn lww_uncompleted_write_may_win() {
     let h = uncompleted(
         "lww-register",
@@ -1787,7 +1781,6 @@ fn lww_uncompleted_write_may_win() {
 }
 
 #[test]
-
 fn or_set_uncompleted_remove_may_have_removed() {
     let h = uncompleted(
         "or-set",
@@ -1801,7 +1794,6 @@ fn or_set_uncompleted_remove_may_have_removed() {
 }
 
 #[test]
-
 fn or_set_uncompleted_adds_do_not_collide() {
     let h = uncompleted(
         "or-set",
@@ -1816,7 +1808,6 @@ fn or_set_uncompleted_adds_do_not_collide() {
 }
 
 #[test]
-
 fn mv_uncompleted_write_may_supersede() {
     let h = uncompleted(
         "mv-register",

@@ -911,7 +911,6 @@ fn no_progress_bar_on_a_pipe() {
 // Reproduce commands.
 
 #[test]
-
 fn reproduce_command_keeps_the_operation_mix() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("out");
@@ -945,7 +944,6 @@ fn reproduce_command_keeps_the_operation_mix() {
 }
 
 #[test]
-
 fn reproduce_command_survives_an_out_dir_with_a_space() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("with space");

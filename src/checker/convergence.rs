@@ -1,18 +1,13 @@
 //! Convergence: after healing and quiescence, every replica returns the same
 //! value for every key.
 
-use super::{finals_undecidable, Check, Finding};
+use super::{finals_by_key, finals_undecidable, Check, Finding};
 use crate::history::History;
 use crate::verdict::Verdict;
-use converge_models::Value;
-use std::collections::BTreeMap;
 
 /// Checks that all final reads of each key are equal.
 pub fn check(history: &History) -> Check {
-    let mut by_key: BTreeMap<u32, Vec<(u16, &Value)>> = BTreeMap::new();
-    for f in &history.finals {
-        by_key.entry(f.key).or_default().push((f.replica, &f.value));
-    }
+    let by_key = finals_by_key(history);
     let mut diverged = Vec::new();
     for (key, reads) in &by_key {
         let first = reads[0].1;

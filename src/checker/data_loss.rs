@@ -9,7 +9,7 @@
 //! - MV-Register: exactly the writes that are maximal by vector clock;
 //! - LWW-Register / LWW-Map: the write with the greatest (timestamp, replica).
 
-use super::{finals_undecidable, ops_by_key, Check, Finding};
+use super::{finals_by_key, finals_undecidable, ops_by_key, Check, Finding};
 use crate::history::{Function, History, OpRecord, Outcome};
 use crate::report::short_value;
 use crate::verdict::Verdict;
@@ -97,14 +97,6 @@ pub fn check(history: &History) -> Check {
         _ => format!("every acknowledged update survives on every replica ({keys} keys)"),
     };
     check
-}
-
-fn finals_by_key(history: &History) -> BTreeMap<u32, Vec<(u16, &Value)>> {
-    let mut by_key: BTreeMap<u32, Vec<(u16, &Value)>> = BTreeMap::new();
-    for f in &history.finals {
-        by_key.entry(f.key).or_default().push((f.replica, &f.value));
-    }
-    by_key
 }
 
 /// Flags every read (in-run or final) that repeats an element.

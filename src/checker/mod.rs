@@ -10,6 +10,7 @@ pub mod idempotency;
 
 use crate::history::History;
 use crate::verdict::Verdict;
+use converge_models::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -104,6 +105,15 @@ pub fn ops_by_key(history: &History) -> BTreeMap<u32, Vec<usize>> {
     let mut by_key: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, op) in history.ops.iter().enumerate() {
         by_key.entry(op.key).or_default().push(i);
+    }
+    by_key
+}
+
+/// Final reads grouped by key: (replica, value) in history order.
+pub fn finals_by_key(history: &History) -> BTreeMap<u32, Vec<(u16, &Value)>> {
+    let mut by_key: BTreeMap<u32, Vec<(u16, &Value)>> = BTreeMap::new();
+    for f in &history.finals {
+        by_key.entry(f.key).or_default().push((f.replica, &f.value));
     }
     by_key
 }

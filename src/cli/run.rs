@@ -73,7 +73,8 @@ pub struct RunArgs {
 
 /// Resolves flags into a run configuration, naming the bad flag on error.
 pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
-    let (model, workload, is_fault) = match (&args.fault, &args.workload) {
+    // The catalog entry decides workload and fault-ness; flags override the defaults.
+    let model = match (&args.fault, &args.workload) {
         (Some(fault), workload) => {
             let info = model_info(fault).filter(|m| m.faulty).ok_or_else(|| {
                 Error::Config(format!(
@@ -88,7 +89,7 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
                     )));
                 }
             }
-            (info.name.to_string(), info.workload, true)
+            info.name
         }
         (None, workload) => {
             let name = workload.as_deref().unwrap_or("or-set");
@@ -97,37 +98,28 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
                     "--workload: unknown workload '{name}' (see `converge list workloads`)"
                 ))
             })?;
-            (reference_for(workload).name.to_string(), workload, false)
+            reference_for(workload).name
         }
     };
     let seed = args.seed.unwrap_or_else(random_seed);
-    let mix = Mix {
+    let out = args.out.clone().unwrap_or_else(|| default_out(model, seed));
+    let mut config = RunConfig::for_model(model, seed, out)?;
+    config.writers = args.writers;
+    config.replicas = args.replicas;
+    config.ops = args.ops;
+    config.nemesis = NemesisSpec::parse(&args.nemesis)?;
+    config.mix = Mix {
         keys: args.keys,
         hot_key_ratio: args.hot_key_ratio,
         read_ratio: args.read_ratio,
         remove_ratio: args.remove_ratio,
         ..Mix::default()
     };
-    let config = RunConfig {
-        out: args
-            .out
-            .clone()
-            .unwrap_or_else(|| default_out(&model, seed)),
-        model,
-        workload,
-        writers: args.writers,
-        replicas: args.replicas,
-        ops: args.ops,
-        seed,
-        nemesis: NemesisSpec::parse(&args.nemesis)?,
-        mix,
-        max_rounds: args.max_rounds,
-        threads: args
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        progress: super::progress::wanted() && args.format == Format::Human,
-        is_fault,
-    };
+    config.max_rounds = args.max_rounds;
+    if let Some(threads) = args.threads {
+        config.threads = threads;
+    }
+    config.progress = super::progress::wanted() && args.format == Format::Human;
     config.validate()?;
     Ok(config)
 }
