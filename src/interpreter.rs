@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub progress: bool,
     /// Whether `--fault` named the model (for the reproduce command).
     pub is_fault: bool,
+    /// The target claims linearizability, so it is checked too.
+    pub linearizable: bool,
 }
 
 /// Default number of concurrent writers.
@@ -88,12 +90,19 @@ impl RunConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             progress: false,
             is_fault: info.faulty,
+            linearizable: false,
         })
     }
 
     /// Rejects values out of range with a message naming the flag.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        if self.linearizable && crate::checker::linearizable::model_for(self.workload).is_none() {
+            return bad(format!(
+                "--linearizable: workload {} has no sequential model (use a counter, g-set or register)",
+                self.workload.name()
+            ));
+        }
         if self.writers == 0 || self.writers > MAX_WRITERS {
             return bad(format!(
                 "--writers must be in 1..={MAX_WRITERS}, got {}",
@@ -154,7 +163,7 @@ impl RunConfig {
             self.seed,
             self.nemesis.to_spec(),
             shell_quote(&self.out.display().to_string())
-        )
+        ) + if self.linearizable { " --linearizable" } else { "" }
     }
 }
 
@@ -228,6 +237,7 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
         workload: config.workload,
         model: config.model.clone(),
         target: "in-process".into(),
+        linearizable: config.linearizable,
         writers: config.writers,
         replicas: config.replicas,
         keys: config.mix.keys,

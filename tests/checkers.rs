@@ -30,6 +30,7 @@ fn header(workload: Workload, replicas: u16) -> Header {
         ops: 0,
         nemesis: "none".to_string(),
         reproduce: format!("converge run --workload {}", workload.name()),
+        linearizable: false,
     }
 }
 

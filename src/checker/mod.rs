@@ -7,6 +7,7 @@ pub mod conflicts;
 pub mod convergence;
 pub mod data_loss;
 pub mod idempotency;
+pub mod linearizable;
 
 use crate::history::History;
 use crate::verdict::Verdict;
@@ -85,12 +86,16 @@ impl Check {
 
 /// Runs every checker that applies to the history's workload.
 pub fn check_all(history: &History) -> Vec<Check> {
-    vec![
+    let mut checks = vec![
         convergence::check(history),
         data_loss::check(history),
         idempotency::check(history),
         conflicts::check(history),
-    ]
+    ];
+    if history.header.as_ref().is_some_and(|h| h.linearizable) {
+        checks.push(linearizable::check_run(history));
+    }
+    checks
 }
 
 /// The combined verdict: the worst of all checks.

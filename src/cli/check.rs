@@ -1,22 +1,68 @@
-//! `converge check`: re-check a recorded history offline.
+//! `converge check`: re-check recorded histories offline, with the CRDT
+//! checkers (convergence, data loss, idempotency) or for linearizability.
 
 use super::Format;
 use crate::checker::check_all;
+use crate::checker::linearizable::model::{ModelKind, Semantics};
+use crate::checker::linearizable::{self, html, Explain, LinCheck, LinConfig, DEFAULT_MEMORY_MIB};
 use crate::error::Error;
+use crate::history::detect::read_lin_history;
 use crate::history::jsonl::read_history;
+use crate::history::lin::{InputFormat, LinFn, LinHistory, LinValue};
 use crate::report::Report;
-use clap::Args;
-use std::path::PathBuf;
+use crate::verdict::{Verdict, EXIT_USAGE};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Which property `converge check` decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum CheckerKind {
+    /// Convergence, zero data loss and idempotency of a converge run.
+    #[default]
+    Crdt,
+    /// Linearizability against a sequential model.
+    Linearizable,
+}
 
 /// Arguments of `converge check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// A `history.jsonl` written by `converge run`.
-    pub history: PathBuf,
+    /// History files: converge `history.jsonl`; for `--checker linearizable`
+    /// also Jepsen logs, Jepsen EDN and porcupine kv EDN.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Property to check.
+    #[arg(long, value_enum, default_value_t = CheckerKind::Crdt)]
+    pub checker: CheckerKind,
+    /// Sequential model for `--checker linearizable` (inferred from the ops when omitted).
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// What nil reads, `fail` and `info` ops mean.
+    #[arg(long, value_enum, default_value_t = Semantics::Porcupine)]
+    pub semantics: Semantics,
+    /// Time budget per file in seconds; undecided keys become `unknown`.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Memory budget for the search, in MiB, all threads together.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_MIB)]
+    pub memory_mib: usize,
+    /// Which non-linearizable keys get a witness.
+    #[arg(long, value_enum, default_value_t = Explain::First)]
+    pub explain: Explain,
+    /// Worker threads for the per-key search (default: available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Input format (detected from the content when omitted).
+    #[arg(long, value_enum)]
+    pub input_format: Option<InputFormat>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
-    /// Also write report.json and report.md into this directory.
+    /// Also write reports here: report.json and report.md for the CRDT
+    /// checkers; `<file>.linearizability.json` and `<file>.html` for
+    /// linearizability.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -27,9 +73,23 @@ pub fn fail(e: &Error) -> i32 {
     e.exit_code()
 }
 
-/// Runs `converge check` and returns the exit code.
+/// Runs `converge check` and returns the exit code: the worst over files,
+/// with an unreadable file counting as a usage error.
 pub fn execute(args: CheckArgs) -> anyhow::Result<i32> {
-    let read = match read_history(&args.history) {
+    match args.checker {
+        CheckerKind::Crdt => {
+            let mut worst = 0;
+            for file in &args.files {
+                worst = worst.max(check_crdt(&args, file)?);
+            }
+            Ok(worst)
+        }
+        CheckerKind::Linearizable => check_linearizable(&args),
+    }
+}
+
+fn check_crdt(args: &CheckArgs, file: &Path) -> anyhow::Result<i32> {
+    let read = match read_history(file) {
         Ok(r) => r,
         Err(e) => return Ok(fail(&e)),
     };
@@ -59,4 +119,139 @@ pub fn execute(args: CheckArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(report.verdict.exit_code())
+}
+
+/// One file's linearizability result, as printed with `--format json`.
+#[derive(Debug, Serialize)]
+struct FileResult {
+    file: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<LinCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn check_linearizable(args: &CheckArgs) -> anyhow::Result<i32> {
+    let mut worst = 0;
+    let mut results = Vec::new();
+    for file in &args.files {
+        match check_lin_file(args, file) {
+            Ok(check) => {
+                worst = worst.max(check.verdict.exit_code());
+                if args.format == Format::Human {
+                    print!(
+                        "{}",
+                        linearizable::human(&file.display().to_string(), &check)
+                    );
+                }
+                results.push(FileResult {
+                    file: file.clone(),
+                    check: Some(check),
+                    error: None,
+                });
+            }
+            Err(e) => {
+                worst = worst.max(fail(&e));
+                results.push(FileResult {
+                    file: file.clone(),
+                    check: None,
+                    error: Some(e.to_string()),
+                });
+            }
+        }
+    }
+    if args.format == Format::Json {
+        let verdict = results
+            .iter()
+            .filter_map(|r| r.check.as_ref())
+            .fold(Verdict::Valid, |v, c| v.and(c.verdict));
+        let doc = serde_json::json!({ "verdict": verdict, "files": results });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    Ok(if worst == EXIT_USAGE {
+        EXIT_USAGE
+    } else {
+        worst
+    })
+}
+
+fn check_lin_file(args: &CheckArgs, file: &Path) -> Result<LinCheck, Error> {
+    let history = read_lin_history(file, args.input_format)?;
+    for w in &history.warnings {
+        eprintln!("warning: {}: {w}", file.display());
+    }
+    let model = match args.model {
+        Some(model) => model,
+        None => {
+            let model = infer_model(&history);
+            eprintln!(
+                "note: {}: checking against model {} (inferred; pass --model to choose)",
+                file.display(),
+                model.as_str()
+            );
+            model
+        }
+    };
+    let timeout = match args.timeout {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
+        Some(t) => return Err(Error::Config(format!("--timeout {t}: give seconds > 0"))),
+    };
+    if args.memory_mib == 0 {
+        return Err(Error::Config("--memory-mib must be at least 1".into()));
+    }
+    let mut config = LinConfig::new(model);
+    config.semantics = args.semantics;
+    config.timeout = timeout;
+    config.memory_mib = args.memory_mib;
+    config.explain = args.explain;
+    if let Some(threads) = args.threads {
+        config.threads = threads.max(1);
+    }
+    let check = linearizable::check(&history, &config, file)?;
+    if let Some(out) = &args.out {
+        write_lin_outputs(out, file, &check)?;
+    }
+    Ok(check)
+}
+
+fn write_lin_outputs(out: &Path, file: &Path, check: &LinCheck) -> Result<(), Error> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let name = file
+        .file_name()
+        .map_or_else(|| "history".into(), |n| n.to_string_lossy().into_owned());
+    let json_path = out.join(format!("{name}.linearizability.json"));
+    let json = serde_json::to_string_pretty(check)
+        .map_err(|e| Error::Config(format!("cannot encode the result: {e}")))?;
+    std::fs::write(&json_path, json).map_err(|e| Error::io(&json_path, e))?;
+    let html_path = out.join(format!("{name}.html"));
+    std::fs::write(&html_path, html::render(&name, check)).map_err(|e| Error::io(&html_path, e))?;
+    eprintln!("wrote {} and {}", json_path.display(), html_path.display());
+    Ok(())
+}
+
+/// Picks the model an unannotated history most likely needs.
+fn infer_model(history: &LinHistory) -> ModelKind {
+    let has = |f: LinFn| history.ops.iter().any(|op| op.f == f);
+    let strings = history
+        .ops
+        .iter()
+        .any(|op| matches!(op.input, LinValue::Str(_)) || matches!(op.output, LinValue::Str(_)));
+    if has(LinFn::Append) || strings {
+        ModelKind::Kv
+    } else if has(LinFn::Cas) {
+        ModelKind::CasRegister
+    } else if has(LinFn::Add) {
+        let list_reads = history
+            .ops
+            .iter()
+            .any(|op| op.f == LinFn::Read && matches!(op.output, LinValue::List(_)));
+        if list_reads {
+            ModelKind::Set
+        } else {
+            ModelKind::Counter
+        }
+    } else {
+        ModelKind::CasRegister
+    }
 }

@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Do not shrink a failing run.
     #[arg(long)]
     pub no_shrink: bool,
+    /// The target claims linearizability: also check it (counter, g-set
+    /// and register workloads; reads come from the replica the writer uses).
+    #[arg(long)]
+    pub linearizable: bool,
     /// Most re-runs the shrinker may make.
     #[arg(long, default_value_t = 40)]
     pub shrink_budget: u32,
@@ -116,6 +120,7 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
         ..Mix::default()
     };
     config.max_rounds = args.max_rounds;
+    config.linearizable = args.linearizable;
     if let Some(threads) = args.threads {
         config.threads = threads;
     }

@@ -7,7 +7,11 @@
 //! writes, dots observed by OR-Set removes) lives in a shared arena, and read
 //! results in a side table. On disk it is JSON lines ([`jsonl`]).
 
+pub mod detect;
+pub mod edn;
+pub mod jepsen;
 pub mod jsonl;
+pub mod lin;
 
 use converge_models::{Dot, ReplicaId, Value, Workload};
 use serde::{Deserialize, Serialize};
@@ -118,6 +122,9 @@ pub struct Header {
     pub nemesis: String,
     /// Command line that reproduces the run.
     pub reproduce: String,
+    /// The target claims linearizability: checkers also decide it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub linearizable: bool,
 }
 
 /// The value one replica returned for one key after quiescence.
