@@ -132,6 +132,9 @@ struct FileResult {
 }
 
 fn check_linearizable(args: &CheckArgs) -> anyhow::Result<i32> {
+    if let Err(e) = lin_budget(args) {
+        return Ok(fail(&e));
+    }
     let mut worst = 0;
     let mut results = Vec::new();
     for file in &args.files {
@@ -161,11 +164,18 @@ fn check_linearizable(args: &CheckArgs) -> anyhow::Result<i32> {
         }
     }
     if args.format == Format::Json {
+        let errors = results.iter().filter(|r| r.error.is_some()).count();
+        // An unreadable file leaves the answer open, whatever the others say.
+        let floor = if errors > 0 {
+            Verdict::Unknown
+        } else {
+            Verdict::Valid
+        };
         let verdict = results
             .iter()
             .filter_map(|r| r.check.as_ref())
-            .fold(Verdict::Valid, |v, c| v.and(c.verdict));
-        let doc = serde_json::json!({ "verdict": verdict, "files": results });
+            .fold(floor, |v, c| v.and(c.verdict));
+        let doc = serde_json::json!({ "verdict": verdict, "errors": errors, "files": results });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(if worst == EXIT_USAGE {
@@ -192,14 +202,7 @@ fn check_lin_file(args: &CheckArgs, file: &Path) -> Result<LinCheck, Error> {
             model
         }
     };
-    let timeout = match args.timeout {
-        None => None,
-        Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
-        Some(t) => return Err(Error::Config(format!("--timeout {t}: give seconds > 0"))),
-    };
-    if args.memory_mib == 0 {
-        return Err(Error::Config("--memory-mib must be at least 1".into()));
-    }
+    let timeout = lin_budget(args)?;
     let mut config = LinConfig::new(model);
     config.semantics = args.semantics;
     config.timeout = timeout;
@@ -213,6 +216,18 @@ fn check_lin_file(args: &CheckArgs, file: &Path) -> Result<LinCheck, Error> {
         write_lin_outputs(out, file, &check)?;
     }
     Ok(check)
+}
+
+/// The validated `--timeout`, after checking `--memory-mib`.
+fn lin_budget(args: &CheckArgs) -> Result<Option<Duration>, Error> {
+    if args.memory_mib == 0 {
+        return Err(Error::Config("--memory-mib must be at least 1".into()));
+    }
+    match args.timeout {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Ok(Some(Duration::from_secs_f64(t))),
+        Some(t) => Err(Error::Config(format!("--timeout {t}: give seconds > 0"))),
+    }
 }
 
 fn write_lin_outputs(out: &Path, file: &Path, check: &LinCheck) -> Result<(), Error> {
