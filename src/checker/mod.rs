@@ -3,11 +3,14 @@
 //! indices (positions in `history.ops`, equal to the `op` ids of
 //! `history.jsonl`) and expected vs actual values.
 
+pub mod bounds;
 pub mod conflicts;
 pub mod convergence;
 pub mod data_loss;
 pub mod idempotency;
 pub mod linearizable;
+pub mod monotonic;
+pub mod opaque;
 
 use crate::history::History;
 use crate::verdict::Verdict;
@@ -86,6 +89,13 @@ impl Check {
 
 /// Runs every checker that applies to the history's workload.
 pub fn check_all(history: &History) -> Vec<Check> {
+    if history
+        .header
+        .as_ref()
+        .is_some_and(|h| h.target == "maelstrom")
+    {
+        return check_opaque_target(history);
+    }
     let mut checks = vec![
         convergence::check(history),
         data_loss::check(history),
@@ -94,6 +104,22 @@ pub fn check_all(history: &History) -> Vec<Check> {
     ];
     if history.header.as_ref().is_some_and(|h| h.linearizable) {
         checks.push(linearizable::check_run(history));
+    }
+    checks
+}
+
+/// Checks for a target whose internals are hidden (node processes):
+/// there are no dots, timestamps or clocks in the history and no probes, so
+/// datatypes that need them get the black-box checks of [`opaque`].
+fn check_opaque_target(history: &History) -> Vec<Check> {
+    use converge_models::Workload;
+    let mut checks = vec![convergence::check(history), bounds::check(history)];
+    match history.workload() {
+        Some(Workload::GCounter | Workload::PnCounter | Workload::GSet) => {
+            checks.push(data_loss::check(history));
+            checks.push(monotonic::check(history));
+        }
+        _ => checks.push(opaque::check(history)),
     }
     checks
 }

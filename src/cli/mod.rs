@@ -4,6 +4,7 @@ pub mod check;
 pub mod list;
 pub mod progress;
 pub mod run;
+pub mod run_maelstrom;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a stress test against in-process replicas and check it.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Re-check a recorded history offline.
     Check(check::CheckArgs),
     /// List workloads, faulty models or nemesis faults.
@@ -45,7 +46,7 @@ pub fn default_out(model: &str, seed: u64) -> PathBuf {
 /// Runs the parsed command and returns the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Run(args) => run::execute(args),
+        Command::Run(args) => run::execute(*args),
         Command::Check(args) => check::execute(args),
         Command::List(args) => list::execute(args),
     }

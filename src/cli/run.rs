@@ -15,10 +15,57 @@ use clap::Args;
 use converge_models::{model_info, reference_for, Workload};
 use std::path::PathBuf;
 
+/// What a run drives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetKind {
+    /// CRDT models inside this process (the embedded default).
+    #[default]
+    InProcess,
+    /// Node processes speaking Jepsen Maelstrom's protocol (`--bin`).
+    Maelstrom,
+}
+
 /// Arguments of `converge run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Datatype: g-counter, pn-counter, g-set, 2p-set, or-set, lww-register, mv-register, lww-map.
+    /// What to drive.
+    #[arg(long, value_enum, default_value_t = TargetKind::InProcess)]
+    pub target: TargetKind,
+    /// Maelstrom: the node binary or script.
+    #[arg(long)]
+    pub bin: Option<PathBuf>,
+    /// Maelstrom: an argument for each node (repeatable).
+    #[arg(long = "bin-arg", allow_hyphen_values = true)]
+    pub bin_args: Vec<String>,
+    /// Maelstrom: node processes.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Maelstrom: clients, one request outstanding each.
+    #[arg(long, default_value_t = 10)]
+    pub clients: usize,
+    /// Maelstrom: requests per second over all clients.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Maelstrom: seconds of client traffic.
+    #[arg(long, default_value_t = 10.0)]
+    pub time_limit: f64,
+    /// Maelstrom: mean one-way network latency, ms.
+    #[arg(long, default_value_t = 5.0)]
+    pub latency: f64,
+    /// Maelstrom: latency distribution.
+    #[arg(long, value_enum, default_value_t = super::run_maelstrom::LatencyDist::Exponential)]
+    pub latency_dist: super::run_maelstrom::LatencyDist,
+    /// Maelstrom: a client gives up on a request after this many seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub request_timeout: f64,
+    /// Maelstrom: final reads must agree and stay put this many seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub quiet_window: f64,
+    /// Maelstrom: bound on the final wait, seconds; past it the verdict is unknown.
+    #[arg(long, default_value_t = 30.0)]
+    pub settle_limit: f64,
+    /// Datatype: g-counter, pn-counter, g-set, 2p-set, or-set, lww-register, mv-register, lww-map;
+    /// maelstrom also broadcast and lin-kv.
     #[arg(long)]
     pub workload: Option<String>,
     /// A faulty model (see `converge list faults`); implies its workload.
@@ -40,15 +87,17 @@ pub struct RunArgs {
     #[arg(long, default_value_t = Mix::default().hot_key_ratio)]
     pub hot_key_ratio: f64,
     /// Fraction of ops that are reads.
-    #[arg(long, default_value_t = Mix::default().read_ratio)]
-    pub read_ratio: f64,
+    /// (Default: 0.001 in-process, 0.25 maelstrom.)
+    #[arg(long)]
+    pub read_ratio: Option<f64>,
     /// Fraction of updates that remove or delete (where the workload has them).
     #[arg(long, default_value_t = Mix::default().remove_ratio)]
     pub remove_ratio: f64,
     /// Seed; random when omitted (always printed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// none, default, or a comma-separated list of: partition, drop, duplicate, reorder, delay.
+    /// none, default, or a comma-separated list of: partition, drop, duplicate, reorder, delay
+    /// (maelstrom: partition, loss, duplicate, reorder, crash, pause).
     #[arg(long, default_value = "default")]
     pub nemesis: String,
     /// Output directory (default: reports/<model>-<seed>).
@@ -115,7 +164,7 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
     config.mix = Mix {
         keys: args.keys,
         hot_key_ratio: args.hot_key_ratio,
-        read_ratio: args.read_ratio,
+        read_ratio: args.read_ratio.unwrap_or(Mix::default().read_ratio),
         remove_ratio: args.remove_ratio,
         ..Mix::default()
     };
@@ -129,7 +178,8 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
     Ok(config)
 }
 
-fn random_seed() -> u64 {
+/// A fresh seed when none is given.
+pub fn random_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -138,6 +188,9 @@ fn random_seed() -> u64 {
 
 /// Runs `converge run` and returns the exit code.
 pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
+    if args.target == TargetKind::Maelstrom {
+        return super::run_maelstrom::execute(&args);
+    }
     let config = match config_from(&args) {
         Ok(c) => c,
         Err(e) => return Ok(super::check::fail(&e)),

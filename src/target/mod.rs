@@ -2,3 +2,4 @@
 //! embedded default is [`in_process`], CRDT models living in this process.
 
 pub mod in_process;
+pub mod maelstrom;

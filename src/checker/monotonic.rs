@@ -1,0 +1,91 @@
+//! Monotonic reads: a grow-only counter read on one replica never returns
+//! less than an earlier read on that replica that had already returned.
+//!
+//! A crash fault restarts a node empty, so its reads may legitimately drop
+//! until it catches up; with crashes in the nemesis the check is skipped
+//! (and says so) rather than guessing which reads followed a restart.
+
+use super::{Check, Finding};
+use crate::history::{Function, History, Outcome};
+use crate::verdict::Verdict;
+use converge_models::{Value, Workload};
+use std::collections::BTreeMap;
+
+/// Checks that each replica's g-counter reads never decrease.
+pub fn check(history: &History) -> Check {
+    let Some(header) = &history.header else {
+        return Check::new("monotonic-reads", Verdict::Unknown, "history has no header");
+    };
+    if header.workload != Workload::GCounter {
+        return Check::new(
+            "monotonic-reads",
+            Verdict::Valid,
+            "not a grow-only counter: nothing to check",
+        );
+    }
+    if header.nemesis.contains("crash") {
+        return Check::new(
+            "monotonic-reads",
+            Verdict::Valid,
+            "skipped: the crash fault restarts nodes empty",
+        );
+    }
+    // replica -> (invoke, return, value, op index) of ok reads
+    let mut reads: BTreeMap<u16, Vec<(u64, u64, i64, usize)>> = BTreeMap::new();
+    for (i, op) in history.ops.iter().enumerate() {
+        if op.f != Function::Read || op.outcome != Outcome::Ok {
+            continue;
+        }
+        if let Some(Value::Int(v)) = history.read_value(op) {
+            let ret = op.invoke_ns + op.latency_ns as u64;
+            reads
+                .entry(op.replica)
+                .or_default()
+                .push((op.invoke_ns, ret, *v, i));
+        }
+    }
+    let mut check = Check::new("monotonic-reads", Verdict::Valid, "");
+    let mut decreases = 0u64;
+    let mut total = 0u64;
+    for (replica, list) in &mut reads {
+        list.sort_unstable();
+        total += list.len() as u64;
+        // The highest value among reads that returned before the current
+        // read was invoked.
+        let mut by_return: Vec<(u64, i64, usize)> = list.iter().map(|r| (r.1, r.2, r.3)).collect();
+        by_return.sort_unstable();
+        let mut best: Option<(i64, usize)> = None;
+        let mut next = 0;
+        for &(invoke, _, value, index) in list.iter() {
+            while next < by_return.len() && by_return[next].0 < invoke {
+                let (_, v, i) = by_return[next];
+                if best.is_none_or(|(b, _)| v > b) {
+                    best = Some((v, i));
+                }
+                next += 1;
+            }
+            if let Some((earlier, earlier_index)) = best.filter(|(b, _)| value < *b) {
+                decreases += 1;
+                check.find(Finding {
+                    message: format!(
+                        "replica {replica} read {value} after an earlier read on it returned {earlier}"
+                    ),
+                    replica: Some(*replica),
+                    ops: vec![earlier_index, index],
+                    expected: Some(format!(">= {earlier}")),
+                    actual: Some(value.to_string()),
+                    ..Finding::default()
+                });
+            }
+        }
+    }
+    check.count("reads", total);
+    check.count("decreases", decreases);
+    if decreases > 0 {
+        check.verdict = Verdict::Invalid;
+        check.summary = format!("{decreases} read(s) went backwards on their replica");
+    } else {
+        check.summary = format!("{total} reads never went backwards on their replica");
+    }
+    check
+}

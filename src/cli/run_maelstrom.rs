@@ -1,0 +1,215 @@
+//! `converge run --target maelstrom`: drive node processes, check, report.
+
+use super::run::{random_seed, RunArgs};
+use super::{default_out, Format};
+use crate::checker::linearizable::{self, LinConfig};
+use crate::checker::{check_all, Check, Finding};
+use crate::error::Error;
+use crate::report::{LiveFigures, Report};
+use crate::target::maelstrom::router::Latency;
+use crate::target::maelstrom::{run, Faults, MaelstromConfig, MaelstromResult, MaelstromWorkload};
+use crate::verdict::Verdict;
+use std::path::Path;
+use std::time::Duration;
+
+/// Shape of the one-way latency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatencyDist {
+    /// Always the mean.
+    Constant,
+    /// Uniform between zero and twice the mean.
+    Uniform,
+    /// Exponential with the mean.
+    #[default]
+    Exponential,
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration, Error> {
+    if (0.0..=1e6).contains(&value) {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(Error::Config(format!(
+            "{flag} must be seconds in [0, 1e6], got {value}"
+        )))
+    }
+}
+
+/// Resolves the flags of a maelstrom run.
+pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
+    let bin = args
+        .bin
+        .clone()
+        .ok_or_else(|| Error::Config("--target maelstrom needs --bin PATH".into()))?;
+    let name = args.workload.as_deref().unwrap_or("g-counter");
+    let workload = MaelstromWorkload::from_name(name).ok_or_else(|| {
+        Error::Config(format!(
+            "--workload {name}: the maelstrom target has g-counter, pn-counter, g-set, broadcast, lin-kv, or-set, lww-register, mv-register"
+        ))
+    })?;
+    let spec = if args.nemesis == "default" {
+        "partition,loss,duplicate,reorder"
+    } else {
+        args.nemesis.as_str()
+    };
+    let mean = Duration::from_secs_f64(seconds("--latency", args.latency / 1e3)?.as_secs_f64());
+    let seed = args.seed.unwrap_or_else(random_seed);
+    Ok(MaelstromConfig {
+        bin,
+        bin_args: args.bin_args.clone(),
+        workload,
+        nodes: args.nodes,
+        clients: args.clients,
+        rate: args.rate,
+        time_limit: seconds("--time-limit", args.time_limit)?,
+        latency: match args.latency_dist {
+            LatencyDist::Constant => Latency::Constant(mean),
+            LatencyDist::Uniform => Latency::Uniform(mean),
+            LatencyDist::Exponential => Latency::Exponential(mean),
+        },
+        faults: Faults::parse(spec)?,
+        seed,
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| default_out(&format!("maelstrom-{}", workload.name()), seed)),
+        read_ratio: args.read_ratio.unwrap_or(0.25),
+        request_timeout: seconds("--request-timeout", args.request_timeout)?
+            .max(Duration::from_millis(1)),
+        quiet_window: seconds("--quiet-window", args.quiet_window)?,
+        settle_limit: seconds("--settle-limit", args.settle_limit)?,
+    })
+}
+
+/// Node misbehaviour seen on the wire, as a check.
+fn protocol_check(result: &MaelstromResult) -> Check {
+    let report = &result.router;
+    let mut check = if report.findings_total == 0 {
+        Check::new(
+            "node-protocol",
+            Verdict::Valid,
+            "every message from every node was well-formed and addressed",
+        )
+    } else {
+        Check::new(
+            "node-protocol",
+            Verdict::Invalid,
+            format!(
+                "{} malformed or misaddressed message(s) from nodes",
+                report.findings_total
+            ),
+        )
+    };
+    for text in &report.findings {
+        check.find(Finding {
+            message: text.clone(),
+            ..Finding::default()
+        });
+    }
+    check.findings_total = report.findings_total;
+    check.count("findings", report.findings_total);
+    check
+}
+
+/// Runs the maelstrom target and returns the exit code.
+pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
+    let config = match config_from(args) {
+        Ok(c) => c,
+        Err(e) => return Ok(super::check::fail(&e)),
+    };
+    eprintln!("seed: {}", config.seed);
+    let result = match run(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = super::check::fail(&e);
+            eprintln!("reproduce: {}", config.reproduce());
+            return Ok(code);
+        }
+    };
+    let mut checks = match &result.lin {
+        Some(lin) => {
+            let mut lin_config = LinConfig::new(linearizable::model::ModelKind::CasRegister);
+            lin_config.timeout = Some(linearizable::RUN_TIMEOUT);
+            let edn = config.out.join("history.edn");
+            vec![lin_check(lin, &lin_config, &edn, &config.out)]
+        }
+        None => check_all(&result.history),
+    };
+    checks.push(protocol_check(&result));
+    let live = LiveFigures {
+        write_phase_s: result.client_phase.as_secs_f64(),
+        duration_s: result.total.as_secs_f64(),
+        rss_start_mb: 0.0,
+        nemesis_log: result.nemesis_log.clone(),
+    };
+    let report = Report::build(&result.history, &checks, Some(&live));
+    if let Err(e) = report.write(&config.out) {
+        return Ok(super::check::fail(&e));
+    }
+    let stats = result.router.stats;
+    let ops = result.history.ops.len().max(1) as f64;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Human => {
+            print!("{}", report.human());
+            println!(
+                "messages: {} sent, {} delivered, {} dropped, {} duplicated, {:.1} per op",
+                stats.sent,
+                stats.delivered,
+                stats.dropped,
+                stats.duplicated,
+                stats.sent as f64 / ops
+            );
+            if let Some(apart) = &result.divergence {
+                println!("nodes did not agree before --settle-limit: {apart}");
+            }
+            println!("nodes' stderr: {}", config.out.join("nodes").display());
+            println!("report:  {}", config.out.join("report.md").display());
+            println!("seed: {}", config.seed);
+            if report.verdict != Verdict::Valid {
+                println!("reproduce: {}", config.reproduce());
+            }
+        }
+    }
+    Ok(report.verdict.exit_code())
+}
+
+fn lin_check(
+    lin: &crate::history::lin::LinHistory,
+    config: &LinConfig,
+    path: &Path,
+    out: &Path,
+) -> Check {
+    let mut check = Check::new("linearizability", Verdict::Unknown, "");
+    match linearizable::check(lin, config, path) {
+        Ok(result) => {
+            let html = out.join("linearizability.html");
+            let _ = std::fs::write(&html, linearizable::html::render("history.edn", &result));
+            check.verdict = result.verdict;
+            let bad: Vec<&linearizable::KeyVerdict> = result
+                .keys
+                .iter()
+                .filter(|k| k.verdict != Verdict::Valid)
+                .collect();
+            check.summary = format!(
+                "{} of {} keys linearizable (witness view: {})",
+                result.keys.len() - bad.len(),
+                result.keys.len(),
+                html.display()
+            );
+            for key in bad {
+                check.find(Finding {
+                    message: key
+                        .witness
+                        .as_ref()
+                        .map(|w| w.explanation.clone())
+                        .or_else(|| key.reason.clone())
+                        .unwrap_or_else(|| "not linearizable".into()),
+                    key: key.key.as_deref().and_then(|k| k.parse().ok()),
+                    ..Finding::default()
+                });
+            }
+        }
+        Err(e) => check.summary = e.to_string(),
+    }
+    check
+}

@@ -1,0 +1,893 @@
+//! Target `maelstrom`: real node processes speaking Jepsen Maelstrom's
+//! protocol, driven by seeded clients through a faulty network the verifier
+//! owns, with crash and pause faults Maelstrom lacks.
+//!
+//! A run: start the nodes and wait for `init_ok`; clients send requests at
+//! the chosen rate while the nemesis partitions, drops, duplicates,
+//! reorders, crashes and pauses; then every fault is healed and reads are
+//! polled until all nodes agree and stay agreed for a quiet window. Only
+//! then are the final reads taken. The history is streamed to disk as it
+//! happens (`history.jsonl` for CRDT workloads, Jepsen EDN `history.edn`
+//! for lin-kv), so a run that dies leaves what it recorded.
+
+pub mod process;
+pub mod protocol;
+pub mod router;
+pub mod services;
+pub mod workload;
+
+use crate::error::{Error, Result};
+use crate::generator::derive_seed;
+use crate::history::jsonl::{HistoryWriter, WriterMsg};
+use crate::history::lin::{LinFn, LinHistory, LinOp, LinValue};
+use crate::history::{
+    FinalRead, Function, Header, History, OpRecord, Outcome, Quiescence, SCHEMA_VERSION,
+};
+use crate::interpreter::shell_quote;
+use process::NodeCommand;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use router::{Command, Latency, Partition, Router, RouterReport};
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+pub use workload::MaelstromWorkload;
+
+/// Faults the maelstrom nemesis can inject.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Partitions: one node, a minority, or a majorities ring.
+    pub partition: bool,
+    /// Message loss.
+    pub loss: bool,
+    /// Message duplication.
+    pub duplicate: bool,
+    /// Reordering by random extra delay.
+    pub reorder: bool,
+    /// kill -9 a node and restart it empty.
+    pub crash: bool,
+    /// SIGSTOP a node, SIGCONT it later.
+    pub pause: bool,
+}
+
+impl Faults {
+    /// Parses `none` or a comma-separated list of fault names.
+    pub fn parse(spec: &str) -> Result<Faults> {
+        let mut faults = Faults::default();
+        for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                "none" => {}
+                "partition" => faults.partition = true,
+                "loss" => faults.loss = true,
+                "duplicate" => faults.duplicate = true,
+                "reorder" => faults.reorder = true,
+                "crash" => faults.crash = true,
+                "pause" => faults.pause = true,
+                other => {
+                    return Err(Error::Config(format!(
+                        "--nemesis: unknown fault '{other}' (maelstrom target: partition, loss, duplicate, reorder, crash, pause, none)"
+                    )))
+                }
+            }
+        }
+        Ok(faults)
+    }
+
+    /// The spec that parses back to these faults.
+    pub fn to_spec(self) -> String {
+        let names: Vec<&str> = [
+            (self.partition, "partition"),
+            (self.loss, "loss"),
+            (self.duplicate, "duplicate"),
+            (self.reorder, "reorder"),
+            (self.crash, "crash"),
+            (self.pause, "pause"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(",")
+        }
+    }
+}
+
+/// Loss probability while the `loss` fault is on.
+pub const LOSS: f64 = 0.1;
+/// Duplication probability while the `duplicate` fault is on.
+pub const DUPLICATE: f64 = 0.1;
+/// Maelstrom's limit for answering `init`.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a maelstrom run needs.
+#[derive(Clone, Debug)]
+pub struct MaelstromConfig {
+    /// Node binary and arguments.
+    pub bin: PathBuf,
+    /// Arguments for each node.
+    pub bin_args: Vec<String>,
+    /// Workload.
+    pub workload: MaelstromWorkload,
+    /// Node processes.
+    pub nodes: usize,
+    /// Clients (one request outstanding each).
+    pub clients: usize,
+    /// Requests per second over all clients.
+    pub rate: f64,
+    /// Length of the client phase.
+    pub time_limit: Duration,
+    /// Network latency.
+    pub latency: Latency,
+    /// Faults during the client phase.
+    pub faults: Faults,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Fraction of client ops that are reads.
+    pub read_ratio: f64,
+    /// A client gives up on a request after this long.
+    pub request_timeout: Duration,
+    /// Final reads must agree and stay put this long.
+    pub quiet_window: Duration,
+    /// Bound on the final wait; past it the verdict is unknown.
+    pub settle_limit: Duration,
+}
+
+impl MaelstromConfig {
+    /// Checks ranges, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.nodes == 0 || self.nodes > 256 {
+            return bad(format!("--nodes must be in 1..=256, got {}", self.nodes));
+        }
+        if self.clients == 0 || self.clients > 100_000 {
+            return bad(format!(
+                "--clients must be in 1..=100000, got {}",
+                self.clients
+            ));
+        }
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 10_000_000.0) {
+            return bad(format!("--rate must be in (0, 1e7], got {}", self.rate));
+        }
+        if self.time_limit.is_zero() || self.time_limit > Duration::from_secs(86_400) {
+            return bad("--time-limit must be in (0, 86400] seconds".into());
+        }
+        if !(0.0..=1.0).contains(&self.read_ratio) {
+            return bad(format!(
+                "--read-ratio must be in [0, 1], got {}",
+                self.read_ratio
+            ));
+        }
+        if !self.bin.exists() {
+            return bad(format!("--bin {}: no such file", self.bin.display()));
+        }
+        Ok(())
+    }
+
+    /// The command that reproduces this run.
+    pub fn reproduce(&self) -> String {
+        let mut cmd = format!(
+            "converge run --target maelstrom --bin {} --workload {} --nodes {} --clients {} --rate {} --time-limit {} --latency {} --latency-dist {} --nemesis {} --read-ratio {} --seed {} --out {}",
+            shell_quote(&self.bin.display().to_string()),
+            self.workload.name(),
+            self.nodes,
+            self.clients,
+            self.rate,
+            self.time_limit.as_secs_f64(),
+            self.latency.mean().as_secs_f64() * 1e3,
+            match self.latency {
+                Latency::Constant(_) => "constant",
+                Latency::Uniform(_) => "uniform",
+                Latency::Exponential(_) => "exponential",
+            },
+            self.faults.to_spec(),
+            self.read_ratio,
+            self.seed,
+            shell_quote(&self.out.display().to_string())
+        );
+        for arg in &self.bin_args {
+            cmd.push_str(" --bin-arg ");
+            cmd.push_str(&shell_quote(arg));
+        }
+        cmd
+    }
+}
+
+/// What a maelstrom run produced.
+#[derive(Debug)]
+pub struct MaelstromResult {
+    /// CRDT history (for lin-kv: ops for latency figures only).
+    pub history: History,
+    /// lin-kv: the client-level history for the linearizability checker.
+    pub lin: Option<LinHistory>,
+    /// What the router saw.
+    pub router: RouterReport,
+    /// Client phase length.
+    pub client_phase: Duration,
+    /// Whole run.
+    pub total: Duration,
+    /// Nemesis actions, in order.
+    pub nemesis_log: Vec<String>,
+    /// How far apart the nodes were when the final wait gave up.
+    pub divergence: Option<String>,
+}
+
+/// Streams a lin-kv history as Jepsen EDN, one event per line.
+struct EdnLog {
+    out: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    events: u64,
+}
+
+impl EdnLog {
+    fn event(
+        &mut self,
+        process: u64,
+        kind: &str,
+        f: LinFn,
+        key: u64,
+        value: &LinValue,
+    ) -> Result<u64> {
+        let value = match value {
+            LinValue::Nil => "nil".to_string(),
+            other => other.to_string(),
+        };
+        writeln!(
+            self.out,
+            "{{:process {process}, :type :{kind}, :f :{}, :key {key}, :value {value}}}",
+            f.as_str()
+        )
+        .and_then(|_| self.out.flush())
+        .map_err(|e| Error::io(&self.path, e))?;
+        self.events += 1;
+        Ok(self.events - 1)
+    }
+}
+
+/// The recorder clients share.
+struct Recorder {
+    start: Instant,
+    writer: Option<crossbeam_channel::Sender<WriterMsg>>,
+    history: History,
+    edn: Option<EdnLog>,
+    lin: Vec<LinOp>,
+    /// Replies that made no sense, each naming the node and quoting it.
+    garbage: Vec<String>,
+}
+
+impl Recorder {
+    fn record(&mut self, record: OpRecord, read: Option<converge_models::Value>) -> Result<()> {
+        if let Some(writer) = &self.writer {
+            let mut batch = History::default();
+            batch
+                .push(record, None, &[], read.clone())
+                .map_err(Error::Config)?;
+            writer
+                .send(WriterMsg::Ops(Box::new(batch)))
+                .map_err(|_| Error::Target {
+                    component: "history writer".into(),
+                    message: "stopped accepting ops".into(),
+                })?;
+        }
+        self.history
+            .push(record, None, &[], read)
+            .map_err(Error::Config)
+    }
+}
+
+/// Runs the target and returns what it recorded. Errors only for problems
+/// before the first op (a node that cannot start or never answers `init`)
+/// or writing the history; node misbehaviour after that is a finding.
+pub fn run(config: &MaelstromConfig) -> Result<MaelstromResult> {
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    runtime.block_on(run_async(config))
+}
+
+async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
+    let started = Instant::now();
+    std::fs::create_dir_all(process::log_dir(&config.out))
+        .map_err(|e| Error::io(process::log_dir(&config.out), e))?;
+    let command = NodeCommand {
+        bin: config.bin.clone(),
+        args: config.bin_args.clone(),
+        log_dir: process::log_dir(&config.out),
+    };
+    let (events_tx, events_rx) = unbounded_channel();
+    let (commands_tx, commands_rx) = unbounded_channel();
+    let mut router = Router::new(
+        command,
+        config.nodes,
+        config.latency,
+        ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 1)),
+        events_tx,
+    );
+    let mut inits = Vec::new();
+    for i in 0..config.nodes {
+        let (tx, rx) = oneshot::channel();
+        router.start_node(i, Some(tx))?;
+        inits.push(rx);
+    }
+    let router_task = tokio::spawn(router.run(commands_rx, events_rx));
+    let stop_router = |commands: &UnboundedSender<Command>| {
+        let (tx, rx) = oneshot::channel();
+        let _ = commands.send(Command::Stop(tx));
+        rx
+    };
+    for (i, rx) in inits.into_iter().enumerate() {
+        let reply = tokio::time::timeout(INIT_TIMEOUT, rx).await;
+        let ok = matches!(&reply, Ok(Ok(body)) if body.get("type").and_then(Value::as_str) == Some("init_ok"));
+        if !ok {
+            let _ = stop_router(&commands_tx).await;
+            let _ = router_task.await;
+            let why = match reply {
+                Err(_) => format!("did not answer init within {} s", INIT_TIMEOUT.as_secs()),
+                Ok(Err(_)) => "exited before answering init".to_string(),
+                Ok(Ok(body)) => format!("answered init with {}", Value::Object(body)),
+            };
+            return Err(Error::Target {
+                component: format!("node n{i}"),
+                message: format!(
+                    "{why} (its stderr is in {})",
+                    process::log_dir(&config.out)
+                        .join(format!("n{i}.log"))
+                        .display()
+                ),
+            });
+        }
+    }
+    if config.workload == MaelstromWorkload::Broadcast {
+        // Every node is every node's neighbour; nodes may ignore it.
+        let all: Vec<Value> = (0..config.nodes)
+            .map(|i| Value::from(format!("n{i}")))
+            .collect();
+        let mut topology = Map::new();
+        for i in 0..config.nodes {
+            topology.insert(format!("n{i}"), Value::from(all.clone()));
+        }
+        for i in 0..config.nodes {
+            let (tx, rx) = oneshot::channel();
+            let _ = commands_tx.send(Command::Request {
+                client: "c-topology".into(),
+                node: i,
+                body: protocol::body("topology", [("topology", Value::Object(topology.clone()))]),
+                reply: tx,
+            });
+            let _ = tokio::time::timeout(config.request_timeout, rx).await;
+        }
+    }
+
+    let header = Header {
+        schema_version: SCHEMA_VERSION,
+        seed: config.seed,
+        workload: config
+            .workload
+            .datatype()
+            .unwrap_or(converge_models::Workload::LwwRegister),
+        model: config.bin.display().to_string(),
+        target: "maelstrom".into(),
+        writers: config.clients as u32,
+        replicas: config.nodes as u16,
+        keys: if config.workload == MaelstromWorkload::LinKv {
+            workload::LIN_KV_KEYS as u32
+        } else {
+            1
+        },
+        ops: (config.rate * config.time_limit.as_secs_f64()) as u64,
+        nemesis: config.faults.to_spec(),
+        reproduce: config.reproduce(),
+        linearizable: config.workload == MaelstromWorkload::LinKv,
+    };
+    let (writer, edn) = if config.workload == MaelstromWorkload::LinKv {
+        let path = config.out.join("history.edn");
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        (
+            None,
+            Some(EdnLog {
+                out: std::io::BufWriter::new(file),
+                path,
+                events: 0,
+            }),
+        )
+    } else {
+        (
+            Some(HistoryWriter::start(
+                &config.out.join("history.jsonl"),
+                header.clone(),
+            )?),
+            None,
+        )
+    };
+    let recorder = Arc::new(Mutex::new(Recorder {
+        start: started,
+        writer: writer.as_ref().map(HistoryWriter::sender),
+        history: History::new(header),
+        edn,
+        lin: Vec::new(),
+        garbage: Vec::new(),
+    }));
+
+    // Client phase.
+    let client_start = Instant::now();
+    let deadline = client_start + config.time_limit;
+    let nemesis = tokio::spawn(nemesis_task(config.clone(), commands_tx.clone(), deadline));
+    let mut clients = Vec::new();
+    for c in 0..config.clients {
+        clients.push(tokio::spawn(client_task(
+            config.clone(),
+            c,
+            commands_tx.clone(),
+            recorder.clone(),
+            deadline,
+        )));
+    }
+    let mut client_error = None;
+    for task in clients {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => client_error = Some(e),
+            Err(e) => client_error = Some(Error::Config(format!("client task failed: {e}"))),
+        }
+    }
+    let nemesis_log = nemesis.await.unwrap_or_default();
+    let client_phase = client_start.elapsed();
+
+    // Final phase: heal, then wait for agreement that holds for a quiet window.
+    let _ = commands_tx.send(Command::Heal);
+    let mut divergence = None;
+    if client_error.is_none() && config.workload != MaelstromWorkload::LinKv {
+        let (finals, quiescence, apart) = settle(config, &commands_tx).await;
+        divergence = apart;
+        let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        for f in finals {
+            if let Some(w) = &rec.writer {
+                let _ = w.send(WriterMsg::Final(f.clone()));
+            }
+            rec.history.finals.push(f);
+        }
+        if let Some(w) = &rec.writer {
+            let _ = w.send(WriterMsg::Quiescence(quiescence));
+        }
+        rec.history.quiescence = Some(quiescence);
+    }
+    let mut router_report = stop_router(&commands_tx).await.unwrap_or_default();
+    drop(commands_tx);
+    let _ = router_task.await;
+
+    let mut rec = match Arc::try_unwrap(recorder) {
+        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Err(_) => return Err(Error::Config("a client outlived the run".into())),
+    };
+    if let Some(w) = rec.writer.take() {
+        let _ = w.send(WriterMsg::Network(router_report.stats));
+    }
+    rec.history.network = Some(router_report.stats);
+    router_report.findings_total += rec.garbage.len() as u64;
+    router_report.findings.append(&mut rec.garbage);
+    if let Some(writer) = writer {
+        writer.finish()?;
+    }
+    if let Some(e) = client_error {
+        return Err(e);
+    }
+    let lin = rec.edn.as_ref().map(|_| LinHistory {
+        ops: std::mem::take(&mut rec.lin),
+        warnings: Vec::new(),
+    });
+    Ok(MaelstromResult {
+        history: rec.history,
+        lin,
+        router: router_report,
+        client_phase,
+        total: started.elapsed(),
+        nemesis_log,
+        divergence,
+    })
+}
+
+async fn request(
+    commands: &UnboundedSender<Command>,
+    client: String,
+    node: usize,
+    body: Map<String, Value>,
+    timeout: Duration,
+) -> Option<Map<String, Value>> {
+    let (tx, rx) = oneshot::channel();
+    commands
+        .send(Command::Request {
+            client,
+            node,
+            body,
+            reply: tx,
+        })
+        .ok()?;
+    tokio::time::timeout(timeout, rx).await.ok()?.ok()
+}
+
+async fn client_task(
+    config: MaelstromConfig,
+    client: usize,
+    commands: UnboundedSender<Command>,
+    recorder: Arc<Mutex<Recorder>>,
+    deadline: Instant,
+) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 1000 + client as u64));
+    let interval = Duration::from_secs_f64(config.clients as f64 / config.rate);
+    let name = format!("c{client}");
+    let mut next = Instant::now() + interval.mul_f64(rng.random_range(0.0..1.0));
+    let mut seq = 0u64;
+    let mut process = client as u64;
+    let mut context: Option<Value> = None;
+    // When the read that gave `context` returned: a write can only
+    // supersede values that existed by then.
+    let mut context_ns = 0u64;
+    loop {
+        tokio::time::sleep_until(next).await;
+        if Instant::now() >= deadline {
+            return Ok(());
+        }
+        next += interval;
+        seq += 1;
+        let unique = (client as u64) << 32 | seq;
+        let planned = workload::plan(
+            config.workload,
+            &mut rng,
+            config.read_ratio,
+            unique,
+            context.as_ref(),
+        );
+        let node = rng.random_range(0..config.nodes);
+        let invoke_at = Instant::now();
+        let (invoke_ns, call) = {
+            let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+            let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
+            let call = match (&planned.lin, rec.edn.as_mut()) {
+                (Some((key, f, input)), Some(edn)) => {
+                    Some(edn.event(process, "invoke", *f, *key, input)?)
+                }
+                _ => None,
+            };
+            (invoke_ns, call)
+        };
+        let reply = request(
+            &commands,
+            name.clone(),
+            node,
+            planned.body.clone(),
+            config.request_timeout,
+        )
+        .await;
+        let latency_ns = invoke_at.elapsed().as_nanos().min(u32::MAX as u128) as u32;
+        let interpreted = match workload::interpret(config.workload, &planned, reply.as_ref()) {
+            Ok(i) => i,
+            Err(why) => {
+                let quoted = reply
+                    .map(|b| Value::Object(b).to_string())
+                    .unwrap_or_default();
+                tracing::warn!("node n{node} answered {name} with garbage ({why}): {quoted}");
+                let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+                rec.garbage.push(format!(
+                    "node n{node} answered a client with garbage ({why}): {}",
+                    protocol::quote(&quoted)
+                ));
+                workload::Interpreted {
+                    outcome: if planned.f == Function::Read {
+                        Outcome::Fail
+                    } else {
+                        Outcome::Info
+                    },
+                    read: None,
+                    lin_output: LinValue::Nil,
+                    context: None,
+                }
+            }
+        };
+        if interpreted.context.is_some() {
+            context = interpreted.context.clone();
+            context_ns = invoke_ns + latency_ns as u64;
+        }
+        let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some((key, f, input)), Some(call)) = (&planned.lin, call) {
+            let kind = match interpreted.outcome {
+                Outcome::Ok => "ok",
+                Outcome::Fail => "fail",
+                Outcome::Info => "info",
+            };
+            let shown = if *f == LinFn::Read {
+                &interpreted.lin_output
+            } else {
+                input
+            };
+            let ret = rec
+                .edn
+                .as_mut()
+                .map(|edn| edn.event(process, kind, *f, *key, shown))
+                .transpose()?;
+            rec.lin.push(LinOp {
+                process,
+                key: Some(key.to_string()),
+                f: *f,
+                input: input.clone(),
+                output: interpreted.lin_output.clone(),
+                outcome: interpreted.outcome,
+                call,
+                ret: if interpreted.outcome == Outcome::Info {
+                    None
+                } else {
+                    ret
+                },
+                line: call as usize + 1,
+            });
+            if interpreted.outcome == Outcome::Info {
+                // The op may still be in flight: Jepsen retires the process.
+                process += config.clients as u64;
+            }
+        }
+        let record = OpRecord {
+            invoke_ns,
+            value: planned.value,
+            aux: if config.workload == MaelstromWorkload::MvRegister && planned.f == Function::Write
+            {
+                context_ns
+            } else {
+                crate::history::UNKNOWN_AUX
+            },
+            latency_ns,
+            process: client as u32,
+            key: planned.lin.as_ref().map_or(0, |(k, _, _)| *k as u32),
+            field: 0,
+            clock_sum: 0,
+            payload: 0,
+            replica: node as u16,
+            f: planned.f,
+            outcome: interpreted.outcome,
+        };
+        rec.record(record, interpreted.read)?;
+    }
+}
+
+/// Polls reads until all nodes agree and stay agreed for the quiet window.
+async fn settle(
+    config: &MaelstromConfig,
+    commands: &UnboundedSender<Command>,
+) -> (Vec<FinalRead>, Quiescence, Option<String>) {
+    let healed = Instant::now();
+    let poll = Duration::from_millis(100)
+        .min(config.quiet_window / 4)
+        .max(Duration::from_millis(10));
+    let mut rounds = 0u32;
+    let max_rounds = (config.settle_limit.as_secs_f64() / poll.as_secs_f64()).ceil() as u32;
+    let mut stable_since: Option<(Instant, Vec<Option<converge_models::Value>>)> = None;
+    let mut converged_at: Option<Duration> = None;
+    let mut last: Vec<Option<converge_models::Value>>;
+    loop {
+        rounds += 1;
+        let mut replies = Vec::with_capacity(config.nodes);
+        for node in 0..config.nodes {
+            let body = config.workload.read_request();
+            replies.push(
+                request(
+                    commands,
+                    format!("c-final-{node}"),
+                    node,
+                    body,
+                    config.request_timeout,
+                )
+                .await,
+            );
+        }
+        let planned = workload::Planned {
+            body: config.workload.read_request(),
+            f: Function::Read,
+            value: 0,
+            lin: None,
+        };
+        last = replies
+            .iter()
+            .map(|r| {
+                workload::interpret(config.workload, &planned, r.as_ref())
+                    .ok()
+                    .and_then(|i| i.read)
+            })
+            .collect();
+        let agreed = last.iter().all(|v| v.is_some()) && last.windows(2).all(|w| w[0] == w[1]);
+        if agreed {
+            converged_at.get_or_insert(healed.elapsed());
+            let same_as_before = stable_since.as_ref().is_some_and(|(_, prev)| *prev == last);
+            if !same_as_before {
+                stable_since = Some((Instant::now(), last.clone()));
+            }
+            if let Some((since, _)) = &stable_since {
+                if since.elapsed() >= config.quiet_window {
+                    break;
+                }
+            }
+        } else {
+            stable_since = None;
+            converged_at = None;
+            // Nodes that disagree while none of them sends anything and
+            // nothing is in flight will never agree: that is quiescence,
+            // and the divergence is a verdict, not a reason to wait longer.
+            let (tx, rx) = oneshot::channel();
+            let _ = commands.send(Command::Idle(tx));
+            if let Ok((idle, in_flight)) = rx.await {
+                let answered = last.iter().all(|v| v.is_some());
+                if answered
+                    && in_flight == 0
+                    && idle >= config.quiet_window
+                    && healed.elapsed() >= config.quiet_window
+                {
+                    return (
+                        finals_of(&last),
+                        Quiescence {
+                            reached: true,
+                            rounds,
+                            max_rounds,
+                            convergence_ns: None,
+                        },
+                        Some(format!(
+                            "nodes stopped talking while they disagreed: {}",
+                            describe_divergence(&last)
+                        )),
+                    );
+                }
+            }
+        }
+        if healed.elapsed() >= config.settle_limit {
+            let finals = finals_of(&last);
+            let apart = describe_divergence(&last);
+            return (
+                finals,
+                Quiescence {
+                    reached: false,
+                    rounds,
+                    max_rounds,
+                    convergence_ns: None,
+                },
+                Some(apart),
+            );
+        }
+        tokio::time::sleep(poll).await;
+    }
+    (
+        finals_of(&last),
+        Quiescence {
+            reached: true,
+            rounds,
+            max_rounds,
+            convergence_ns: converged_at.map(|d| d.as_nanos() as u64),
+        },
+        None,
+    )
+}
+
+fn finals_of(values: &[Option<converge_models::Value>]) -> Vec<FinalRead> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(node, v)| {
+            v.clone().map(|value| FinalRead {
+                replica: node as u16,
+                key: 0,
+                value,
+            })
+        })
+        .collect()
+}
+
+fn describe_divergence(values: &[Option<converge_models::Value>]) -> String {
+    let parts: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(node, v)| match v {
+            None => format!("n{node}: no answer"),
+            Some(converge_models::Value::Int(i)) => format!("n{node}: {i}"),
+            Some(converge_models::Value::Elems(e)) => format!("n{node}: {} elements", e.len()),
+            Some(converge_models::Value::Map(m)) => format!("n{node}: {} fields", m.len()),
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// Schedules partitions, crashes and pauses during the client phase, and
+/// keeps loss, duplication and reordering on throughout it.
+async fn nemesis_task(
+    config: MaelstromConfig,
+    commands: UnboundedSender<Command>,
+    deadline: Instant,
+) -> Vec<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 2));
+    let mut log = Vec::new();
+    let faults = config.faults;
+    if faults.loss || faults.duplicate || faults.reorder {
+        let _ = commands.send(Command::Faults {
+            loss: if faults.loss { LOSS } else { 0.0 },
+            duplicate: if faults.duplicate { DUPLICATE } else { 0.0 },
+            reorder: faults.reorder,
+        });
+        log.push(format!("0.0s network faults on: {}", faults.to_spec()));
+    }
+    let phase = (config.time_limit / 6).max(Duration::from_millis(200));
+    let start = Instant::now();
+    let mut actions: Vec<&str> = Vec::new();
+    if faults.partition {
+        actions.push("partition");
+    }
+    if faults.crash {
+        actions.push("crash");
+    }
+    if faults.pause {
+        actions.push("pause");
+    }
+    while !actions.is_empty() && Instant::now() + phase < deadline {
+        tokio::time::sleep(phase / 2).await;
+        let at = start.elapsed().as_secs_f64();
+        let node = rng.random_range(0..config.nodes);
+        match actions[rng.random_range(0..actions.len())] {
+            "partition" => {
+                let n = config.nodes;
+                let partition = match rng.random_range(0..3) {
+                    0 => {
+                        let group: Vec<usize> = (0..n).map(|i| usize::from(i == node)).collect();
+                        Partition::groups(n, &group, format!("isolate n{node}"))
+                    }
+                    1 => {
+                        let minority = (n.saturating_sub(1)) / 2;
+                        let mut order: Vec<usize> = (0..n).collect();
+                        for i in (1..n).rev() {
+                            order.swap(i, rng.random_range(0..=i));
+                        }
+                        let mut group = vec![0; n];
+                        for &i in order.iter().take(minority.max(1)) {
+                            group[i] = 1;
+                        }
+                        let names: Vec<String> = order
+                            .iter()
+                            .take(minority.max(1))
+                            .map(|i| format!("n{i}"))
+                            .collect();
+                        Partition::groups(n, &group, format!("minority {}", names.join(" ")))
+                    }
+                    _ => Partition::majorities_ring(n),
+                };
+                log.push(format!("{at:.1}s partition: {}", partition.description));
+                let _ = commands.send(Command::Partition(Some(partition)));
+                tokio::time::sleep(phase).await;
+                let _ = commands.send(Command::Partition(None));
+                log.push(format!(
+                    "{:.1}s partition healed",
+                    start.elapsed().as_secs_f64()
+                ));
+            }
+            "crash" => {
+                log.push(format!("{at:.1}s crash n{node} (kill -9, restart empty)"));
+                let _ = commands.send(Command::Crash(node));
+                tokio::time::sleep(phase / 2).await;
+            }
+            _ => {
+                log.push(format!("{at:.1}s pause n{node} (SIGSTOP)"));
+                let _ = commands.send(Command::Pause(node));
+                tokio::time::sleep(phase / 2).await;
+                let _ = commands.send(Command::Resume(node));
+                log.push(format!(
+                    "{:.1}s resume n{node} (SIGCONT)",
+                    start.elapsed().as_secs_f64()
+                ));
+            }
+        }
+    }
+    log
+}

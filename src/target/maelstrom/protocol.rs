@@ -1,0 +1,136 @@
+//! Maelstrom's wire format: one JSON object per line, `{src, dest, body}`,
+//! bodies with `type`, `msg_id` and `in_reply_to`, and error codes.
+
+use serde_json::{Map, Value};
+
+/// Error code: the request timed out (indefinite).
+pub const TIMEOUT: i64 = 0;
+/// Error code: the operation is not supported.
+pub const NOT_SUPPORTED: i64 = 10;
+/// Error code: the node crashed while handling it (indefinite).
+pub const CRASH: i64 = 13;
+/// Error code: the key does not exist (definite).
+pub const KEY_DOES_NOT_EXIST: i64 = 20;
+/// Error code: a cas precondition failed (definite).
+pub const PRECONDITION_FAILED: i64 = 22;
+
+/// Whether an error code leaves the outcome unknown: 0, 13 and codes from
+/// 1000 up are indefinite; every other code means the op did not happen.
+pub fn is_indefinite(code: i64) -> bool {
+    code == TIMEOUT || code == CRASH || code >= 1000
+}
+
+/// One message as it travels between nodes, clients and services.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope {
+    /// Sender.
+    pub src: String,
+    /// Receiver.
+    pub dest: String,
+    /// Body: an object with at least `type`.
+    pub body: Map<String, Value>,
+}
+
+impl Envelope {
+    /// Parses one line a node wrote; the error says what is wrong with it.
+    pub fn parse(line: &str) -> Result<Envelope, String> {
+        let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
+        let Value::Object(mut object) = value else {
+            return Err("not a JSON object".into());
+        };
+        let mut text = |field: &str| match object.remove(field) {
+            Some(Value::String(s)) => Ok(s),
+            Some(other) => Err(format!("`{field}` is not a string: {other}")),
+            None => Err(format!("missing `{field}`")),
+        };
+        let src = text("src")?;
+        let dest = text("dest")?;
+        let body = match object.remove("body") {
+            Some(Value::Object(body)) => body,
+            Some(other) => return Err(format!("`body` is not an object: {other}")),
+            None => return Err("missing `body`".into()),
+        };
+        match body.get("type") {
+            Some(Value::String(_)) => {}
+            Some(other) => return Err(format!("`body.type` is not a string: {other}")),
+            None => return Err("missing `body.type`".into()),
+        }
+        for field in ["msg_id", "in_reply_to"] {
+            if let Some(v) = body.get(field) {
+                if v.as_u64().is_none() {
+                    return Err(format!(
+                        "`body.{field}` is not a 64-bit unsigned integer: {v}"
+                    ));
+                }
+            }
+        }
+        Ok(Envelope { src, dest, body })
+    }
+
+    /// The line to write to a node's stdin, with the network's own `id`.
+    pub fn to_line(&self, id: u64) -> String {
+        let mut object = Map::with_capacity(4);
+        object.insert("id".into(), Value::from(id));
+        object.insert("src".into(), Value::from(self.src.as_str()));
+        object.insert("dest".into(), Value::from(self.dest.as_str()));
+        object.insert("body".into(), Value::Object(self.body.clone()));
+        let mut line = Value::Object(object).to_string();
+        line.push('\n');
+        line
+    }
+
+    /// `body.type`.
+    pub fn kind(&self) -> &str {
+        self.body.get("type").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// `body.in_reply_to`.
+    pub fn in_reply_to(&self) -> Option<u64> {
+        self.body.get("in_reply_to").and_then(Value::as_u64)
+    }
+
+    /// `body.msg_id`.
+    pub fn msg_id(&self) -> Option<u64> {
+        self.body.get("msg_id").and_then(Value::as_u64)
+    }
+}
+
+/// Builds a body from a type and fields.
+pub fn body(
+    kind: &str,
+    fields: impl IntoIterator<Item = (&'static str, Value)>,
+) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("type".into(), Value::from(kind));
+    for (k, v) in fields {
+        body.insert(k.into(), v);
+    }
+    body
+}
+
+/// An error reply body.
+pub fn error_body(in_reply_to: Option<u64>, code: i64, text: &str) -> Map<String, Value> {
+    let mut b = body(
+        "error",
+        [("code", Value::from(code)), ("text", Value::from(text))],
+    );
+    if let Some(id) = in_reply_to {
+        b.insert("in_reply_to".into(), Value::from(id));
+    }
+    b
+}
+
+/// Quotes a node's line for a finding, shortened.
+pub fn quote(line: &str) -> String {
+    const MAX: usize = 200;
+    let trimmed = line.trim_end();
+    if trimmed.len() <= MAX {
+        format!("{trimmed:?}")
+    } else {
+        let mut end = MAX;
+        while !trimmed.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{:?}...", &trimmed[..end])
+    }
+}
