@@ -118,6 +118,21 @@ pub fn rss_mb() -> Option<(f64, f64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// CPU seconds (user + system) used by this process itself, and by its
+/// children that have been waited for, from `getrusage`.
+pub fn cpu_seconds() -> (f64, f64) {
+    let usage = |who| {
+        // SAFETY: getrusage fills the zeroed struct we own.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut u) } != 0 {
+            return 0.0;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(u.ru_utime) + secs(u.ru_stime)
+    };
+    (usage(libc::RUSAGE_SELF), usage(libc::RUSAGE_CHILDREN))
+}
+
 /// Derives an `Ord` for [`Function`] so it can key a map.
 impl PartialOrd for Function {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {

@@ -9,7 +9,9 @@
 //! - LWW-Register: a final value must have been written.
 //! - LWW-Register: a write followed, through the same replica, by a later
 //!   acknowledged write cannot be the final value: the later one carries a
-//!   greater timestamp.
+//!   greater timestamp. Where writes report their timestamp (`aux`), the
+//!   final value must be the acknowledged write with the greatest one, or
+//!   an indeterminate write.
 //! - MV-Register: final siblings must have been written, and an
 //!   acknowledged write survives unless some write's causal context was
 //!   read after it was invoked: only such a context can cover it. `aux` of
@@ -116,6 +118,40 @@ pub fn check(history: &History) -> Check {
                 }
             }
             Some(Workload::LwwRegister) => {
+                let greatest = history
+                    .ops
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, op)| {
+                        op.f == Function::Write
+                            && op.outcome == Outcome::Ok
+                            && op.aux != crate::history::UNKNOWN_AUX
+                    })
+                    .max_by_key(|(_, op)| op.aux);
+                let final_write = items.first().and_then(|v| {
+                    history
+                        .ops
+                        .iter()
+                        .find(|op| op.f == Function::Write && op.value as u64 == *v)
+                });
+                if let (Some((gi, g)), Some(w)) = (greatest, final_write) {
+                    let known = w.outcome == Outcome::Ok && w.aux != crate::history::UNKNOWN_AUX;
+                    if known && w.aux < g.aux {
+                        lost += 1;
+                        check.find(Finding {
+                            message: format!(
+                                "replica {} ended with {} (timestamp {}), losing write {} with the greatest timestamp {}",
+                                f.replica, w.value, w.aux, g.value, g.aux
+                            ),
+                            replica: Some(f.replica),
+                            ops: vec![gi],
+                            expected: Some(g.value.to_string()),
+                            actual: Some(w.value.to_string()),
+                            ..Finding::default()
+                        });
+                        continue;
+                    }
+                }
                 if let [value] = items.as_slice() {
                     if let Some((w, later)) = superseded_on_its_replica(history, *value) {
                         lost += 1;

@@ -159,6 +159,15 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
                 stats.duplicated,
                 stats.sent as f64 / ops
             );
+            let router = &result.router;
+            let (harness_cpu, nodes_cpu) = crate::metrics::cpu_seconds();
+            println!(
+                "where the time went: harness {:.2} CPU-s (router awake {:.2} s of {:.2} s), nodes {:.2} CPU-s",
+                harness_cpu,
+                router.busy.as_secs_f64(),
+                router.lifetime.as_secs_f64(),
+                nodes_cpu
+            );
             if let Some(apart) = &result.divergence {
                 println!("nodes did not agree before --settle-limit: {apart}");
             }

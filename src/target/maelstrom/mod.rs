@@ -592,6 +592,7 @@ async fn client_task(
                     read: None,
                     lin_output: LinValue::Nil,
                     context: None,
+                    stamp: None,
                 }
             }
         };
@@ -639,11 +640,12 @@ async fn client_task(
         let record = OpRecord {
             invoke_ns,
             value: planned.value,
-            aux: if config.workload == MaelstromWorkload::MvRegister && planned.f == Function::Write
-            {
-                context_ns
-            } else {
-                crate::history::UNKNOWN_AUX
+            aux: match (config.workload, planned.f) {
+                (MaelstromWorkload::MvRegister, Function::Write) => context_ns,
+                (MaelstromWorkload::LwwRegister, Function::Write) => {
+                    interpreted.stamp.unwrap_or(crate::history::UNKNOWN_AUX)
+                }
+                _ => crate::history::UNKNOWN_AUX,
             },
             latency_ns,
             process: client as u32,

@@ -145,6 +145,11 @@ pub struct RouterReport {
     pub findings_total: u64,
     /// Nodes that exited without being crashed by the nemesis.
     pub unexpected_exits: Vec<String>,
+    /// Time the router spent working (not waiting): where the harness's
+    /// own time goes.
+    pub busy: Duration,
+    /// Time from the router's start to its stop.
+    pub lifetime: Duration,
 }
 
 struct Pending {
@@ -258,8 +263,9 @@ impl Router {
 
     fn write_to_node(&mut self, node: usize, envelope: &Envelope) {
         self.next_seq += 1;
+        let line = envelope.to_line(self.next_seq);
         if let Some(process) = &self.nodes[node] {
-            process.send(envelope.to_line(self.next_seq));
+            process.send(line);
         }
     }
 
@@ -338,7 +344,9 @@ impl Router {
         }
     }
 
-    fn on_line(&mut self, node: usize, line: &str) {
+    /// Routes one line node `node` wrote: a reply to a client, a message
+    /// onto the faulty network, or a finding when it is malformed.
+    pub fn route_line(&mut self, node: usize, line: &str) {
         let name = self.node_ids[node].clone();
         let envelope = match Envelope::parse(line) {
             Ok(e) => e,
@@ -392,6 +400,27 @@ impl Router {
                 quote(line)
             ));
         }
+    }
+
+    /// Delivers every message due by `now`; returns how many.
+    pub fn deliver_due(&mut self, now: Instant) -> usize {
+        let mut delivered = 0;
+        while let Some(Reverse((t, _, slot))) = self.queue.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.queue.pop();
+            if let Some(envelope) = self.in_flight.remove(&slot) {
+                self.deliver(envelope);
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Message counters so far.
+    pub fn stats(&self) -> NetworkStats {
+        self.report.stats
     }
 
     async fn handle(&mut self, command: Command) -> Option<oneshot::Sender<RouterReport>> {
@@ -460,21 +489,23 @@ impl Router {
         mut commands: UnboundedReceiver<Command>,
         mut events: UnboundedReceiver<NodeEvent>,
     ) -> RouterReport {
+        let born = Instant::now();
         let stop = loop {
             let next = self.queue.peek().map(|Reverse((t, _, _))| *t);
+            let woke;
             tokio::select! {
-                command = commands.recv() => match command {
+                command = commands.recv() => { woke = Instant::now(); match command {
                     Some(command) => {
                         if let Some(tx) = self.handle(command).await {
                             break Some(tx);
                         }
                     }
                     None => break None,
-                },
-                Some(event) = events.recv() => match event {
+                }},
+                Some(event) = events.recv() => { woke = Instant::now(); match event {
                     NodeEvent::Line { node, incarnation, line } => {
                         if incarnation + 1 == self.incarnations[node] {
-                            self.on_line(node, &line);
+                            self.route_line(node, &line);
                         }
                     }
                     NodeEvent::Exited { node, incarnation, status } => {
@@ -485,21 +516,15 @@ impl Router {
                             self.finding(text);
                         }
                     }
-                },
+                }},
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                    let now = Instant::now();
-                    while let Some(Reverse((t, _, slot))) = self.queue.peek().copied() {
-                        if t > now {
-                            break;
-                        }
-                        self.queue.pop();
-                        if let Some(envelope) = self.in_flight.remove(&slot) {
-                            self.deliver(envelope);
-                        }
-                    }
+                    woke = Instant::now();
+                    self.deliver_due(woke);
                 }
             }
+            self.report.busy += woke.elapsed();
         };
+        self.report.lifetime = born.elapsed();
         for process in self.nodes.iter_mut().flatten() {
             process.kill().await;
         }

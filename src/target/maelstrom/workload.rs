@@ -233,6 +233,9 @@ pub struct Interpreted {
     pub lin_output: LinValue,
     /// The mv-register read context, kept by the client for its next write.
     pub context: Option<Value>,
+    /// The timestamp an lww-register write reports (`write_ok{ts}`: a
+    /// number, or `[clock, replica]`).
+    pub stamp: Option<u64>,
 }
 
 /// Interprets a reply body (`None` = timed out). `Err` means the node
@@ -252,6 +255,7 @@ pub fn interpret(
         read: None,
         lin_output: LinValue::Nil,
         context: None,
+        stamp: None,
     };
     let Some(reply) = reply else {
         return Ok(unknown);
@@ -286,11 +290,17 @@ pub fn interpret(
         return Err(format!("expected `{request}_ok` or `error`, got `{kind}`"));
     }
     if !is_read {
+        let stamp = match reply.get("ts") {
+            Some(Value::Array(parts)) => parts.first().and_then(Value::as_u64),
+            Some(other) => other.as_u64(),
+            None => None,
+        };
         return Ok(Interpreted {
             outcome: Outcome::Ok,
             read: None,
             lin_output: LinValue::Nil,
             context: None,
+            stamp,
         });
     }
     let field = if workload == MaelstromWorkload::Broadcast {
@@ -354,5 +364,6 @@ pub fn interpret(
         read,
         lin_output,
         context: reply.get("context").cloned(),
+        stamp: None,
     })
 }
