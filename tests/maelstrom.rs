@@ -344,8 +344,9 @@ fn crash_and_pause_faults_kill_restart_and_stop_nodes() {
         r.out.join("nodes").join(format!("n{crashed}.log")).exists(),
         "{stderr}"
     );
-    assert_ne!(r.code, 3, "{}", r.dump());
-    assert_ne!(r.code, 4, "{}", r.dump());
+    // The reference node acknowledges only what a peer holds, so a crash
+    // that restarts a node empty loses nothing.
+    assert_eq!(r.code, 0, "{}", r.dump());
 }
 
 fn misbehave(mode: &str, dir: &Path) -> Run {

@@ -134,6 +134,15 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         }
         None => check_all(&result.history),
     };
+    if let Some(apart) = &result.divergence {
+        // The report, not only the terminal, says how far apart nodes were.
+        if let Some(convergence) = checks.iter_mut().find(|c| c.name == "convergence") {
+            convergence.find(Finding {
+                message: format!("final reads: {apart}"),
+                ..Finding::default()
+            });
+        }
+    }
     checks.push(protocol_check(&result));
     let live = LiveFigures {
         write_phase_s: result.client_phase.as_secs_f64(),

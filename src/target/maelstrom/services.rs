@@ -115,3 +115,121 @@ impl Services {
         reply
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn req(kind: &str, fields: &[(&'static str, Value)]) -> Map<String, Value> {
+        let mut b = body(kind, fields.iter().cloned());
+        b.insert("msg_id".into(), Value::from(7));
+        b
+    }
+
+    fn code(reply: &Map<String, Value>) -> Option<i64> {
+        reply.get("code").and_then(Value::as_i64)
+    }
+
+    #[test]
+    fn lin_kv_reads_the_latest_write_and_cas_checks_its_precondition() {
+        let mut s = Services::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let read = req("read", &[("key", 1.into())]);
+        assert_eq!(
+            code(&s.handle("lin-kv", "n0", &read, &mut rng)),
+            Some(KEY_DOES_NOT_EXIST)
+        );
+        let cas = req(
+            "cas",
+            &[("key", 1.into()), ("from", 1.into()), ("to", 2.into())],
+        );
+        assert_eq!(
+            code(&s.handle("lin-kv", "n0", &cas, &mut rng)),
+            Some(KEY_DOES_NOT_EXIST)
+        );
+        let write = req("write", &[("key", 1.into()), ("value", 1.into())]);
+        assert_eq!(
+            s.handle("lin-kv", "n0", &write, &mut rng)["type"],
+            "write_ok"
+        );
+        let reply = s.handle("lin-kv", "n1", &read, &mut rng);
+        assert_eq!(
+            (reply["type"].clone(), reply["value"].clone()),
+            ("read_ok".into(), 1.into())
+        );
+        assert_eq!(reply["in_reply_to"], 7);
+        assert_eq!(s.handle("lin-kv", "n1", &cas, &mut rng)["type"], "cas_ok");
+        assert_eq!(
+            code(&s.handle("lin-kv", "n1", &cas, &mut rng)),
+            Some(PRECONDITION_FAILED)
+        );
+        let create = req(
+            "cas",
+            &[
+                ("key", 9.into()),
+                ("from", 0.into()),
+                ("to", 5.into()),
+                ("create_if_not_exists", true.into()),
+            ],
+        );
+        assert_eq!(
+            s.handle("lin-kv", "n1", &create, &mut rng)["type"],
+            "cas_ok"
+        );
+    }
+
+    #[test]
+    fn seq_kv_reads_may_be_stale_but_never_go_back_for_a_node() {
+        let mut s = Services::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for v in 0..50 {
+            let write = req("write", &[("key", "k".into()), ("value", v.into())]);
+            s.handle("seq-kv", "n0", &write, &mut rng);
+        }
+        let read = req("read", &[("key", "k".into())]);
+        let mut last = -1;
+        let mut stale = false;
+        for _ in 0..200 {
+            let v = s.handle("seq-kv", "n1", &read, &mut rng)["value"]
+                .as_i64()
+                .unwrap();
+            assert!(v >= last, "seq-kv went back from {last} to {v}");
+            stale |= v < 49;
+            last = v;
+        }
+        assert!(stale, "seq-kv never returned a stale value");
+        // The writer reads its own write.
+        assert_eq!(s.handle("seq-kv", "n0", &read, &mut rng)["value"], 49);
+    }
+
+    #[test]
+    fn lww_kv_reads_return_one_of_the_recent_writes() {
+        let mut s = Services::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for v in 0..10 {
+            let write = req("write", &[("key", 0.into()), ("value", v.into())]);
+            s.handle("lww-kv", "n0", &write, &mut rng);
+        }
+        let read = req("read", &[("key", 0.into())]);
+        let seen: std::collections::BTreeSet<i64> = (0..100)
+            .map(|_| {
+                s.handle("lww-kv", "n2", &read, &mut rng)["value"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            seen.len() > 1 && seen.iter().all(|v| *v >= 10 - LWW_STALENESS as i64),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_service_ops_are_not_supported() {
+        let mut s = Services::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let reply = s.handle("lin-kv", "n0", &req("frobnicate", &[]), &mut rng);
+        assert_eq!(code(&reply), Some(NOT_SUPPORTED));
+    }
+}
