@@ -177,12 +177,19 @@ fn correct_reference_nodes_are_valid_under_partition_loss_and_duplication() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let jobs: Vec<(&str, u64)> = WORKLOADS
+    // Every workload's reference node, plus the Fly.io-style counter that
+    // keeps its state in the seq-kv service.
+    let nodes: Vec<(String, &str)> = WORKLOADS
         .iter()
-        .flat_map(|w| [(*w, 1u64), (*w, 2u64)])
+        .map(|w| (format!("{w}.py"), *w))
+        .chain([("g-counter-seq-kv.py".to_string(), "g-counter")])
+        .collect();
+    let jobs: Vec<(String, &str, u64)> = nodes
+        .iter()
+        .flat_map(|(n, w)| [(n.clone(), *w, 1u64), (n.clone(), *w, 2u64)])
         .collect();
     // Seed 1 with the faults the issue names, seed 2 with reordering too.
-    let runs = parallel(jobs, |(w, seed)| {
+    let runs = parallel(jobs, |(node, w, seed)| {
         let nemesis: &[&str] = if seed == 2 {
             &["--nemesis", REORDERING]
         } else {
