@@ -7,7 +7,8 @@ reads the key and `cas`es it from that value to value + delta (creating it
 if missing); adds on one node run one at a time, so after a lost reply the
 node can tell by reading again whether its cas took effect (deltas are
 positive: the value only grows, so a stale duplicate of an old cas can never
-match again). A `read` sums every node's key. seq-kv may serve stale values
+match again; a read equal to one of the add's cas targets means that cas
+took effect). A `read` sums every node's key. seq-kv may serve stale values
 to other nodes, so reads lag but never go back; the node keeps no state, so
 a crash loses nothing.
 """
@@ -30,7 +31,7 @@ def value_of(reply):
 
 def start_next():
     if queue:
-        add_step(queue[0], TRIES, None)
+        add_step(queue[0], TRIES, [])
 
 
 def finish(msg, body):
@@ -39,8 +40,11 @@ def finish(msg, body):
     start_next()
 
 
-def add_step(msg, tries, expected):
-    """Reads the key; if a cas to `expected` is in doubt, checks it first."""
+def add_step(msg, tries, targets):
+    """Reads the key: done if any cas this add sent took effect (the value
+    equals one of its targets), else cas from what is there now. Only this
+    node writes its key and adds run one at a time, so a value equal to a
+    target can only come from that target's cas."""
     if tries == 0:
         return finish(msg, {"type": "error", "code": 0, "text": "seq-kv did not answer"})
     delta = msg["body"]["delta"]
@@ -48,14 +52,14 @@ def add_step(msg, tries, expected):
     def on_read(reply):
         current = value_of(reply)
         if current is None:
-            return add_step(msg, tries - 1, expected)
-        if expected is not None and current == expected:
+            return add_step(msg, tries - 1, targets)
+        if current in targets:
             return finish(msg, {"type": "add_ok"})
         target = current + delta
         node.rpc("seq-kv", {"type": "cas", "key": node.node_id, "from": current, "to": target,
                             "create_if_not_exists": True},
                  lambda r: finish(msg, {"type": "add_ok"}) if r.get("type") == "cas_ok"
-                 else add_step(msg, tries - 1, target if r.get("code") == 0 else None),
+                 else add_step(msg, tries - 1, targets + [target]),
                  timeout=RPC)
 
     node.rpc("seq-kv", {"type": "read", "key": node.node_id}, on_read, timeout=RPC)

@@ -127,6 +127,9 @@ pub struct Report {
     pub memory: Memory,
     /// Network counters.
     pub network: Option<NetworkStats>,
+    /// Network messages sent per operation (the message cost of the protocol).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_op: Option<f64>,
     /// Check results.
     pub checks: Vec<CheckEntry>,
     /// Shrunk counterexample, on an invalid verdict.
@@ -224,6 +227,10 @@ impl Report {
                 history_bytes_per_op: history.bytes_per_op(),
             },
             network: history.network,
+            messages_per_op: history
+                .network
+                .filter(|_| !history.ops.is_empty())
+                .map(|n| n.sent as f64 / history.ops.len() as f64),
             checks: checks
                 .iter()
                 .map(|c| CheckEntry {

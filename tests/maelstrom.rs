@@ -189,17 +189,14 @@ fn correct_reference_nodes_are_valid_under_partition_loss_and_duplication() {
         .flat_map(|(n, w)| [(n.clone(), *w, 1u64), (n.clone(), *w, 2u64)])
         .collect();
     // Seed 1 with the faults the issue names, seed 2 with reordering too.
-    let runs = parallel(jobs, |(node, w, seed)| {
+    let runs = parallel(jobs, |(node, w, seed): (String, &str, u64)| {
         let nemesis: &[&str] = if seed == 2 {
             &["--nemesis", REORDERING]
         } else {
             &[]
         };
-        (
-            w,
-            seed,
-            run(&format!("{w}.py"), w, seed, nemesis, dir.path()),
-        )
+        let r = run(&node, w, seed, nemesis, dir.path());
+        (node, seed, r)
     });
     for (w, seed, r) in runs {
         r.no_panic();
