@@ -10,6 +10,14 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
+/// One test's runs at a time: each already runs several node clusters at
+/// once, and starving the nodes of CPU would only make requests time out.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -173,6 +181,7 @@ const WORKLOADS: [&str; 8] = [
 
 #[test]
 fn correct_reference_nodes_are_valid_under_partition_loss_and_duplication() {
+    let _turn = exclusive();
     if !python_available() {
         return;
     }
@@ -254,6 +263,7 @@ const BUGS: [(&str, &str, &[&str]); 11] = [
 
 #[test]
 fn every_buggy_node_is_caught_by_the_check_its_bug_breaks() {
+    let _turn = exclusive();
     if !python_available() {
         return;
     }
@@ -303,6 +313,7 @@ fn every_buggy_node_is_caught_by_the_check_its_bug_breaks() {
 
 #[test]
 fn crash_and_pause_faults_kill_restart_and_stop_nodes() {
+    let _turn = exclusive();
     if !python_available() {
         return;
     }
@@ -380,6 +391,7 @@ fn misbehave(mode: &str, dir: &Path) -> Run {
 
 #[test]
 fn bad_messages_from_a_node_are_findings_that_name_it_and_quote_the_line() {
+    let _turn = exclusive();
     if !python_available() {
         return;
     }
@@ -415,6 +427,7 @@ fn bad_messages_from_a_node_are_findings_that_name_it_and_quote_the_line() {
 
 #[test]
 fn a_node_that_never_answers_init_is_a_target_error_naming_it() {
+    let _turn = exclusive();
     if !python_available() {
         return;
     }
@@ -428,6 +441,7 @@ fn a_node_that_never_answers_init_is_a_target_error_naming_it() {
 
 #[test]
 fn a_node_that_hangs_leaves_the_verdict_unknown_not_lost() {
+    let _turn = exclusive();
     if !python_available() {
         return;
     }
@@ -440,6 +454,7 @@ fn a_node_that_hangs_leaves_the_verdict_unknown_not_lost() {
 
 #[test]
 fn lin_kv_history_is_jepsen_edn_that_check_reads_back() {
+    let _turn = exclusive();
     if !python_available() {
         return;
     }
@@ -482,6 +497,7 @@ fn lin_kv_history_is_jepsen_edn_that_check_reads_back() {
 
 #[test]
 fn flags_are_checked_before_anything_starts() {
+    let _turn = exclusive();
     let dir = tempfile::tempdir().unwrap();
     for (args, expect) in [
         (vec!["--workload", "g-counter"], "--bin"),

@@ -69,13 +69,17 @@ impl Envelope {
 
     /// The line to write to a node's stdin, with the network's own `id`.
     pub fn to_line(&self, id: u64) -> String {
-        let mut object = Map::with_capacity(4);
-        object.insert("id".into(), Value::from(id));
-        object.insert("src".into(), Value::from(self.src.as_str()));
-        object.insert("dest".into(), Value::from(self.dest.as_str()));
-        object.insert("body".into(), Value::Object(self.body.clone()));
-        let mut line = Value::Object(object).to_string();
-        line.push('\n');
+        // Written by hand so the body is serialized in place, not cloned.
+        let mut line = String::with_capacity(64 + self.src.len() + self.dest.len());
+        line.push_str("{\"id\":");
+        line.push_str(itoa::Buffer::new().format(id));
+        line.push_str(",\"src\":");
+        line.push_str(&Value::from(self.src.as_str()).to_string());
+        line.push_str(",\"dest\":");
+        line.push_str(&Value::from(self.dest.as_str()).to_string());
+        line.push_str(",\"body\":");
+        line.push_str(&serde_json::to_string(&self.body).unwrap_or_else(|_| "{}".into()));
+        line.push_str("}\n");
         line
     }
 
@@ -132,5 +136,58 @@ pub fn quote(line: &str) -> String {
             end -= 1;
         }
         format!("{:?}...", &trimmed[..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_round_trips_with_the_network_id_and_escaped_names() {
+        let envelope = Envelope {
+            src: "n\"1".into(),
+            dest: "c2".into(),
+            body: body(
+                "read_ok",
+                [
+                    ("value", Value::from(vec![1, 2])),
+                    ("in_reply_to", 5.into()),
+                ],
+            ),
+        };
+        let line = envelope.to_line(42);
+        assert!(line.ends_with('\n'));
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["id"], 42);
+        assert_eq!(Envelope::parse(&line).unwrap(), envelope);
+    }
+
+    #[test]
+    fn malformed_lines_say_what_is_wrong() {
+        let cases = [
+            ("not json", "not JSON"),
+            ("[1]", "not a JSON object"),
+            (r#"{"dest":"n0","body":{"type":"x"}}"#, "missing `src`"),
+            (r#"{"src":"n0","dest":"c0"}"#, "missing `body`"),
+            (
+                r#"{"src":"n0","dest":"c0","body":{}}"#,
+                "missing `body.type`",
+            ),
+            (
+                r#"{"src":"n0","dest":"c0","body":{"type":"x","msg_id":-1}}"#,
+                "`body.msg_id` is not a 64-bit unsigned integer",
+            ),
+            (
+                r#"{"src":"n0","dest":"c0","body":{"type":"x","in_reply_to":1e30}}"#,
+                "`body.in_reply_to` is not a 64-bit unsigned integer",
+            ),
+        ];
+        for (line, expect) in cases {
+            let err = Envelope::parse(line).unwrap_err();
+            assert!(err.contains(expect), "{line}: {err}");
+        }
+        assert!(is_indefinite(0) && is_indefinite(13) && is_indefinite(1000));
+        assert!(!is_indefinite(20) && !is_indefinite(22) && !is_indefinite(11));
     }
 }

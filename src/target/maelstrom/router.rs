@@ -302,6 +302,7 @@ impl Router {
         } else {
             1
         };
+        let mut envelope = Some(envelope);
         for copy in 0..copies {
             let mut delay = self.latency.sample(&mut self.rng);
             if self.reorder {
@@ -317,7 +318,15 @@ impl Router {
             }
             let slot = self.next_slot;
             self.next_slot += 1;
-            self.in_flight.insert(slot, envelope.clone());
+            // The last copy takes the envelope itself.
+            let this = if copy + 1 == copies {
+                envelope.take()
+            } else {
+                envelope.clone()
+            };
+            if let Some(this) = this {
+                self.in_flight.insert(slot, this);
+            }
             self.next_seq += 1;
             self.queue
                 .push(Reverse((Instant::now() + delay, self.next_seq, slot)));
