@@ -583,17 +583,7 @@ async fn client_task(
                     "node n{node} answered a client with garbage ({why}): {}",
                     protocol::quote(&quoted)
                 ));
-                workload::Interpreted {
-                    outcome: if planned.f == Function::Read {
-                        Outcome::Fail
-                    } else {
-                        Outcome::Info
-                    },
-                    read: None,
-                    lin_output: LinValue::Nil,
-                    context: None,
-                    stamp: None,
-                }
+                workload::Interpreted::unanswered(&planned)
             }
         };
         if interpreted.context.is_some() {

@@ -238,6 +238,24 @@ pub struct Interpreted {
     pub stamp: Option<u64>,
 }
 
+impl Interpreted {
+    /// An op with no usable answer: a write may have happened (`info`), a
+    /// read returned nothing (`fail`).
+    pub fn unanswered(planned: &Planned) -> Interpreted {
+        Interpreted {
+            outcome: if planned.f == Function::Read {
+                Outcome::Fail
+            } else {
+                Outcome::Info
+            },
+            read: None,
+            lin_output: LinValue::Nil,
+            context: None,
+            stamp: None,
+        }
+    }
+}
+
 /// Interprets a reply body (`None` = timed out). `Err` means the node
 /// answered garbage; the text says what is wrong.
 pub fn interpret(
@@ -246,17 +264,7 @@ pub fn interpret(
     reply: Option<&Map<String, Value>>,
 ) -> Result<Interpreted, String> {
     let is_read = planned.f == Function::Read;
-    let unknown = Interpreted {
-        outcome: if is_read {
-            Outcome::Fail
-        } else {
-            Outcome::Info
-        },
-        read: None,
-        lin_output: LinValue::Nil,
-        context: None,
-        stamp: None,
-    };
+    let unknown = Interpreted::unanswered(planned);
     let Some(reply) = reply else {
         return Ok(unknown);
     };
