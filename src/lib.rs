@@ -21,6 +21,7 @@ pub mod interpreter;
 pub mod metrics;
 pub mod nemesis;
 pub mod network;
+pub mod props;
 pub mod report;
 pub mod shrink;
 pub mod target;

@@ -100,7 +100,7 @@ pub struct RunArgs {
     /// (maelstrom: partition, loss, duplicate, reorder, crash, pause).
     #[arg(long, default_value = "default")]
     pub nemesis: String,
-    /// Output directory (default: reports/<model>-<seed>).
+    /// Output directory (default: `reports/<model>-<seed>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Output format.

@@ -1,0 +1,7 @@
+//! Fuzz target for [`converge::props::linearizability_matches_brute_force`]; `tests/fuzz_corpus.rs`
+//! replays its corpus and crash files through the same function.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| converge::props::linearizability_matches_brute_force(data));
