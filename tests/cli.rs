@@ -12,125 +12,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_converge");
+mod common;
+use common::*;
 
 /// A small but non-trivial run, used wherever the defaults are not required.
 const SMALL: [&str; 4] = ["--writers", "100", "--ops", "20000"];
-
-/// What a finished child left.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    /// Both streams, for failure messages.
-    fn dump(&self) -> String {
-        format!(
-            "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-
-    /// Asserts the exit code, showing the output when it differs.
-    fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "unexpected exit code\n{}", self.dump());
-        self
-    }
-
-    /// Asserts that nothing panicked.
-    fn no_panic(&self) -> &Self {
-        for (name, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            assert!(
-                !text.contains("panicked") && !text.contains("RUST_BACKTRACE"),
-                "a panic reached {name}\n{}",
-                self.dump()
-            );
-        }
-        self
-    }
-
-    /// The seed printed as `seed: N` on stderr.
-    fn seed(&self) -> u64 {
-        self.stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("seed: "))
-            .unwrap_or_else(|| panic!("no `seed: ` line on stderr\n{}", self.dump()))
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("seed is not a number ({e})\n{}", self.dump()))
-    }
-}
-
-fn converge() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env("CI", "1");
-    cmd
-}
-
-fn finish(cmd: &mut Command) -> Out {
-    let output = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-    Out {
-        code: output
-            .status
-            .code()
-            .unwrap_or_else(|| panic!("converge died by a signal: {:?}", output.status)),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// Runs `converge ARGS` with `CI=1`.
-fn cli<I, S>(args: I) -> Out
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    finish(converge().args(args))
-}
-
-/// `converge run ARGS --out DIR`.
-fn run_into(dir: &Path, args: &[&str]) -> Out {
-    finish(converge().arg("run").args(args).arg("--out").arg(dir))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{text}", path.display()))
-}
-
-fn parse_json(text: &str, what: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what} is not JSON ({e}):\n{text}"))
-}
-
-/// `value[key]`, failing with the whole document when it is missing.
-fn field<'a>(value: &'a Value, path: &str) -> &'a Value {
-    let mut v = value;
-    for key in path.split('.') {
-        v = v
-            .get(key)
-            .unwrap_or_else(|| panic!("no field `{path}` in {value:#}"));
-    }
-    v
-}
 
 fn number(value: &Value, path: &str) -> f64 {
     field(value, path)
         .as_f64()
         .unwrap_or_else(|| panic!("`{path}` is not a number in {value:#}"))
-}
-
-fn string<'a>(value: &'a Value, path: &str) -> &'a str {
-    field(value, path)
-        .as_str()
-        .unwrap_or_else(|| panic!("`{path}` is not a string in {value:#}"))
 }
 
 /// (name, verdict) of every entry of `checks`.

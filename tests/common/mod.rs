@@ -1,0 +1,142 @@
+//! Running the `converge` binary from integration tests: one child per
+//! call, `CI=1` so no progress bar is drawn, and helpers that fail with the
+//! whole output when an expectation does not hold.
+#![allow(dead_code)] // each test file uses a different subset
+
+use serde_json::Value;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_converge");
+
+/// What a finished child left.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Both streams, for failure messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.dump());
+        self
+    }
+
+    /// Asserts that nothing panicked.
+    pub fn no_panic(&self) -> &Self {
+        for (name, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            assert!(
+                !text.contains("panicked") && !text.contains("RUST_BACKTRACE"),
+                "a panic reached {name}\n{}",
+                self.dump()
+            );
+        }
+        self
+    }
+
+    /// The seed printed as `seed: N` on stderr.
+    pub fn seed(&self) -> u64 {
+        self.stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("seed: "))
+            .unwrap_or_else(|| panic!("no `seed: ` line on stderr\n{}", self.dump()))
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("seed is not a number ({e})\n{}", self.dump()))
+    }
+
+    /// Asserts that `needle` is on stdout or stderr.
+    pub fn mentions(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle) || self.stderr.contains(needle),
+            "the output does not mention `{needle}`\n{}",
+            self.dump()
+        );
+        self
+    }
+
+    /// Asserts that `needle` is on stderr.
+    pub fn stderr_mentions(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr does not mention `{needle}`\n{}",
+            self.dump()
+        );
+        self
+    }
+}
+
+pub fn converge() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("CI", "1");
+    cmd
+}
+
+pub fn finish(cmd: &mut Command) -> Out {
+    let output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    Out {
+        code: output
+            .status
+            .code()
+            .unwrap_or_else(|| panic!("converge died by a signal: {:?}", output.status)),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs `converge ARGS` with `CI=1`.
+pub fn cli<I, S>(args: I) -> Out
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    finish(converge().args(args))
+}
+
+/// `converge run ARGS --out DIR`.
+pub fn run_into(dir: &Path, args: &[&str]) -> Out {
+    finish(converge().arg("run").args(args).arg("--out").arg(dir))
+}
+
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{text}", path.display()))
+}
+
+pub fn parse_json(text: &str, what: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what} is not JSON ({e}):\n{text}"))
+}
+
+/// `value[key]`, failing with the whole document when it is missing.
+pub fn field<'a>(value: &'a Value, path: &str) -> &'a Value {
+    let mut v = value;
+    for key in path.split('.') {
+        v = v
+            .get(key)
+            .unwrap_or_else(|| panic!("no field `{path}` in {value:#}"));
+    }
+    v
+}
+
+pub fn string<'a>(value: &'a Value, path: &str) -> &'a str {
+    field(value, path)
+        .as_str()
+        .unwrap_or_else(|| panic!("`{path}` is not a string in {value:#}"))
+}
