@@ -13,7 +13,7 @@ use crate::checker::linearizable::brute;
 use crate::checker::linearizable::model::{
     Counter, CounterOp, Effect, ModelKind, Register, RegisterOp, Semantics, SeqModel,
 };
-use crate::checker::linearizable::search::{self, Budget, Outcome, TimedOp};
+use crate::checker::linearizable::search::TimedOp;
 use crate::checker::linearizable::{self as lin, Explain, LinConfig};
 use crate::error::Error;
 use crate::history::lin::LinHistory;
@@ -22,7 +22,7 @@ use converge_models::{
     Crdt, Intent, ModelVisitor, Rejected, ReplicaId, UpdateCtx, VClock, Workload, CATALOG,
 };
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A lenient cursor over the fuzzer's bytes: past the end it yields zeros,
@@ -498,40 +498,9 @@ fn realize<M: SeqModel>(
 /// The search and the brute-force oracle agree, and a linearization the
 /// search returns is legal and respects real time.
 fn agree<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>]) {
-    let cancel = AtomicBool::new(false);
-    let budget = Budget {
-        deadline: None,
-        memo_bytes: usize::MAX,
-        cancel: &cancel,
-    };
-    let fast = search::search(model, ops, &budget);
-    let slow = brute::is_linearizable(model, ops).expect("history small enough for brute force");
-    let fast_says = match &fast.outcome {
-        Outcome::Linearizable(order) => {
-            let mut state = model.init();
-            for (pos, &i) in order.iter().enumerate() {
-                let Some(next) = model.step(&state, &ops[i as usize].op) else {
-                    panic!("search returned an illegal order {order:?} for {ops:?}");
-                };
-                state = next;
-                for &j in &order[pos + 1..] {
-                    assert!(
-                        ops[j as usize]
-                            .ret
-                            .is_none_or(|r| r >= ops[i as usize].call),
-                        "order {order:?} breaks real time in {ops:?}"
-                    );
-                }
-            }
-            true
-        }
-        Outcome::NotLinearizable => false,
-        Outcome::Unknown(why) => panic!("unlimited search gave up ({why}) on {ops:?}"),
-    };
-    assert_eq!(
-        fast_says, slow,
-        "search and brute force disagree on {ops:?}"
-    );
+    if let Err(why) = brute::compare_with_search(model, ops) {
+        panic!("{why} on {ops:?}");
+    }
 }
 
 /// The Wing–Gong/Lowe search agrees with the brute-force oracle on tiny

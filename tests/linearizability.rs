@@ -7,14 +7,13 @@ use converge::checker::linearizable::model::{
     Compile, Compiled, Counter, CounterOp, Effect, Kv, KvOp, ModelKind, Register, RegisterOp,
     Semantics, SeqModel, Set, SetOp,
 };
-use converge::checker::linearizable::search::{self, Budget, Outcome as SearchOutcome, TimedOp};
+use converge::checker::linearizable::search::TimedOp;
 use converge::checker::linearizable::{check, Explain, LinConfig};
 use converge::history::lin::{LinFn, LinHistory, LinOp, LinValue};
 use converge::history::Outcome;
 use converge::Verdict;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------
@@ -732,37 +731,9 @@ fn realize<M: SeqModel>(
 }
 
 fn agree<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>]) -> Result<(), TestCaseError> {
-    let cancel = AtomicBool::new(false);
-    let budget = Budget {
-        deadline: None,
-        memo_bytes: usize::MAX,
-        cancel: &cancel,
-    };
-    let fast = search::search(model, ops, &budget);
-    let slow = brute::is_linearizable(model, ops).expect("small enough");
-    let fast_says = match &fast.outcome {
-        SearchOutcome::Linearizable(order) => {
-            // The order it returns must itself be legal and respect real time.
-            let mut state = model.init();
-            for (pos, &i) in order.iter().enumerate() {
-                state = model
-                    .step(&state, &ops[i as usize].op)
-                    .ok_or_else(|| TestCaseError::fail(format!("illegal step in {order:?}")))?;
-                for &j in &order[pos + 1..] {
-                    let later = &ops[j as usize];
-                    prop_assert!(
-                        later.ret.is_none_or(|r| r >= ops[i as usize].call),
-                        "order {order:?} breaks real time"
-                    );
-                }
-            }
-            true
-        }
-        SearchOutcome::NotLinearizable => false,
-        SearchOutcome::Unknown(why) => return Err(TestCaseError::fail(why.clone())),
-    };
-    prop_assert_eq!(fast_says, slow, "ops: {:?}", ops);
-    Ok(())
+    brute::compare_with_search(model, ops)
+        .map(|_| ())
+        .map_err(|why| TestCaseError::fail(format!("{why}; ops: {ops:?}")))
 }
 
 proptest! {

@@ -52,3 +52,44 @@ fn extend<M: SeqModel>(
     }
     false
 }
+
+/// Runs the real search without limits and the oracle on `ops`: `Ok(verdict)`
+/// when they agree and any order the search returned is legal and respects
+/// real time; `Err` says what went wrong. The one differential check shared
+/// by the proptests and the fuzz target.
+pub fn compare_with_search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>]) -> Result<bool, String> {
+    use super::search::{self, Budget, Outcome};
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let budget = Budget {
+        deadline: None,
+        memo_bytes: usize::MAX,
+        cancel: &cancel,
+    };
+    let slow = is_linearizable(model, ops)
+        .ok_or_else(|| format!("{} ops are too many for brute force", ops.len()))?;
+    let fast = match search::search(model, ops, &budget).outcome {
+        Outcome::Linearizable(order) => {
+            let mut state = model.init();
+            for (pos, &i) in order.iter().enumerate() {
+                state = model
+                    .step(&state, &ops[i as usize].op)
+                    .ok_or_else(|| format!("search returned an illegal order {order:?}"))?;
+                let called = ops[i as usize].call;
+                if order[pos + 1..]
+                    .iter()
+                    .any(|&j| ops[j as usize].ret.is_some_and(|r| r < called))
+                {
+                    return Err(format!("order {order:?} breaks real time"));
+                }
+            }
+            true
+        }
+        Outcome::NotLinearizable => false,
+        Outcome::Unknown(why) => return Err(format!("unlimited search gave up: {why}")),
+    };
+    if fast == slow {
+        Ok(fast)
+    } else {
+        Err(format!("search says {fast}, brute force says {slow}"))
+    }
+}
