@@ -9,9 +9,11 @@
 //! - [`checker`]: pure functions of the history (convergence, data loss,
 //!   idempotency, conflicts);
 //! - [`report`]: `report.json`, `report.md`, and the exit code via [`verdict`];
-//! - [`shrink`]: minimal counterexamples.
+//! - [`shrink`]: minimal counterexamples;
+//! - [`campaign`]: fuzzing campaigns of randomized runs (`converge fuzz`).
 #![warn(missing_docs)]
 
+pub mod campaign;
 pub mod checker;
 pub mod cli;
 pub mod error;

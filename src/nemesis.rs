@@ -192,7 +192,8 @@ impl Nemesis {
         order.shuffle(&mut self.rng);
         let minority = self.rng.random_bool(0.5);
         let cut = if minority {
-            self.rng.random_range(1..=(self.replicas - 1) / 2).max(1)
+            // With two replicas the strict minority is empty; isolate one.
+            self.rng.random_range(1..=((self.replicas - 1) / 2).max(1))
         } else {
             self.replicas / 2
         };
@@ -256,5 +257,31 @@ impl Nemesis {
     /// Whether a whole-state gossip is lost.
     pub fn drop_gossip(&mut self) -> bool {
         !self.healed && self.spec.has(Fault::Drop) && self.rng.random_bool(DROP_PROBABILITY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `converge fuzz`: two replicas made the minority range empty.
+    #[test]
+    fn every_partition_splits_the_replicas_into_two_nonempty_sides() {
+        for replicas in 2..=9 {
+            for seed in 0..50 {
+                let mut n = Nemesis::new(NemesisSpec::parse("partition").unwrap(), seed, replicas);
+                for phase in 1..8 {
+                    n.enter_phase(phase);
+                    if n.is_partitioned() {
+                        let isolated = (0..replicas).filter(|&r| n.side[r]).count();
+                        assert!(
+                            (1..replicas).contains(&isolated),
+                            "{replicas} replicas, seed {seed}: {isolated} isolated"
+                        );
+                        assert!(!n.connected(0, 1) || (0..replicas).any(|r| !n.connected(0, r)));
+                    }
+                }
+            }
+        }
     }
 }

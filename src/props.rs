@@ -18,9 +18,8 @@ use crate::checker::linearizable::{self as lin, Explain, LinConfig};
 use crate::error::Error;
 use crate::history::lin::LinHistory;
 use crate::history::{detect, jepsen, jsonl};
-use converge_models::{
-    Crdt, Intent, ModelVisitor, Rejected, ReplicaId, UpdateCtx, VClock, Workload, CATALOG,
-};
+use converge_models::laws::{self, Step};
+use converge_models::{Crdt, Intent, ModelVisitor, Workload, CATALOG};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -59,17 +58,6 @@ impl<'a> Bytes<'a> {
 /// Most steps decoded for one model: the law checks are cubic in the number
 /// of states compared, so histories stay short to keep executions fast.
 const MAX_STEPS: usize = 24;
-
-/// One step of a replicated history, as in `models/tests/laws.rs`.
-#[derive(Clone, Debug)]
-enum Step {
-    /// A local update at `replica`.
-    Update { replica: ReplicaId, intent: Intent },
-    /// Deliver op number `op` (modulo the ops so far) to `to`.
-    Deliver { to: ReplicaId, op: usize },
-    /// State-merge `from` into `to`.
-    Sync { to: ReplicaId, from: ReplicaId },
-}
 
 /// An intent the workload's reference model supports, with the same small
 /// ranges as the law tests so that conflicts (same element, same field) are
@@ -140,85 +128,6 @@ fn scenario(workload: Workload, data: &[u8]) -> Scenario {
     }
 }
 
-/// Final replicas, snapshots taken half-way, and every op produced.
-struct Run<M: Crdt> {
-    replicas: Vec<M>,
-    snapshots: Vec<M>,
-    ops: Vec<M::Op>,
-}
-
-/// Runs the steps with a correct causal harness: each replica keeps a vector
-/// clock, incremented at the origin and merged on delivery and on sync, so
-/// models see the contexts they would see in a real run.
-fn run<M: Crdt>(s: &Scenario) -> Run<M> {
-    let n = s.replicas;
-    let mut replicas: Vec<M> = (0..n).map(M::new).collect();
-    let mut clocks: Vec<VClock> = (0..n).map(|_| VClock::new(n.into())).collect();
-    let mut ops: Vec<(M::Op, VClock)> = Vec::new();
-    let mut snapshots = Vec::new();
-    for (i, step) in s.steps.iter().enumerate() {
-        if i == s.steps.len() / 2 {
-            snapshots.extend(replicas.iter().cloned());
-        }
-        match step {
-            Step::Update { replica, intent } => {
-                let r = usize::from(*replica);
-                let dot = clocks[r].increment(*replica);
-                let ctx = UpdateCtx {
-                    replica: *replica,
-                    dot,
-                    clock: &clocks[r],
-                };
-                match replicas[r].update(intent, &ctx) {
-                    Ok(op) => ops.push((op, clocks[r].clone())),
-                    Err(Rejected::Precondition) => {}
-                    // The decoder only makes intents the workload supports.
-                    Err(Rejected::Unsupported) => {
-                        panic!("reference model rejected a supported intent {intent:?}")
-                    }
-                }
-            }
-            Step::Deliver { to, op } => {
-                if !ops.is_empty() {
-                    let (op, clock) = &ops[op % ops.len()];
-                    replicas[usize::from(*to)].apply(op);
-                    clocks[usize::from(*to)].merge(clock);
-                }
-            }
-            Step::Sync { to, from } => {
-                let (to, from) = (usize::from(*to), usize::from(*from));
-                let other = replicas[from].clone();
-                replicas[to].merge(&other);
-                let other = clocks[from].clone();
-                clocks[to].merge(&other);
-            }
-        }
-    }
-    if snapshots.is_empty() {
-        snapshots.extend(replicas.iter().cloned());
-    }
-    Run {
-        replicas,
-        snapshots,
-        ops: ops.into_iter().map(|(op, _)| op).collect(),
-    }
-}
-
-fn merged<M: Crdt>(a: &M, b: &M) -> M {
-    let mut m = a.clone();
-    m.merge(b);
-    m
-}
-
-/// A fresh replica (an id no writer used) that received `ops` in `order`.
-fn delivered<M: Crdt>(id: ReplicaId, ops: &[M::Op], order: &[usize]) -> M {
-    let mut m = M::new(id);
-    for &i in order {
-        m.apply(&ops[i]);
-    }
-    m
-}
-
 /// Checks the laws for one model type on one decoded scenario.
 struct Laws<'a> {
     workload: Workload,
@@ -230,61 +139,19 @@ impl ModelVisitor for Laws<'_> {
 
     fn visit<M: Crdt>(self) {
         let s = scenario(self.workload, self.data);
-        let run = run::<M>(&s);
-        let pool: Vec<&M> = run.replicas.iter().chain(&run.snapshots).collect();
-        let fresh = M::new(0);
-        for &a in &pool {
-            assert_eq!(&merged(a, a), a, "merge is not idempotent");
-            assert_eq!(&merged(a, &fresh), a, "the fresh state is not an identity");
-            assert_eq!(&merged(&fresh, a), a, "the fresh state is not an identity");
-            for &b in &pool {
-                let ab = merged(a, b);
-                let ba = merged(b, a);
-                assert_eq!(ab, ba, "merge is not commutative");
-                assert_eq!(ab.read(), ba.read(), "merge is not commutative");
-                for &c in &pool {
-                    let left = merged(&ab, c);
-                    let right = merged(a, &merged(b, c));
-                    assert_eq!(left, right, "merge is not associative");
-                }
-            }
-        }
-
-        // Delivery order and duplicates must not matter.
+        let run = laws::run::<M>(s.replicas, &s.steps).unwrap_or_else(|e| panic!("{e}"));
         let n = run.ops.len();
-        let id = s.replicas;
-        let in_order_idx: Vec<usize> = (0..n).collect();
-        let in_order: M = delivered(id, &run.ops, &in_order_idx);
-        let mut shuffled_idx = in_order_idx.clone();
+        let mut order: Vec<usize> = (0..n).collect();
         if !s.keys.is_empty() {
-            shuffled_idx.sort_by_key(|&i| (s.keys[i % s.keys.len()], i));
+            order.sort_by_key(|&i| (s.keys[i % s.keys.len()], i));
         }
         if n > 0 {
             let at = usize::from(s.dup.1) % (n + 1);
-            shuffled_idx.insert(at, usize::from(s.dup.0) % n);
+            order.insert(at, usize::from(s.dup.0) % n);
         }
-        let shuffled: M = delivered(id, &run.ops, &shuffled_idx);
-        assert_eq!(
-            shuffled, in_order,
-            "delivery order or a duplicate changed the state"
-        );
-        assert_eq!(shuffled.read(), in_order.read());
-        let reversed_idx: Vec<usize> = (0..n).rev().flat_map(|i| [i, i]).collect();
-        let reversed: M = delivered(id, &run.ops, &reversed_idx);
-        assert_eq!(
-            reversed, in_order,
-            "reverse delivery with duplicates changed the state"
-        );
-
-        // The op path and the state path reach the same state.
-        let mut by_state = M::new(id);
-        for r in &run.replicas {
-            by_state.merge(r);
+        if let Err(broken) = laws::all_laws(&run, &order) {
+            panic!("{}: {broken}", std::any::type_name::<M>());
         }
-        assert_eq!(
-            by_state, in_order,
-            "merging all replicas != applying all ops"
-        );
     }
 }
 

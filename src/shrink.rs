@@ -6,6 +6,7 @@ use crate::checker::{check_all, Check};
 use crate::error::{Error, Result};
 use crate::interpreter::{run, RunConfig};
 use crate::nemesis::NemesisSpec;
+use crate::report::Counterexample;
 use crate::verdict::Verdict;
 use std::path::Path;
 
@@ -116,4 +117,26 @@ pub fn shrink(
         violated: found,
         attempts,
     }))
+}
+
+/// Shrinks a failing run into `<config.out>/counterexample` and describes
+/// the minimum for the report; `None` when no reduction still fails.
+pub fn counterexample(
+    config: &RunConfig,
+    violated: &[String],
+    budget: u32,
+) -> Result<Option<Counterexample>> {
+    let dest = config.out.join("counterexample");
+    Ok(
+        shrink(config, violated, budget, &dest)?.map(|s| Counterexample {
+            history: dest.join("history.jsonl").display().to_string(),
+            reproduce: s.config.reproduce(),
+            writers: s.config.writers,
+            ops: s.config.ops,
+            keys: s.config.mix.keys,
+            nemesis: s.config.nemesis.to_spec(),
+            violated: s.violated,
+            attempts: s.attempts,
+        }),
+    )
 }

@@ -59,30 +59,6 @@ fn invokes(history: &Path) -> Vec<String> {
     out
 }
 
-/// Runs a `converge run ...` command line printed by the tool, with its
-/// `--out` pointed at `out` instead. The line is split on whitespace.
-fn rerun(command: &str, out: &Path) -> Out {
-    let words: Vec<&str> = command.split_whitespace().collect();
-    assert!(
-        words.len() > 2 && words[0] == "converge" && words[1] == "run",
-        "not a `converge run` command: {command}"
-    );
-    let mut args: Vec<&OsStr> = Vec::new();
-    let mut saw_out = false;
-    let mut rest = words[1..].iter();
-    while let Some(w) = rest.next() {
-        if *w == "--out" {
-            rest.next()
-                .unwrap_or_else(|| panic!("--out without a value: {command}"));
-            saw_out = true;
-        } else {
-            args.push(OsStr::new(w));
-        }
-    }
-    assert!(saw_out, "the command names no --out: {command}");
-    finish(converge().args(args).arg("--out").arg(out))
-}
-
 /// A finished small history to damage: `g-counter`, 10 writers, 200 ops.
 fn small_history(dir: &Path) -> (PathBuf, Vec<String>) {
     let out = dir.join("run");

@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod counter;
 pub mod faulty;
+pub mod laws;
 pub mod map;
 pub mod register;
 pub mod set;

@@ -1,15 +1,11 @@
-//! CRDT laws for every reference model.
-//!
-//! A small, correct harness runs random histories over three replicas: local
-//! updates (with a per-replica vector clock incremented at the origin), op
-//! deliveries (merging the op's clock), and state merges (merging both
-//! clocks). On the states and ops it produces we check that:
-//! - merge is commutative, associative and idempotent, with the fresh state
-//!   as identity;
-//! - delivering every op to a fresh replica in any order, with duplicates,
-//!   gives the same state and read;
-//! - the op path and the state path agree.
+//! CRDT laws for every reference model: proptest generates histories of
+//! steps over three replicas and delivery orders, and the shared harness in
+//! `converge_models::laws` (also behind the `merge_laws` fuzz target) checks
+//! that merge is a join, that delivery order and duplicates do not matter,
+//! and that the op path and the state path agree. Failures shrink to a
+//! minimal history.
 
+use converge_models::laws::{self, Step};
 use converge_models::{
     counter, map, model_info, register, set, Crdt, Intent, ModelVisitor, Rejected, ReplicaId,
     UpdateCtx, VClock, Workload,
@@ -18,16 +14,6 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 const REPLICAS: u16 = 3;
-
-#[derive(Clone, Debug)]
-enum Step {
-    /// A local update at `replica`.
-    Update { replica: ReplicaId, intent: Intent },
-    /// Deliver one op produced so far to `to`.
-    Deliver { to: ReplicaId, op: Index },
-    /// State-merge `from` into `to`.
-    Sync { to: ReplicaId, from: ReplicaId },
-}
 
 fn intent(workload: Workload) -> BoxedStrategy<Intent> {
     match workload {
@@ -57,7 +43,7 @@ fn steps(workload: Workload) -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
         6 => (0..REPLICAS, intent(workload))
             .prop_map(|(replica, intent)| Step::Update { replica, intent }),
-        2 => (0..REPLICAS, any::<Index>()).prop_map(|(to, op)| Step::Deliver { to, op }),
+        2 => (0..REPLICAS, any::<usize>()).prop_map(|(to, op)| Step::Deliver { to, op }),
         2 => (0..REPLICAS, 0..REPLICAS).prop_map(|(to, from)| Step::Sync { to, from }),
     ];
     prop::collection::vec(step, 0..30)
@@ -95,164 +81,13 @@ impl Delivery {
     }
 }
 
-/// The outcome of a history: final replicas, snapshots taken half-way, and
-/// every op produced.
-struct Run<M: Crdt> {
-    replicas: Vec<M>,
-    snapshots: Vec<M>,
-    ops: Vec<M::Op>,
-}
-
-fn run<M: Crdt>(steps: &[Step]) -> Run<M> {
-    let mut replicas: Vec<M> = (0..REPLICAS).map(M::new).collect();
-    let mut clocks: Vec<VClock> = (0..REPLICAS)
-        .map(|_| VClock::new(REPLICAS.into()))
-        .collect();
-    let mut ops: Vec<(M::Op, VClock)> = Vec::new();
-    let mut snapshots = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        if i == steps.len() / 2 {
-            snapshots.extend(replicas.iter().cloned());
-        }
-        match step {
-            Step::Update { replica, intent } => {
-                let r = *replica as usize;
-                let dot = clocks[r].increment(*replica);
-                let ctx = UpdateCtx {
-                    replica: *replica,
-                    dot,
-                    clock: &clocks[r],
-                };
-                match replicas[r].update(intent, &ctx) {
-                    Ok(op) => ops.push((op, clocks[r].clone())),
-                    Err(Rejected::Precondition) => {}
-                    Err(Rejected::Unsupported) => panic!("{intent:?} unsupported"),
-                }
-            }
-            Step::Deliver { to, op } => {
-                if !ops.is_empty() {
-                    let (op, clock) = &ops[op.index(ops.len())];
-                    replicas[*to as usize].apply(op);
-                    clocks[*to as usize].merge(clock);
-                }
-            }
-            Step::Sync { to, from } => {
-                let (to, from) = (*to as usize, *from as usize);
-                let other = replicas[from].clone();
-                replicas[to].merge(&other);
-                let other = clocks[from].clone();
-                clocks[to].merge(&other);
-            }
-        }
-    }
-    if snapshots.is_empty() {
-        snapshots.extend(replicas.iter().cloned());
-    }
-    Run {
-        replicas,
-        snapshots,
-        ops: ops.into_iter().map(|(op, _)| op).collect(),
-    }
-}
-
-fn merged<M: Crdt>(a: &M, b: &M) -> M {
-    let mut m = a.clone();
-    m.merge(b);
-    m
-}
-
-/// A fresh replica that received `ops` in the given order.
-fn delivered<M: Crdt>(ops: &[M::Op], order: impl IntoIterator<Item = usize>) -> M {
-    let mut m = M::new(REPLICAS);
-    for i in order {
-        m.apply(&ops[i]);
-    }
-    m
-}
-
-fn merge_laws<M: Crdt>(steps: &[Step]) -> Result<(), TestCaseError> {
-    let run = run::<M>(steps);
-    let pool: Vec<&M> = run.replicas.iter().chain(&run.snapshots).collect();
-    let fresh = M::new(0);
-    for a in &pool {
-        prop_assert_eq!(&merged(*a, *a), *a, "merge is not idempotent");
-        prop_assert_eq!(
-            &merged(*a, &fresh),
-            *a,
-            "the fresh state is not an identity"
-        );
-        prop_assert_eq!(
-            &merged(&fresh, *a),
-            *a,
-            "the fresh state is not an identity"
-        );
-        for b in &pool {
-            let ab = merged(*a, *b);
-            let ba = merged(*b, *a);
-            prop_assert_eq!(&ab, &ba, "merge is not commutative");
-            prop_assert_eq!(ab.read(), ba.read());
-            prop_assert_eq!(&merged(&ab, *a), &ab, "merge is not an upper bound");
-            for c in &pool {
-                let left = merged(&ab, *c);
-                let right = merged(*a, &merged(*b, *c));
-                prop_assert_eq!(&left, &right, "merge is not associative");
-            }
-        }
-    }
-    Ok(())
-}
-
-fn delivery_order<M: Crdt>(steps: &[Step], d: &Delivery) -> Result<(), TestCaseError> {
-    let run = run::<M>(steps);
-    let n = run.ops.len();
-    let in_order: M = delivered(&run.ops, 0..n);
-    let shuffled: M = delivered(&run.ops, d.order(n));
-    prop_assert_eq!(
-        &shuffled,
-        &in_order,
-        "delivery order or duplicates changed the state"
-    );
-    prop_assert_eq!(shuffled.read(), in_order.read());
-    let reversed: M = delivered(&run.ops, (0..n).rev().flat_map(|i| [i, i]));
-    prop_assert_eq!(
-        &reversed,
-        &in_order,
-        "reverse delivery with duplicates changed the state"
-    );
-    // Re-applying everything is a no-op.
-    let mut again = in_order.clone();
-    for op in &run.ops {
-        again.apply(op);
-    }
-    prop_assert_eq!(&again, &in_order, "redelivery is not idempotent");
-    Ok(())
-}
-
-fn paths_agree<M: Crdt>(steps: &[Step], d: &Delivery) -> Result<(), TestCaseError> {
-    let run = run::<M>(steps);
-    let n = run.ops.len();
-    let by_ops: M = delivered(&run.ops, d.order(n));
-    let mut by_state = M::new(REPLICAS);
-    for r in &run.replicas {
-        by_state.merge(r);
-    }
-    prop_assert_eq!(
-        &by_state,
-        &by_ops,
-        "merging all replicas != applying all ops"
-    );
-    prop_assert_eq!(by_state.read(), by_ops.read());
-    // Any replica or snapshot catches up by ops, or by merging the full state.
-    for r in run.replicas.iter().chain(&run.snapshots) {
-        let mut caught_up = r.clone();
-        for i in d.order(n) {
-            caught_up.apply(&run.ops[i]);
-        }
-        prop_assert_eq!(&caught_up, &by_ops, "apply after merge diverged");
-        prop_assert_eq!(&merged(r, &by_ops), &by_ops, "merge after apply diverged");
-        prop_assert_eq!(&merged(&by_ops, r), &by_ops, "merge after apply diverged");
-    }
-    Ok(())
+/// Runs the steps and checks one law, as a proptest result.
+fn check<M: Crdt>(
+    steps: &[Step],
+    law: impl FnOnce(&laws::Run<M>) -> Result<(), laws::Broken>,
+) -> Result<(), TestCaseError> {
+    let run = laws::run::<M>(REPLICAS, steps).map_err(TestCaseError::fail)?;
+    law(&run).map_err(TestCaseError::fail)
 }
 
 /// Returns the visited type's name.
@@ -294,7 +129,7 @@ macro_rules! laws {
 
                 #[test]
                 fn merge_is_a_join(steps in steps($workload)) {
-                    merge_laws::<$ty>(&steps)?;
+                    check::<$ty>(&steps, laws::merge_is_a_join)?;
                 }
 
                 #[test]
@@ -302,12 +137,16 @@ macro_rules! laws {
                     steps in steps($workload),
                     d in delivery(),
                 ) {
-                    delivery_order::<$ty>(&steps, &d)?;
+                    check::<$ty>(&steps, |run| {
+                        laws::delivery_order_does_not_matter(run, &d.order(run.ops.len()))
+                    })?;
                 }
 
                 #[test]
                 fn op_path_and_state_path_agree(steps in steps($workload), d in delivery()) {
-                    paths_agree::<$ty>(&steps, &d)?;
+                    check::<$ty>(&steps, |run| {
+                        laws::op_path_and_state_path_agree(run, &d.order(run.ops.len()))
+                    })?;
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The command line: argument definitions and one module per subcommand.
 
 pub mod check;
+pub mod fuzz;
 pub mod list;
 pub mod progress;
 pub mod run;
@@ -34,6 +35,8 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Re-check a recorded history offline.
     Check(check::CheckArgs),
+    /// A fuzzing campaign: many randomized runs until a budget is spent or a bug is found.
+    Fuzz(Box<fuzz::FuzzArgs>),
     /// List workloads, faulty models or nemesis faults.
     List(list::ListArgs),
 }
@@ -48,6 +51,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run::execute(*args),
         Command::Check(args) => check::execute(args),
+        Command::Fuzz(args) => fuzz::execute(*args),
         Command::List(args) => list::execute(args),
     }
 }

@@ -8,8 +8,8 @@ use crate::interpreter::{
     run, RunConfig, DEFAULT_MAX_ROUNDS, DEFAULT_OPS, DEFAULT_REPLICAS, DEFAULT_WRITERS,
 };
 use crate::nemesis::NemesisSpec;
-use crate::report::{Counterexample, LiveFigures, Report};
-use crate::shrink::shrink;
+use crate::report::{LiveFigures, Report};
+use crate::shrink::counterexample;
 use crate::verdict::Verdict;
 use clap::Args;
 use converge_models::{model_info, reference_for, Workload};
@@ -212,20 +212,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
         if args.format == Format::Human {
             eprintln!("invalid: shrinking to a minimal counterexample...");
         }
-        let dest = config.out.join("counterexample");
-        match shrink(&config, &report.violated(), args.shrink_budget, &dest) {
-            Ok(Some(s)) => {
-                report.counterexample = Some(Counterexample {
-                    history: dest.join("history.jsonl").display().to_string(),
-                    reproduce: s.config.reproduce(),
-                    writers: s.config.writers,
-                    ops: s.config.ops,
-                    keys: s.config.mix.keys,
-                    nemesis: s.config.nemesis.to_spec(),
-                    violated: s.violated,
-                    attempts: s.attempts,
-                })
-            }
+        match counterexample(&config, &report.violated(), args.shrink_budget) {
+            Ok(Some(cx)) => report.counterexample = Some(cx),
             Ok(None) => {}
             Err(e) => eprintln!("shrinking stopped: {e}"),
         }
