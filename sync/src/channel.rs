@@ -7,9 +7,14 @@
 //! sender is dropped is always received: the receiver reports
 //! "disconnected" only once the queue is empty and no sender is left.
 
-use crate::shim::{Arc, Condvar, Mutex, MutexGuard};
+use crate::shim::{self, Arc, Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::fmt;
+
+/// Back-off rounds of a receiver finding the queue empty before it sleeps
+/// (crossbeam's schedule: spins, then yields). One under loom: the same path
+/// is checked, without multiplying the interleavings.
+const BACKOFF_STEPS: u32 = if cfg!(loom) { 1 } else { 10 };
 
 /// Creates a channel holding at most `capacity` messages the receiver has
 /// not taken yet (at least one). `send` waits while it is full.
@@ -149,11 +154,22 @@ impl<T> Receiver<T> {
             return Ok(value);
         }
         let mut state = self.shared.state.lock();
+        let mut step = 0;
         while state.queue.is_empty() {
             if state.senders == 0 {
                 return Err(RecvError);
             }
-            state = self.shared.filled.wait(state);
+            // Writers send in bursts: back off a little before sleeping,
+            // since every sleep costs a wake-up (a syscall and a context
+            // switch) on the next send.
+            if step < BACKOFF_STEPS {
+                drop(state);
+                shim::backoff(step);
+                step += 1;
+                state = self.shared.state.lock();
+            } else {
+                state = self.shared.filled.wait(state);
+            }
         }
         take_all(&self.shared, state, &mut self.taken);
         self.taken.pop_front().ok_or(RecvError)

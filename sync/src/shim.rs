@@ -13,6 +13,25 @@ pub use std::sync::Arc;
 
 use std::ops::{Deref, DerefMut};
 
+/// Waits a moment before checking a condition again: `2^step` spin hints for
+/// the first steps, then a yield of the thread.
+#[inline]
+pub fn backoff(step: u32) {
+    #[cfg(loom)]
+    {
+        let _ = step;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    if step <= 6 {
+        for _ in 0..1u32 << step {
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 #[cfg(loom)]
 type InnerMutex<T> = loom::sync::Mutex<T>;
 #[cfg(loom)]
