@@ -69,8 +69,14 @@ specs! {
 enum Step {
     /// A local update at `replica`.
     Update { replica: ReplicaId, intent: Intent },
-    /// Update number `op` reaches `to` (maybe again).
-    Deliver { to: ReplicaId, op: usize },
+    /// The `nth` update issued at `origin` reaches `to` (maybe again).
+    /// Named per origin, so shrinking away another replica's update does
+    /// not make it name a different one.
+    Deliver {
+        to: ReplicaId,
+        origin: ReplicaId,
+        nth: usize,
+    },
     /// `to` merges `from`'s whole state.
     Merge { from: ReplicaId, to: ReplicaId },
 }
@@ -98,6 +104,16 @@ struct World {
 }
 
 impl World {
+    /// The index of the `nth` update issued at `origin`.
+    fn find(&self, origin: ReplicaId, nth: usize) -> Option<usize> {
+        self.ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| op.origin == origin)
+            .nth(nth)
+            .map(|(i, _)| i)
+    }
+
     fn seen_ops(&self, replica: usize) -> impl Iterator<Item = (usize, &Issued)> {
         self.seen[replica].iter().map(|&i| (i, &self.ops[i]))
     }
@@ -253,10 +269,21 @@ impl<S: Spec> ReferenceStateMachine for Reference<S> {
         let update = (0..REPLICAS, intent(S::WORKLOAD))
             .prop_map(|(replica, intent)| Step::Update { replica, intent });
         let merge = (0..REPLICAS, 0..REPLICAS).prop_map(|(from, to)| Step::Merge { from, to });
+        let mut issued = vec![0; REPLICAS as usize];
+        let named: Vec<(ReplicaId, usize)> = state
+            .ops
+            .iter()
+            .map(|op| {
+                let nth = issued[op.origin as usize];
+                issued[op.origin as usize] += 1;
+                (op.origin, nth)
+            })
+            .collect();
         let deliverable: Vec<Step> = (0..REPLICAS)
             .flat_map(|to| {
-                (0..state.ops.len())
-                    .map(move |op| Step::Deliver { to, op })
+                named
+                    .iter()
+                    .map(move |&(origin, nth)| Step::Deliver { to, origin, nth })
                     .filter(|step| Self::preconditions(state, step))
             })
             .collect();
@@ -291,7 +318,8 @@ impl<S: Spec> ReferenceStateMachine for Reference<S> {
                     state.seen[r].insert(i);
                 }
             }
-            Step::Deliver { to, op } => {
+            Step::Deliver { to, origin, nth } => {
+                let op = state.find(origin, nth).expect("preconditions hold");
                 state.seen[to as usize].insert(op);
             }
             Step::Merge { from, to } => {
@@ -307,7 +335,8 @@ impl<S: Spec> ReferenceStateMachine for Reference<S> {
     /// delivery refers to; this rejects the delivery then.
     fn preconditions(state: &World, step: &Step) -> bool {
         match *step {
-            Step::Deliver { to, op } => state.ops.get(op).is_some_and(|issued| {
+            Step::Deliver { to, origin, nth } => state.find(origin, nth).is_some_and(|op| {
+                let issued = &state.ops[op];
                 issued.accepted && issued.past.is_subset(&state.seen[to as usize])
             }),
             Step::Update { .. } | Step::Merge { .. } => true,
@@ -368,7 +397,8 @@ impl<M: Crdt, S: Spec> StateMachineTest for Machine<M, S> {
                     Err(Rejected::Unsupported) => panic!("{intent:?} unsupported"),
                 }
             }
-            Step::Deliver { to, op } => {
+            Step::Deliver { to, origin, nth } => {
+                let op = world.find(origin, nth).expect("preconditions hold");
                 let (op, clock) = sut.ops[op].as_ref().expect("only accepted updates travel");
                 sut.models[to as usize].apply(op);
                 sut.clocks[to as usize].merge(clock);
