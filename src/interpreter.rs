@@ -14,10 +14,9 @@ use crate::nemesis::{Nemesis, NemesisSpec};
 use crate::network::{all_equal, anti_entropy_round, Cluster, Network};
 use crate::target::in_process::Replica;
 use converge_models::{Crdt, Intent, ModelVisitor, OpMeta, Workload};
-use crossbeam_channel::Sender;
-use parking_lot::Mutex;
+use converge_sync::channel::Sender;
+use converge_sync::{Backlog, Progress, ReplicaCell};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -250,13 +249,12 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
     let replicas = config.replicas as usize;
     let cluster: Cluster<M> = Arc::new(
         (0..config.replicas)
-            .map(|id| Mutex::new(Replica::new(id, config.mix.keys, replicas)))
+            .map(|id| ReplicaCell::new(Replica::new(id, config.mix.keys, replicas)))
             .collect(),
     );
     let start = Instant::now();
-    let completed = Arc::new(AtomicU64::new(0));
-    let backlog = Arc::new(AtomicU64::new(0));
-    let writers_done = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::new());
+    let backlog = Arc::new(Backlog::new());
 
     // The network thread.
     let nemesis = Nemesis::new(config.nemesis.clone(), config.seed, replicas);
@@ -264,15 +262,14 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
     let mut network = Network::new(nemesis, replicas, ops_per_phase, backlog.clone());
     let net_thread = {
         let cluster = cluster.clone();
-        let completed = completed.clone();
-        let done = writers_done.clone();
+        let progress = progress.clone();
         std::thread::Builder::new()
             .name("network".into())
             .spawn(move || {
                 // Small batches cost a core in overhead; let them grow while
                 // the writers have the CPU.
-                while !done.load(Ordering::Acquire) {
-                    if network.tick(&cluster, completed.load(Ordering::Relaxed)) < NETWORK_BATCH {
+                while !progress.finished() {
+                    if network.tick(&cluster, progress.completed()) < NETWORK_BATCH {
                         std::thread::sleep(Duration::from_micros(200));
                     }
                 }
@@ -281,7 +278,7 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
             .map_err(|e| Error::io("network thread", e))?
     };
 
-    let progress = config
+    let bar = config
         .progress
         .then(|| crate::cli::progress::bar(config.ops));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -301,7 +298,7 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
             let ctx = WriterCtx {
                 cluster: cluster.clone(),
                 history: writer.sender(),
-                completed: completed.clone(),
+                progress: progress.clone(),
                 backlog: backlog.clone(),
                 backlog_limit: BACKLOG_PER_REPLICA * replicas as u64,
                 batch_size: (BUFFERED_OPS / config.writers as usize).clamp(MIN_BATCH, BATCH),
@@ -313,11 +310,11 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
             };
             tasks.spawn(writer_task::<M>(ctx));
         }
-        let ticker = progress.clone().map(|bar| {
-            let completed = completed.clone();
+        let ticker = bar.clone().map(|bar| {
+            let progress = progress.clone();
             tokio::spawn(async move {
                 loop {
-                    bar.set_position(completed.load(Ordering::Relaxed));
+                    bar.set_position(progress.completed());
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             })
@@ -342,12 +339,12 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
     });
     drop(runtime);
     let write_phase = start.elapsed();
-    writers_done.store(true, Ordering::Release);
+    progress.finish();
     let mut network = net_thread.join().map_err(|_| Error::Target {
         component: "network thread".into(),
         message: "panicked".into(),
     })?;
-    if let Some(bar) = &progress {
+    if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let sender = writer.sender();
@@ -423,8 +420,8 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
 struct WriterCtx<M: Crdt> {
     cluster: Cluster<M>,
     history: Sender<WriterMsg>,
-    completed: Arc<AtomicU64>,
-    backlog: Arc<AtomicU64>,
+    progress: Arc<Progress>,
+    backlog: Arc<Backlog>,
     backlog_limit: u64,
     batch_size: usize,
     start: Instant,
@@ -453,7 +450,7 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
             })
     };
     for _ in 0..ctx.ops {
-        while ctx.backlog.load(Ordering::Relaxed) > ctx.backlog_limit {
+        while ctx.backlog.get() > ctx.backlog_limit {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         let step = ctx.generator.next_step();
@@ -485,13 +482,12 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
             Step::Update { key, intent } => {
                 record.key = key;
                 (record.f, record.value, record.field) = describe(&intent);
-                let applied = ctx.cluster[ctx.replica as usize]
-                    .lock()
-                    .update(key, &intent);
+                let applied = ctx.cluster[ctx.replica as usize].originate(&ctx.backlog, |r| {
+                    r.update(key, &intent).map(|a| (a.msg.clone(), a))
+                });
                 record.latency_ns = latency_since(ctx.start, invoke);
                 match applied {
                     Ok(applied) => {
-                        ctx.backlog.fetch_add(1, Ordering::Relaxed);
                         record.clock_sum = u32::try_from(applied.clock_sum).unwrap_or(u32::MAX);
                         let mut observed = Vec::new();
                         match applied.meta {
@@ -515,7 +511,7 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
         })?;
         unreported += 1;
         if unreported >= PROGRESS_EVERY {
-            ctx.completed.fetch_add(unreported, Ordering::Relaxed);
+            ctx.progress.report(unreported);
             unreported = 0;
         }
         if batch.ops.len() >= ctx.batch_size {
@@ -523,7 +519,7 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
         }
         tokio::task::yield_now().await;
     }
-    ctx.completed.fetch_add(unreported, Ordering::Relaxed);
+    ctx.progress.report(unreported);
     if !batch.ops.is_empty() {
         send(&ctx.history, batch)?;
     }

@@ -10,13 +10,15 @@ use crate::history::NetworkStats;
 use crate::nemesis::{Fate, Nemesis};
 use crate::target::in_process::{Replica, UpdateMsg};
 use converge_models::Crdt;
-use parking_lot::Mutex;
+use converge_sync::{Backlog, ReplicaCell};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// One replica as writers and the network share it, with its outbox.
+pub type Cell<M> = ReplicaCell<Replica<M>, Arc<UpdateMsg<M>>>;
+
 /// Replicas shared between writers and the network.
-pub type Cluster<M> = Arc<Vec<Mutex<Replica<M>>>>;
+pub type Cluster<M> = Arc<Vec<Cell<M>>>;
 
 /// Messages applied per acquisition of a replica's lock.
 const DELIVERY_CHUNK: usize = 128;
@@ -47,7 +49,7 @@ pub struct Network<M: Crdt> {
     timed: BTreeMap<u64, Vec<InFlight<M>>>,
     held: Vec<InFlight<M>>,
     ready: Vec<Vec<(Arc<UpdateMsg<M>>, bool)>>,
-    backlog: Arc<AtomicU64>,
+    backlog: Arc<Backlog>,
     /// Message counters.
     pub stats: NetworkStats,
     /// Earlier replica states, for stale-merge probes.
@@ -66,7 +68,7 @@ impl<M: Crdt> Network<M> {
         nemesis: Nemesis,
         replicas: usize,
         ops_per_phase: u64,
-        backlog: Arc<AtomicU64>,
+        backlog: Arc<Backlog>,
     ) -> Self {
         Network {
             nemesis,
@@ -136,7 +138,7 @@ impl<M: Crdt> Network<M> {
             let held = std::mem::take(&mut self.held);
             for m in held {
                 if self.nemesis.connected(m.src, m.dst) {
-                    self.backlog.fetch_add(1, Ordering::Relaxed);
+                    self.backlog.add(1);
                     self.route_released(m);
                 } else {
                     self.held.push(m);
@@ -154,21 +156,14 @@ impl<M: Crdt> Network<M> {
         }
         // New updates.
         for src in 0..self.replicas {
-            let fresh = std::mem::take(&mut cluster[src].lock().outbox);
-            if fresh.is_empty() {
-                continue;
-            }
+            let fresh = cluster[src].ship(&self.backlog, (self.replicas - 1) as u64);
             shipped += fresh.len();
-            let copies = (self.replicas - 1) as u64 * fresh.len() as u64;
-            self.backlog.fetch_add(copies, Ordering::Relaxed);
-            self.backlog
-                .fetch_sub(fresh.len() as u64, Ordering::Relaxed);
             for msg in fresh {
                 for dst in (0..self.replicas).filter(|d| *d != src) {
                     self.stats.sent += 1;
                     if let Some(ticks) = self.nemesis.duplicate() {
                         self.stats.duplicated += 1;
-                        self.backlog.fetch_add(1, Ordering::Relaxed);
+                        self.backlog.add(1);
                         self.timed
                             .entry(self.tick + ticks)
                             .or_default()
@@ -200,7 +195,7 @@ impl<M: Crdt> Network<M> {
     /// Messages held by a partition leave the backlog: writers must keep
     /// going (and so reach the heal) however much a partition holds.
     fn hold(&mut self, m: InFlight<M>) {
-        self.backlog.fetch_sub(1, Ordering::Relaxed);
+        self.backlog.remove(1);
         self.held.push(m);
     }
 
@@ -238,7 +233,7 @@ impl<M: Crdt> Network<M> {
             let n = batch.len() as u64;
             self.stats.delivered += n;
             self.stats.duplicates_delivered += batch.iter().filter(|(_, d)| *d).count() as u64;
-            self.backlog.fetch_sub(n, Ordering::Relaxed);
+            self.backlog.remove(n);
             if self.sampled.len() < MAX_SAMPLED {
                 let i = self.nemesis.pick(batch.len());
                 self.sampled.push(batch[i].0.clone());
@@ -287,11 +282,11 @@ impl<M: Crdt> Network<M> {
             }
             let held = std::mem::take(&mut self.held);
             for m in held {
-                self.backlog.fetch_add(1, Ordering::Relaxed);
+                self.backlog.add(1);
                 self.route_released(m);
             }
             self.deliver_ready(cluster);
-            let outboxes_empty = cluster.iter().all(|r| r.lock().outbox.is_empty());
+            let outboxes_empty = cluster.iter().all(|r| r.outbox_is_empty());
             if self.in_flight() == 0 && outboxes_empty {
                 break;
             }

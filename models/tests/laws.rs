@@ -11,33 +11,12 @@ use converge_models::{
     UpdateCtx, VClock, Workload,
 };
 use proptest::prelude::*;
+
+mod common;
+use common::intent;
 use proptest::sample::Index;
 
 const REPLICAS: u16 = 3;
-
-fn intent(workload: Workload) -> BoxedStrategy<Intent> {
-    match workload {
-        Workload::GCounter => (0i64..10).prop_map(Intent::Increment).boxed(),
-        Workload::PnCounter => (-10i64..10).prop_map(Intent::Increment).boxed(),
-        Workload::GSet => (0u64..8).prop_map(Intent::Add).boxed(),
-        Workload::TwoPSet => prop_oneof![
-            (0u64..5).prop_map(Intent::Add),
-            (0u64..5).prop_map(Intent::Remove),
-        ]
-        .boxed(),
-        Workload::OrSet => prop_oneof![
-            (0u64..4).prop_map(Intent::Add),
-            (0u64..4).prop_map(Intent::Remove),
-        ]
-        .boxed(),
-        Workload::LwwRegister | Workload::MvRegister => (0u64..4).prop_map(Intent::Write).boxed(),
-        Workload::LwwMap => prop_oneof![
-            (0u32..3, 0u64..4).prop_map(|(field, value)| Intent::Put { field, value }),
-            (0u32..3).prop_map(|field| Intent::Delete { field }),
-        ]
-        .boxed(),
-    }
-}
 
 fn steps(workload: Workload) -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![

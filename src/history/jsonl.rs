@@ -16,7 +16,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use converge_models::{Dot, Value};
-use crossbeam_channel::{Receiver, Sender};
+use converge_sync::channel::{self, Receiver, Sender, TryRecvError};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -54,7 +54,7 @@ impl HistoryWriter {
             .map_err(|e| Error::io(path, e.into()))?;
         out.write_all(b"\n").map_err(|e| Error::io(path, e))?;
         out.flush().map_err(|e| Error::io(path, e))?;
-        let (sender, receiver) = crossbeam_channel::bounded(4096);
+        let (sender, receiver) = channel::bounded(4096);
         let history = History::new(header);
         let path = path.to_path_buf();
         let thread = std::thread::Builder::new()
@@ -81,7 +81,7 @@ impl HistoryWriter {
 }
 
 fn write_loop(
-    receiver: Receiver<WriterMsg>,
+    mut receiver: Receiver<WriterMsg>,
     mut out: BufWriter<File>,
     mut history: History,
     path: PathBuf,
@@ -92,14 +92,14 @@ fn write_loop(
     loop {
         let msg = match receiver.try_recv() {
             Ok(msg) => msg,
-            Err(crossbeam_channel::TryRecvError::Empty) => {
+            Err(TryRecvError::Empty) => {
                 out.flush().map_err(io)?;
                 match receiver.recv() {
                     Ok(msg) => msg,
                     Err(_) => break,
                 }
             }
-            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Disconnected) => break,
         };
         match msg {
             WriterMsg::Ops(batch) => {

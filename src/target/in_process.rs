@@ -37,15 +37,14 @@ pub struct Applied<M: Crdt> {
     pub clock_sum: u64,
 }
 
-/// One replica: a model per key and the updates not yet handed to the network.
+/// One replica: a model per key. Its outbox is kept beside it, in the
+/// [`ReplicaCell`](converge_sync::ReplicaCell) the cluster holds it in.
 #[derive(Clone, Debug)]
 pub struct Replica<M: Crdt> {
     /// Replica id.
     pub id: ReplicaId,
     /// Per-key state, indexed by key.
     pub keys: Vec<KeyState<M>>,
-    /// Updates originated here and not yet taken by the network.
-    pub outbox: Vec<Arc<UpdateMsg<M>>>,
 }
 
 impl<M: Crdt> Replica<M> {
@@ -59,12 +58,11 @@ impl<M: Crdt> Replica<M> {
                     clock: VClock::new(replicas),
                 })
                 .collect(),
-            outbox: Vec::new(),
         }
     }
 
     /// Performs an update at this replica (its origin). On success the
-    /// update's message is queued in the outbox.
+    /// caller ships the returned message.
     pub fn update(&mut self, key: u32, intent: &Intent) -> Result<Applied<M>, Rejected> {
         let id = self.id;
         let state = self
@@ -88,7 +86,6 @@ impl<M: Crdt> Replica<M> {
             op,
             clock,
         });
-        self.outbox.push(msg.clone());
         Ok(Applied {
             msg,
             meta,
@@ -125,12 +122,8 @@ impl<M: Crdt> Replica<M> {
             .all(|(a, b)| a.model == b.model)
     }
 
-    /// A copy without the outbox, for gossip and snapshots.
+    /// A copy, for gossip and snapshots.
     pub fn snapshot(&self) -> Replica<M> {
-        Replica {
-            id: self.id,
-            keys: self.keys.clone(),
-            outbox: Vec::new(),
-        }
+        self.clone()
     }
 }

@@ -256,7 +256,7 @@ impl EdnLog {
 /// The recorder clients share.
 struct Recorder {
     start: Instant,
-    writer: Option<crossbeam_channel::Sender<WriterMsg>>,
+    writer: Option<converge_sync::channel::Sender<WriterMsg>>,
     history: History,
     edn: Option<EdnLog>,
     lin: Vec<LinOp>,
