@@ -9,7 +9,8 @@
 //! - [`checker`]: pure functions of the history (convergence, data loss,
 //!   idempotency, conflicts);
 //! - [`report`]: `report.json`, `report.md`, and the exit code via [`verdict`];
-//! - [`shrink`]: minimal counterexamples.
+//! - [`shrink`]: minimal counterexamples;
+//! - [`scenario`]: TOML scenario files; [`slo`]: SLO gates.
 #![warn(missing_docs)]
 
 pub mod checker;
@@ -23,7 +24,9 @@ pub mod nemesis;
 pub mod network;
 pub mod props;
 pub mod report;
+pub mod scenario;
 pub mod shrink;
+pub mod slo;
 pub mod target;
 pub mod verdict;
 
