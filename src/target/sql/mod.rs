@@ -79,9 +79,9 @@ impl Backend {
 /// Most redelivery probes run in the final phase.
 pub const MAX_PROBES: usize = 20;
 /// Nemesis phase length during the writing phase.
-const PHASE: Duration = Duration::from_millis(300);
+const PHASE: Duration = Duration::from_millis(100);
 /// Pause between anti-entropy rounds during the writing phase.
-const GOSSIP_PAUSE: Duration = Duration::from_millis(50);
+const GOSSIP_PAUSE: Duration = Duration::from_millis(20);
 
 /// Everything a SQL run needs.
 #[derive(Clone, Debug)]
@@ -825,6 +825,19 @@ async fn connect(
             component: component.clone(),
             message: scrub(e.to_string()),
         };
+        // One plain connection first: its error says why (refused, no such
+        // database, authentication) where a pool would only time out.
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            <sqlx::AnyConnection as sqlx::Connection>::connect(url),
+        )
+        .await
+        .map_err(|_| Error::Target {
+            component: component.clone(),
+            message: "no connection within 10 s".into(),
+        })?
+        .map_err(unreachable)?;
+        let _ = sqlx::Connection::close(probe).await;
         if let Some(schema) = schema {
             let admin = AnyPoolOptions::new()
                 .max_connections(1)
