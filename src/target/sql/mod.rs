@@ -12,10 +12,13 @@
 //! changing, within `max_rounds`.
 //!
 //! Writers are tokio tasks; each replica has one connection pool of
-//! `pool_size` connections (default: one per writer up to 64 over all
-//! replicas on PostgreSQL, whose default `max_connections` is 100; at
-//! most 8 per SQLite file, whose writers serialise anyway). A writer holds
-//! a connection only for the statements of one op.
+//! `pool_size` connections (default on PostgreSQL, whose default
+//! `max_connections` is 100: one per writer up to 64 over all replicas,
+//! plus one per replica for anti-entropy; on SQLite, whose writers
+//! serialise anyway, at most 8 per file). When the pool has a connection
+//! for every writer of its replica and one to spare, each writer keeps its
+//! own for the whole run, as pgbench's clients do; otherwise a writer holds
+//! one only for the statements of one op.
 
 pub mod spec;
 pub mod template;
@@ -301,6 +304,8 @@ struct Shared {
     error_count: AtomicU64,
     samples: Mutex<Vec<(u16, u32, Function, Env)>>,
     password: Option<String>,
+    /// Every writer can keep a connection of its own.
+    hold_connections: bool,
 }
 
 impl Shared {
@@ -401,28 +406,77 @@ fn classify(e: &sqlx::Error, maybe_applied: bool) -> Outcome {
     }
 }
 
+/// A writer's connection: kept across ops when the pool has one per writer
+/// (as pgbench keeps its clients'), else returned after every op.
+type Held = Option<sqlx::pool::PoolConnection<sqlx::Any>>;
+
 /// Runs statements in one transaction (or each on its own with isolation
 /// `none`), binding `env` and the columns of earlier rows.
-async fn execute(shared: &Shared, replica: usize, stmts: &[Template], env: &mut Env) -> Outcome {
-    let mut conn = match shared.pools[replica].acquire().await {
-        Ok(c) => c,
-        Err(e) => {
-            shared.note_error("acquiring a connection", &e);
-            return Outcome::Fail;
-        }
+async fn execute(
+    shared: &Shared,
+    replica: usize,
+    held: &mut Held,
+    stmts: &[Template],
+    env: &mut Env,
+) -> Outcome {
+    let Some(conn) = connection(shared, replica, held).await else {
+        return Outcome::Fail;
     };
+    let (outcome, broken) = run_statements(shared, conn, stmts, env).await;
+    release(shared, held, broken);
+    outcome
+}
+
+/// The writer's connection, acquired if it holds none.
+async fn connection<'h>(
+    shared: &Shared,
+    replica: usize,
+    held: &'h mut Held,
+) -> Option<&'h mut sqlx::pool::PoolConnection<sqlx::Any>> {
+    if held.is_none() {
+        match shared.pools[replica].acquire().await {
+            Ok(c) => *held = Some(c),
+            Err(e) => {
+                shared.note_error("acquiring a connection", &e);
+                return None;
+            }
+        }
+    }
+    held.as_mut()
+}
+
+/// Gives the connection back to the pool unless the writer keeps it; a
+/// broken one is closed.
+fn release(shared: &Shared, held: &mut Held, broken: bool) {
+    if let Some(conn) = held.as_mut() {
+        if broken {
+            conn.close_on_drop();
+        }
+    }
+    if broken || !shared.hold_connections {
+        *held = None;
+    }
+}
+
+/// The statements of one op on one connection; also whether the connection
+/// should not be used again.
+async fn run_statements(
+    shared: &Shared,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    stmts: &[Template],
+    env: &mut Env,
+) -> (Outcome, bool) {
     let begin = shared.prepared.begin.as_deref();
     if let Some(begin) = begin {
-        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(begin)).execute(&mut *conn).await {
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(begin)).execute(&mut **conn).await {
             shared.note_error("BEGIN", &e);
-            conn.close_on_drop();
-            return classify(&e, false);
+            return (classify(&e, false), true);
         }
     }
     let mut maybe_applied = false;
     for stmt in stmts {
         let result = if returns_rows(&stmt.sql) {
-            match bind_all(stmt, env).fetch_optional(&mut *conn).await {
+            match bind_all(stmt, env).fetch_optional(&mut **conn).await {
                 Ok(Some(row)) => {
                     env.extend(row_env(&row));
                     Ok(())
@@ -431,23 +485,19 @@ async fn execute(shared: &Shared, replica: usize, stmts: &[Template], env: &mut 
                 Err(e) => Err(e),
             }
         } else {
-            bind_all(stmt, env).execute(&mut *conn).await.map(|_| ())
+            bind_all(stmt, env).execute(&mut **conn).await.map(|_| ())
         };
         if let Err(e) = result {
             shared.note_error("statement", &e);
             let outcome = classify(&e, maybe_applied);
-            if begin.is_some() {
-                let rollback = sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
-                    .execute(&mut *conn)
-                    .await;
-                if rollback.is_err() {
-                    conn.close_on_drop();
-                }
+            let mut broken = !matches!(e, sqlx::Error::Database(_));
+            if begin.is_some() && !broken {
+                broken = sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
+                    .execute(&mut **conn)
+                    .await
+                    .is_err();
             }
-            if !matches!(e, sqlx::Error::Database(_)) {
-                conn.close_on_drop();
-            }
-            return outcome;
+            return (outcome, broken);
         }
         if begin.is_none() && !stmt.sql.trim_start().to_ascii_lowercase().starts_with("select") {
             maybe_applied = true;
@@ -455,7 +505,7 @@ async fn execute(shared: &Shared, replica: usize, stmts: &[Template], env: &mut 
     }
     if begin.is_some() {
         if let Err(e) = sqlx::raw_sql(AssertSqlSafe("COMMIT"))
-            .execute(&mut *conn)
+            .execute(&mut **conn)
             .await
         {
             shared.note_error("COMMIT", &e);
@@ -464,17 +514,17 @@ async fn execute(shared: &Shared, replica: usize, stmts: &[Template], env: &mut 
                 sqlx::Error::Database(_) => classify(&e, false),
                 _ => Outcome::Info,
             };
-            conn.close_on_drop();
-            return outcome;
+            return (outcome, true);
         }
     }
-    Outcome::Ok
+    (Outcome::Ok, false)
 }
 
 /// Reads one key on one replica: the value, and for MV registers the merged clock.
 async fn read_key(
     shared: &Shared,
     replica: usize,
+    held: &mut Held,
     key: u32,
     process: u32,
 ) -> Option<(Value, BTreeMap<String, u64>)> {
@@ -483,10 +533,12 @@ async fn read_key(
         ("replica".into(), Param::Int(replica as i64)),
         ("process".into(), Param::Int(process as i64)),
     ];
-    let rows = match bind_all(&shared.prepared.read, &env)
-        .fetch_all(&shared.pools[replica])
-        .await
-    {
+    let conn = connection(shared, replica, held).await?;
+    let read = bind_all(&shared.prepared.read, &env)
+        .fetch_all(&mut **conn)
+        .await;
+    release(shared, held, read.as_ref().is_err_and(|e| !matches!(e, sqlx::Error::Database(_))));
+    let rows = match read {
         Ok(rows) => rows,
         Err(e) => {
             shared.note_error("read", &e);
@@ -545,6 +597,7 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
     // MV register: per key, the clock this writer last saw and when it saw it.
     let mut contexts: HashMap<u32, (BTreeMap<String, u64>, u64)> = HashMap::new();
     let me = format!("w{w}");
+    let mut held: Held = None;
     for seq in 0..share {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -569,7 +622,7 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
         match step {
             Step::Read { key } => {
                 record.key = key;
-                let read = read_key(&shared, replica, key, w).await;
+                let read = read_key(&shared, replica, &mut held, key, w).await;
                 record.latency_ns = elapsed_ns(started);
                 record.outcome = if read.is_some() {
                     Outcome::Ok
@@ -614,10 +667,12 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
                     ("process".into(), Param::Int(w as i64)),
                 ];
                 let stmts = &shared.prepared.ops[&f];
-                let mut outcome = execute(&shared, replica, stmts, &mut env.clone()).await;
+                let mut outcome =
+                    execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
                 if config.retry_fraction > 0.0 && rng.random_bool(config.retry_fraction) {
                     // A client or webhook retry: the same op id again.
-                    let again = execute(&shared, replica, stmts, &mut env.clone()).await;
+                    let again =
+                        execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
                     outcome = match (outcome, again) {
                         (Outcome::Ok, _) | (_, Outcome::Ok) => Outcome::Ok,
                         (Outcome::Fail, Outcome::Fail) => Outcome::Fail,
@@ -798,7 +853,8 @@ fn replica_locations(config: &SqlRunConfig) -> Result<(Backend, Vec<(String, Opt
 fn default_pool_size(backend: Backend, writers: u32, replicas: u16) -> u32 {
     let per_replica = writers.div_ceil(replicas as u32).max(1);
     match backend {
-        Backend::Postgres => per_replica.min((64 / replicas as u32).max(2)),
+        // One per writer plus one for anti-entropy, so writers keep theirs.
+        Backend::Postgres => (per_replica + 1).min((64 / replicas as u32).max(2) + 1),
         Backend::Sqlite => per_replica.min(8),
     }
 }
@@ -973,6 +1029,8 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         error_count: AtomicU64::new(0),
         samples: Mutex::new(Vec::new()),
         password,
+        // One spare connection per replica for anti-entropy.
+        hold_connections: pool_size > config.writers.div_ceil(config.replicas as u32),
     });
 
     let write_start = Instant::now();
@@ -1026,7 +1084,7 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         let mut reads = Vec::with_capacity(replicas * keys as usize);
         for r in 0..replicas {
             for k in 0..keys {
-                reads.push(read_key(&shared, r, k, u32::MAX).await.map(|(v, _)| v));
+                reads.push(read_key(&shared, r, &mut None, k, u32::MAX).await.map(|(v, _)| v));
             }
         }
         let keys = keys as usize;
@@ -1063,10 +1121,10 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         let samples = std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
         for (replica, key, f, env) in samples {
             let r = replica as usize;
-            let before = read_key(&shared, r, key, u32::MAX).await.map(|(v, _)| v);
+            let before = read_key(&shared, r, &mut None, key, u32::MAX).await.map(|(v, _)| v);
             let stmts = &shared.prepared.ops[&f];
-            execute(&shared, r, stmts, &mut env.clone()).await;
-            let after = read_key(&shared, r, key, u32::MAX).await.map(|(v, _)| v);
+            execute(&shared, r, &mut None, stmts, &mut env.clone()).await;
+            let after = read_key(&shared, r, &mut None, key, u32::MAX).await.map(|(v, _)| v);
             let changed = before != after;
             let _ = sender.send(WriterMsg::Probe(Probe {
                 probe: ProbeKind::Redeliver,
