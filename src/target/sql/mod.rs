@@ -81,8 +81,9 @@ impl Backend {
 
 /// Most redelivery probes run in the final phase.
 pub const MAX_PROBES: usize = 20;
-/// Nemesis phase length during the writing phase.
-const PHASE: Duration = Duration::from_millis(100);
+/// Nemesis phase length when the run has no `duration` (ops-bound runs
+/// against a local database are short: a partition must fit in them).
+const PHASE: Duration = Duration::from_millis(40);
 /// Pause between anti-entropy rounds during the writing phase.
 const GOSSIP_PAUSE: Duration = Duration::from_millis(20);
 
@@ -779,9 +780,11 @@ async fn gossip_task(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> (Nemesis, Ve
     let mut nemesis = Nemesis::new(config.nemesis.clone(), config.seed, config.replicas as usize);
     let mut log = Vec::new();
     let mut phase = 0u64;
+    // Eight phases over a timed run, as the in-process nemesis does.
+    let length = config.duration.map_or(PHASE, |d| (d / 8).max(PHASE));
     while !stop.load(Ordering::Acquire) {
         let now = shared.start.elapsed();
-        while phase < (now.as_nanos() / PHASE.as_nanos()) as u64 {
+        while phase < (now.as_nanos() / length.as_nanos()) as u64 {
             phase += 1;
             if let Some(change) = nemesis.enter_phase(phase) {
                 log.push(format!("{:.1}s {change}", now.as_secs_f64()));
