@@ -525,7 +525,8 @@ impl Report {
                 g.metric,
                 g.status.as_str(),
                 g.target,
-                g.actual.map_or("not measured".into(), |a| format!("{a:.4}"))
+                g.actual
+                    .map_or("not measured".into(), |a| format!("{a:.4}"))
             );
         }
         let _ = writeln!(

@@ -171,7 +171,15 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
     }
     let s = scenario;
     fill!(s, writers, replicas, ops, keys, hot_key_ratio, remove_ratio);
-    fill!(s, nemesis, format, max_rounds, no_shrink, linearizable, shrink_budget);
+    fill!(
+        s,
+        nemesis,
+        format,
+        max_rounds,
+        no_shrink,
+        linearizable,
+        shrink_budget
+    );
     fill!(s, retry_fraction);
     fill_opt!(s, workload, fault, read_ratio, seed, out, threads, duration);
     let target = s.target.unwrap_or_default();
@@ -183,7 +191,16 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
         }
     }
     if let Some(m) = target.maelstrom {
-        fill!(m, bin_args, nodes, clients, rate, time_limit, latency, latency_dist);
+        fill!(
+            m,
+            bin_args,
+            nodes,
+            clients,
+            rate,
+            time_limit,
+            latency,
+            latency_dist
+        );
         fill!(m, request_timeout, quiet_window, settle_limit);
         fill_opt!(m, bin);
     }

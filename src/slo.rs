@@ -83,11 +83,14 @@ impl SloSpec {
         let mut spec = SloSpec::default();
         for flag in flags {
             let (name, value) = flag.split_once('=').ok_or_else(|| {
-                Error::Config(format!("--slo {flag}: expected NAME=VALUE, e.g. p95_ms=300"))
+                Error::Config(format!(
+                    "--slo {flag}: expected NAME=VALUE, e.g. p95_ms=300"
+                ))
             })?;
-            let value: f64 = value.trim().parse().map_err(|_| {
-                Error::Config(format!("--slo {flag}: '{value}' is not a number"))
-            })?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| Error::Config(format!("--slo {flag}: '{value}' is not a number")))?;
             if !value.is_finite() || value < 0.0 {
                 return Err(Error::Config(format!(
                     "--slo {flag}: must be a finite number >= 0"
@@ -164,8 +167,9 @@ fn measured(report: &Report, gate: &str) -> Option<f64> {
         "idempotency_violations" => {
             check_ran("idempotency").then_some(report.counts.idempotency_violations as f64)
         }
-        "min_throughput" => (has_ops && report.write_phase_s.is_some())
-            .then_some(report.throughput_ops_s),
+        "min_throughput" => {
+            (has_ops && report.write_phase_s.is_some()).then_some(report.throughput_ops_s)
+        }
         _ => None,
     }
 }

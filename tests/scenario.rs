@@ -43,18 +43,27 @@ fn the_file_drives_the_run_and_a_typed_flag_overrides_it() {
     assert_eq!(report["workload"], "g-counter", "{report:#}");
 
     let overridden = dir.path().join("flag");
-    run_into(&overridden, &["--scenario", file, "--writers", "5", "--seed", "12"])
-        .expect_code(0);
+    run_into(
+        &overridden,
+        &["--scenario", file, "--writers", "5", "--seed", "12"],
+    )
+    .expect_code(0);
     let report = read_json(&overridden.join("report.json"));
     assert_eq!(report["writers"], 5, "the flag must win: {report:#}");
     assert_eq!(report["seed"], 12, "the flag must win: {report:#}");
-    assert_eq!(report["replicas"], 2, "the file still gives the rest: {report:#}");
+    assert_eq!(
+        report["replicas"], 2,
+        "the file still gives the rest: {report:#}"
+    );
 }
 
 fn refused(text: &str, needles: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(dir.path(), "bad.toml", text);
-    let out = run_into(&dir.path().join("out"), &["--scenario", file.to_str().unwrap()]);
+    let out = run_into(
+        &dir.path().join("out"),
+        &["--scenario", file.to_str().unwrap()],
+    );
     out.expect_code(3).no_panic();
     for needle in needles {
         out.stderr_mentions(needle);
@@ -79,7 +88,10 @@ fn a_wrong_type_is_refused_naming_its_line() {
         "workload = \"g-counter\"\n\nwriters = \"many\"\n",
         &["bad.toml:3:", "invalid type"],
     );
-    refused("[slo]\np95_ms = \"fast\"\n", &["bad.toml:2:", "invalid type"]);
+    refused(
+        "[slo]\np95_ms = \"fast\"\n",
+        &["bad.toml:2:", "invalid type"],
+    );
 }
 
 #[test]
@@ -140,15 +152,25 @@ fn a_missed_slo_gate_fails_the_run_and_shows_in_the_report() {
         .find(|l| l.starts_with("| SLO min_throughput |"))
         .unwrap_or_else(|| panic!("no SLO row in\n{md}"));
     assert!(row.ends_with("| FAIL |"), "{row}");
-    let met = md.lines().find(|l| l.starts_with("| SLO p99_ms |")).unwrap();
+    let met = md
+        .lines()
+        .find(|l| l.starts_with("| SLO p99_ms |"))
+        .unwrap();
     assert!(met.ends_with("| pass |"), "{met}");
     let report = read_json(&out_dir.join("report.json"));
     assert_eq!(report["verdict"], "invalid", "{report:#}");
     assert_eq!(report["slo"][0]["metric"], "p99_ms", "{report:#}");
-    assert!(report["slo"][1]["actual"].as_f64().unwrap() > 0.0, "{report:#}");
+    assert!(
+        report["slo"][1]["actual"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
     // The same run without the gate is valid: the gate alone failed it.
     let file = scenario(dir.path(), "no-slo.toml", IN_PROCESS);
-    run_into(&dir.path().join("out2"), &["--scenario", file.to_str().unwrap()]).expect_code(0);
+    run_into(
+        &dir.path().join("out2"),
+        &["--scenario", file.to_str().unwrap()],
+    )
+    .expect_code(0);
 }
 
 #[test]
@@ -166,7 +188,14 @@ fn a_flag_gate_overrides_the_file_and_an_unmeasured_gate_is_unknown() {
     let out = dir.path().join("b");
     run_into(
         &out,
-        &["--scenario", file, "--slo", "min_throughput=1", "--slo", "service_max_rss_mb=512"],
+        &[
+            "--scenario",
+            file,
+            "--slo",
+            "min_throughput=1",
+            "--slo",
+            "service_max_rss_mb=512",
+        ],
     )
     .expect_code(2);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -174,5 +203,7 @@ fn a_flag_gate_overrides_the_file_and_an_unmeasured_gate_is_unknown() {
         md.contains("| SLO service_max_rss_mb | <= 512 | not measured | unknown |"),
         "{md}"
     );
-    cli(["run", "--slo", "p95=3"]).expect_code(3).stderr_mentions("unknown gate");
+    cli(["run", "--slo", "p95=3"])
+        .expect_code(3)
+        .stderr_mentions("unknown gate");
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{finish, converge, read_json, Out};
+use common::{converge, finish, read_json, Out};
 use std::path::{Path, PathBuf};
 
 const PG_ENV: &str = "CONVERGE_TEST_DATABASE_URL";
@@ -34,7 +34,10 @@ fn examples() -> Vec<PathBuf> {
         })
         .collect();
     files.sort();
-    assert!(files.len() >= 7, "expected the sql examples, found {files:?}");
+    assert!(
+        files.len() >= 7,
+        "expected the sql examples, found {files:?}"
+    );
     files
 }
 
@@ -108,7 +111,11 @@ fn run_example(scenario: &Path, out: &Path, url: Option<&str>, seed: u64) -> Out
 fn check_examples(url: Option<&str>, tag: &str) {
     let dir = tempfile::tempdir().unwrap();
     for example in examples() {
-        let stem = example.file_stem().unwrap().to_string_lossy().replace('-', "_");
+        let stem = example
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .replace('-', "_");
         let schema = format!("t_{tag}_{}_{stem}", std::process::id());
         let scenario = match url {
             Some(_) => in_schema(&example, dir.path(), &schema),
@@ -161,7 +168,11 @@ fn an_unreachable_database_is_exit_4_naming_it_without_the_password() {
         .no_panic()
         .stderr_mentions("sql replica r0")
         .stderr_mentions("postgres://converge:***@127.0.0.1:1/nodb");
-    assert!(!out.stdout.contains("supersecret") && !out.stderr.contains("supersecret"), "{}", out.dump());
+    assert!(
+        !out.stdout.contains("supersecret") && !out.stderr.contains("supersecret"),
+        "{}",
+        out.dump()
+    );
 }
 
 #[test]
@@ -172,7 +183,10 @@ fn passwords_never_reach_logs_or_reports() {
         panic!("{PG_ENV}={url}: expected user@host")
     };
     let secret = "pw-never-printed-42";
-    let with_password = if scheme_user.rsplit_once(':').is_some_and(|(_, p)| !p.starts_with("//")) {
+    let with_password = if scheme_user
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.starts_with("//"))
+    {
         url.clone()
     } else {
         format!("{scheme_user}:{secret}@{host}")

@@ -12,6 +12,9 @@ use crate::verdict::Verdict;
 use converge_models::{Value, Workload};
 use std::collections::BTreeMap;
 
+/// An ok read: (invoke, return, value, op index).
+type TimedRead = (u64, u64, i64, usize);
+
 /// Checks that each replica's g-counter reads never decrease.
 pub fn check(history: &History) -> Check {
     let Some(header) = &history.header else {
@@ -31,8 +34,8 @@ pub fn check(history: &History) -> Check {
             "skipped: the crash fault restarts nodes empty",
         );
     }
-    // (replica, key) -> (invoke, return, value, op index) of ok reads
-    let mut reads: BTreeMap<(u16, u32), Vec<(u64, u64, i64, usize)>> = BTreeMap::new();
+    // (replica, key) -> ok reads
+    let mut reads: BTreeMap<(u16, u32), Vec<TimedRead>> = BTreeMap::new();
     for (i, op) in history.ops.iter().enumerate() {
         if op.f != Function::Read || op.outcome != Outcome::Ok {
             continue;
@@ -76,7 +79,6 @@ pub fn check(history: &History) -> Check {
                     ops: vec![earlier_index, index],
                     expected: Some(format!(">= {earlier}")),
                     actual: Some(value.to_string()),
-                    ..Finding::default()
                 });
             }
         }

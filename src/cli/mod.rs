@@ -57,7 +57,9 @@ where
     if let (Command::Run(run), Some(("run", sub))) = (&mut cli.command, matches.subcommand()) {
         run.explicit = sub
             .ids()
-            .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+            .filter(|id| {
+                sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+            })
             .map(|id| id.as_str().to_string())
             .collect();
     }

@@ -161,12 +161,12 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
         let explicit = args.explicit.clone();
         crate::scenario::apply(scenario, &mut args, &explicit);
     }
-    if args.target != TargetKind::Sql {
-        if args.duration.is_some() || args.retry_fraction != 0.0 || args.database_url.is_some() {
-            return Err(Error::Config(
-                "--duration, --retry-fraction and --database-url are for --target sql".into(),
-            ));
-        }
+    let sql_only =
+        args.duration.is_some() || args.retry_fraction != 0.0 || args.database_url.is_some();
+    if args.target != TargetKind::Sql && sql_only {
+        return Err(Error::Config(
+            "--duration, --retry-fraction and --database-url are for --target sql".into(),
+        ));
     }
     Ok(args)
 }

@@ -42,11 +42,15 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
     }
     let args = &args;
     let spec = args.sql.clone().ok_or_else(|| {
-        Error::Config("--target sql needs a scenario with a [target.sql] table (--scenario FILE)".into())
+        Error::Config(
+            "--target sql needs a scenario with a [target.sql] table (--scenario FILE)".into(),
+        )
     })?;
     let name = args.workload.as_deref().unwrap_or("g-counter");
     let workload = Workload::from_name(name).ok_or_else(|| {
-        Error::Config(format!("workload: unknown workload '{name}' (see `converge list workloads`)"))
+        Error::Config(format!(
+            "workload: unknown workload '{name}' (see `converge list workloads`)"
+        ))
     })?;
     if args.keys > 1
         && matches!(
@@ -61,7 +65,10 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
     }
     let bad = |m: String| Err(Error::Config(m));
     if args.writers == 0 || args.writers > 100_000 {
-        return bad(format!("writers must be in 1..=100000, got {}", args.writers));
+        return bad(format!(
+            "writers must be in 1..=100000, got {}",
+            args.writers
+        ));
     }
     if args.replicas == 0 || args.replicas > 64 {
         return bad(format!("replicas must be in 1..=64, got {}", args.replicas));
@@ -95,7 +102,10 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         .and_then(|p| p.file_stem())
         .map_or("sql".to_string(), |s| s.to_string_lossy().into_owned());
     let seed = args.seed.unwrap_or_else(random_seed);
-    let out = args.out.clone().unwrap_or_else(|| default_out(&model, seed));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&model, seed));
     let nemesis = NemesisSpec::parse(&args.nemesis)?;
     let mut reproduce = format!(
         "converge run --scenario {} --seed {seed} --writers {} --replicas {} --ops {} --keys {} --nemesis {} --retry-fraction {} --out {}",
@@ -112,7 +122,10 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         reproduce.push_str(&format!(" --duration {d}"));
     }
     if let Some(url) = &args.database_url {
-        reproduce.push_str(&format!(" --database-url {}", shell_quote(&redact_url(url))));
+        reproduce.push_str(&format!(
+            " --database-url {}",
+            shell_quote(&redact_url(url))
+        ));
     }
     Ok(SqlRunConfig {
         spec,

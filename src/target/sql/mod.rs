@@ -319,7 +319,9 @@ impl Shared {
         let now = self.now_ns();
         let prev = self
             .last_ts
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| Some(p.max(now - 1) + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.max(now - 1) + 1)
+            })
             .unwrap_or(now);
         prev.max(now - 1) + 1
     }
@@ -469,7 +471,10 @@ async fn run_statements(
 ) -> (Outcome, bool) {
     let begin = shared.prepared.begin.as_deref();
     if let Some(begin) = begin {
-        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(begin)).execute(&mut **conn).await {
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(begin))
+            .execute(&mut **conn)
+            .await
+        {
             shared.note_error("BEGIN", &e);
             return (classify(&e, false), true);
         }
@@ -500,7 +505,13 @@ async fn run_statements(
             }
             return (outcome, broken);
         }
-        if begin.is_none() && !stmt.sql.trim_start().to_ascii_lowercase().starts_with("select") {
+        if begin.is_none()
+            && !stmt
+                .sql
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("select")
+        {
             maybe_applied = true;
         }
     }
@@ -538,7 +549,12 @@ async fn read_key(
     let read = bind_all(&shared.prepared.read, &env)
         .fetch_all(&mut **conn)
         .await;
-    release(shared, held, read.as_ref().is_err_and(|e| !matches!(e, sqlx::Error::Database(_))));
+    release(
+        shared,
+        held,
+        read.as_ref()
+            .is_err_and(|e| !matches!(e, sqlx::Error::Database(_))),
+    );
     let rows = match read {
         Ok(rows) => rows,
         Err(e) => {
@@ -672,8 +688,7 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
                     execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
                 if config.retry_fraction > 0.0 && rng.random_bool(config.retry_fraction) {
                     // A client or webhook retry: the same op id again.
-                    let again =
-                        execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
+                    let again = execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
                     outcome = match (outcome, again) {
                         (Outcome::Ok, _) | (_, Outcome::Ok) => Outcome::Ok,
                         (Outcome::Fail, Outcome::Fail) => Outcome::Fail,
@@ -731,7 +746,10 @@ async fn merge_pair(shared: &Shared, from: usize, to: usize) -> bool {
         Some(Ok(Backend::Postgres)) => "BEGIN",
         _ => "BEGIN IMMEDIATE",
     };
-    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(begin)).execute(&mut *conn).await {
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(begin))
+        .execute(&mut *conn)
+        .await
+    {
         shared.note_error("merge BEGIN", &e);
         return false;
     }
@@ -777,7 +795,11 @@ async fn anti_entropy_round(shared: &Shared, nemesis: &mut Nemesis) {
 
 async fn gossip_task(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> (Nemesis, Vec<String>) {
     let config = &shared.config;
-    let mut nemesis = Nemesis::new(config.nemesis.clone(), config.seed, config.replicas as usize);
+    let mut nemesis = Nemesis::new(
+        config.nemesis.clone(),
+        config.seed,
+        config.replicas as usize,
+    );
     let mut log = Vec::new();
     let mut phase = 0u64;
     // Eight phases over a timed run, as the in-process nemesis does.
@@ -798,8 +820,11 @@ async fn gossip_task(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> (Nemesis, Ve
     (nemesis, log)
 }
 
-/// Where each replica lives: its URL and, on PostgreSQL, its schema.
-fn replica_locations(config: &SqlRunConfig) -> Result<(Backend, Vec<(String, Option<String>)>)> {
+/// A replica's URL and, on PostgreSQL, its schema.
+type Location = (String, Option<String>);
+
+/// Where each replica lives.
+fn replica_locations(config: &SqlRunConfig) -> Result<(Backend, Vec<Location>)> {
     let n = config.replicas as usize;
     let Some(url) = config.url.as_deref().filter(|u| !u.trim().is_empty()) else {
         let dir = config.out.join("sqlite");
@@ -865,7 +890,7 @@ fn default_pool_size(backend: Backend, writers: u32, replicas: u16) -> u32 {
 async fn connect(
     config: &SqlRunConfig,
     backend: Backend,
-    locations: &[(String, Option<String>)],
+    locations: &[Location],
     setup: &[String],
     pool_size: u32,
     password: Option<&str>,
@@ -1043,7 +1068,8 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
     let writers = config.writers.max(1);
     let mut tasks = Vec::new();
     for w in 0..writers {
-        let share = config.ops / writers as u64 + u64::from((w as u64) < config.ops % writers as u64);
+        let share =
+            config.ops / writers as u64 + u64::from((w as u64) < config.ops % writers as u64);
         tasks.push(tokio::spawn(writer(shared.clone(), w, share, deadline)));
     }
     let mut failure = None;
@@ -1087,7 +1113,11 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         let mut reads = Vec::with_capacity(replicas * keys as usize);
         for r in 0..replicas {
             for k in 0..keys {
-                reads.push(read_key(&shared, r, &mut None, k, u32::MAX).await.map(|(v, _)| v));
+                reads.push(
+                    read_key(&shared, r, &mut None, k, u32::MAX)
+                        .await
+                        .map(|(v, _)| v),
+                );
             }
         }
         let keys = keys as usize;
@@ -1121,13 +1151,18 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
     }
     // Redelivery probes: only a scenario that retries claims idempotency.
     if config.retry_fraction > 0.0 {
-        let samples = std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
+        let samples =
+            std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
         for (replica, key, f, env) in samples {
             let r = replica as usize;
-            let before = read_key(&shared, r, &mut None, key, u32::MAX).await.map(|(v, _)| v);
+            let before = read_key(&shared, r, &mut None, key, u32::MAX)
+                .await
+                .map(|(v, _)| v);
             let stmts = &shared.prepared.ops[&f];
             execute(&shared, r, &mut None, stmts, &mut env.clone()).await;
-            let after = read_key(&shared, r, &mut None, key, u32::MAX).await.map(|(v, _)| v);
+            let after = read_key(&shared, r, &mut None, key, u32::MAX)
+                .await
+                .map(|(v, _)| v);
             let changed = before != after;
             let _ = sender.send(WriterMsg::Probe(Probe {
                 probe: ProbeKind::Redeliver,

@@ -50,7 +50,12 @@ impl Sql {
     fn texts(&self) -> Vec<&str> {
         match self {
             Sql::Same(s) => vec![s],
-            Sql::PerBackend(p) => p.sqlite.iter().chain(&p.postgres).map(|s| s.as_str()).collect(),
+            Sql::PerBackend(p) => p
+                .sqlite
+                .iter()
+                .chain(&p.postgres)
+                .map(|s| s.as_str())
+                .collect(),
         }
     }
 }
@@ -124,7 +129,10 @@ pub struct MergeSpec {
 }
 
 fn where_in(text: &str, needle: &str, path: &Path) -> String {
-    let first = needle.lines().find(|l| !l.trim().is_empty()).unwrap_or(needle);
+    let first = needle
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(needle);
     match text.find(first.trim()) {
         Some(at) => {
             let (line, col) = crate::scenario::line_col(text, at);

@@ -33,7 +33,9 @@ pub fn translate(sql: &str, backend: Backend) -> Template {
         match b {
             b'\'' | b'"' => {
                 // Copy a quoted literal or identifier whole ('' escapes stay inside).
-                let end = sql[i + 1..].find(b as char).map_or(sql.len(), |j| i + 1 + j + 1);
+                let end = sql[i + 1..]
+                    .find(b as char)
+                    .map_or(sql.len(), |j| i + 1 + j + 1);
                 out.push_str(&sql[i..end]);
                 i = end;
             }
@@ -119,7 +121,10 @@ mod tests {
         let sql = "SELECT :clock::jsonb, '{\"a\":1}', \"x:y\" -- :not\n, :key";
         let t = translate(sql, Backend::Postgres);
         assert_eq!(t.params, ["clock", "key"]);
-        assert_eq!(t.sql, "SELECT $1::jsonb, '{\"a\":1}', \"x:y\" -- :not\n, $2");
+        assert_eq!(
+            t.sql,
+            "SELECT $1::jsonb, '{\"a\":1}', \"x:y\" -- :not\n, $2"
+        );
     }
 
     #[test]
@@ -128,7 +133,9 @@ mod tests {
         assert!(!mentions("SELECT value FROM counter", "v"));
         assert!(!mentions("SELECT 1 WHERE k = :v", "v"));
         assert!(returns_rows("  select v from t"));
-        assert!(returns_rows("INSERT INTO t VALUES (1) RETURNING 1 AS fresh"));
+        assert!(returns_rows(
+            "INSERT INTO t VALUES (1) RETURNING 1 AS fresh"
+        ));
         assert!(!returns_rows("UPDATE t SET v = 1"));
     }
 }
