@@ -52,17 +52,6 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
             "workload: unknown workload '{name}' (see `converge list workloads`)"
         ))
     })?;
-    if args.keys > 1
-        && matches!(
-            workload,
-            Workload::LwwRegister | Workload::MvRegister | Workload::OrSet | Workload::TwoPSet
-        )
-    {
-        return Err(Error::Config(format!(
-            "keys = {}: the black-box {name} checks judge one key; use keys = 1",
-            args.keys
-        )));
-    }
     let bad = |m: String| Err(Error::Config(m));
     if args.writers == 0 || args.writers > 100_000 {
         return bad(format!(

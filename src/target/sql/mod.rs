@@ -804,12 +804,15 @@ async fn gossip_task(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> (Nemesis, Ve
     let mut phase = 0u64;
     // Eight phases over a timed run, as the in-process nemesis does.
     let length = config.duration.map_or(PHASE, |d| (d / 8).max(PHASE));
+    let began = Instant::now();
     while !stop.load(Ordering::Acquire) {
-        let now = shared.start.elapsed();
-        while phase < (now.as_nanos() / length.as_nanos()) as u64 {
-            phase += 1;
+        let now = began.elapsed();
+        // A round slower than a phase skips the phases it overlapped.
+        let current = (now.as_nanos() / length.as_nanos()) as u64;
+        if current > phase {
+            phase = current;
             if let Some(change) = nemesis.enter_phase(phase) {
-                log.push(format!("{:.1}s {change}", now.as_secs_f64()));
+                log.push(format!("{:.2}s {change}", now.as_secs_f64()));
             }
         }
         if config.replicas > 1 {
