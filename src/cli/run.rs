@@ -13,7 +13,7 @@ use crate::shrink::shrink;
 use crate::verdict::Verdict;
 use clap::Args;
 use converge_models::{model_info, reference_for, Workload};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What a run drives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -225,6 +225,26 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
     Ok(config)
 }
 
+/// Applies the SLO gates, writes `report.json` and `report.md` into `out`,
+/// and prints the report: all of it as JSON (returning the exit code), or
+/// the human summary (returning `None`: the caller adds its own lines).
+pub fn publish(report: &mut Report, args: &RunArgs, out: &Path) -> anyhow::Result<Option<i32>> {
+    report.apply_slo(&args.slo_spec);
+    if let Err(e) = report.write(out) {
+        return Ok(Some(super::check::fail(&e)));
+    }
+    match args.format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(Some(report.verdict.exit_code()))
+        }
+        Format::Human => {
+            print!("{}", report.human());
+            Ok(None)
+        }
+    }
+}
+
 /// A fresh seed when none is given.
 pub fn random_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
@@ -283,26 +303,19 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
             Err(e) => eprintln!("shrinking stopped: {e}"),
         }
     }
-    report.apply_slo(&args.slo_spec);
-    if let Err(e) = report.write(&config.out) {
-        return Ok(super::check::fail(&e));
+    if let Some(code) = publish(&mut report, &args, &config.out)? {
+        return Ok(code);
     }
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Human => {
-            print!("{}", report.human());
-            println!("history: {}", config.out.join("history.jsonl").display());
-            println!("report:  {}", config.out.join("report.md").display());
-            println!("seed: {}", config.seed);
-            if report.verdict != Verdict::Valid {
-                println!("reproduce: {}", report.reproduce);
-                if let Some(cx) = &report.counterexample {
-                    println!(
-                        "minimal counterexample ({} writers, {} ops, nemesis {}): {}",
-                        cx.writers, cx.ops, cx.nemesis, cx.reproduce
-                    );
-                }
-            }
+    println!("history: {}", config.out.join("history.jsonl").display());
+    println!("report:  {}", config.out.join("report.md").display());
+    println!("seed: {}", config.seed);
+    if report.verdict != Verdict::Valid {
+        println!("reproduce: {}", report.reproduce);
+        if let Some(cx) = &report.counterexample {
+            println!(
+                "minimal counterexample ({} writers, {} ops, nemesis {}): {}",
+                cx.writers, cx.ops, cx.nemesis, cx.reproduce
+            );
         }
     }
     Ok(report.verdict.exit_code())

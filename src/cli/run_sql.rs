@@ -2,7 +2,7 @@
 //! statements, check the history, gate on the SLOs, report.
 
 use super::run::{random_seed, RunArgs};
-use super::{default_out, Format};
+use super::default_out;
 use crate::checker::check_all;
 use crate::error::Error;
 use crate::generator::Mix;
@@ -164,29 +164,22 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         nemesis_log: result.nemesis_log.clone(),
     };
     let mut report = Report::build(&result.history, &checks, Some(&live));
-    report.apply_slo(&args.slo_spec);
-    if let Err(e) = report.write(&config.out) {
-        return Ok(super::check::fail(&e));
+    if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
+        return Ok(code);
     }
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Human => {
-            print!("{}", report.human());
-            println!(
-                "database: {} ({} connections per replica)",
-                result.backend.name(),
-                result.pool_size
-            );
-            for e in &result.errors {
-                println!("database error: {e}");
-            }
-            println!("history: {}", config.out.join("history.jsonl").display());
-            println!("report:  {}", config.out.join("report.md").display());
-            println!("seed: {}", config.seed);
-            if report.verdict != Verdict::Valid {
-                println!("reproduce: {}", config.reproduce);
-            }
-        }
+    println!(
+        "database: {} ({} connections per replica)",
+        result.backend.name(),
+        result.pool_size
+    );
+    for e in &result.errors {
+        println!("database error: {e}");
+    }
+    println!("history: {}", config.out.join("history.jsonl").display());
+    println!("report:  {}", config.out.join("report.md").display());
+    println!("seed: {}", config.seed);
+    if report.verdict != Verdict::Valid {
+        println!("reproduce: {}", config.reproduce);
     }
     Ok(report.verdict.exit_code())
 }
