@@ -10,7 +10,8 @@
 //!   idempotency, conflicts);
 //! - [`report`]: `report.json`, `report.md`, and the exit code via [`verdict`];
 //! - [`shrink`]: minimal counterexamples;
-//! - [`campaign`]: fuzzing campaigns of randomized runs (`converge fuzz`).
+//! - [`campaign`]: fuzzing campaigns of randomized runs (`converge fuzz`);
+//! - [`scenario`]: TOML scenario files; [`slo`]: SLO gates.
 #![warn(missing_docs)]
 
 pub mod campaign;
@@ -25,7 +26,9 @@ pub mod nemesis;
 pub mod network;
 pub mod props;
 pub mod report;
+pub mod scenario;
 pub mod shrink;
+pub mod slo;
 pub mod target;
 pub mod verdict;
 

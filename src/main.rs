@@ -1,11 +1,10 @@
 //! The `converge` binary: parse, dispatch, exit with the verdict's code.
 
-use clap::Parser;
-use converge::cli::{dispatch, Cli};
+use converge::cli::{dispatch, parse_from};
 use converge::verdict::EXIT_USAGE;
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };

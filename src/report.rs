@@ -5,6 +5,7 @@ use crate::checker::{overall, Check};
 use crate::error::{Error, Result};
 use crate::history::{History, NetworkStats, SCHEMA_VERSION};
 use crate::metrics::{self, Latency};
+use crate::slo::{SloRow, SloSpec};
 use crate::verdict::Verdict;
 use converge_models::Value;
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,10 @@ pub struct Memory {
     pub rss_growth_mb: Option<f64>,
     /// In-memory history size per operation, bytes.
     pub history_bytes_per_op: f64,
+    /// Peak resident set size of the service under test, MB, when converge
+    /// started it and could sample it (`null` otherwise).
+    #[serde(default)]
+    pub service_rss_peak_mb: Option<f64>,
 }
 
 /// A shrunk failing run.
@@ -140,6 +145,9 @@ pub struct Report {
     pub write_phase_s: Option<f64>,
     /// Wall time of the whole run, s (`null` offline).
     pub duration_s: Option<f64>,
+    /// SLO gates, evaluated on measured figures (see [`Report::apply_slo`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slo: Vec<SloRow>,
 }
 
 /// Figures only a live run knows.
@@ -225,6 +233,7 @@ impl Report {
                 rss_peak_mb: live.and(rss.map(|r| r.1)),
                 rss_growth_mb: live.and_then(|l| rss.map(|r| (r.0 - l.rss_start_mb).max(0.0))),
                 history_bytes_per_op: history.bytes_per_op(),
+                service_rss_peak_mb: None,
             },
             network: history.network,
             messages_per_op: history
@@ -250,6 +259,16 @@ impl Report {
                 .map_or(String::new(), |h| h.reproduce.clone()),
             write_phase_s: live.map(|l| l.write_phase_s),
             duration_s: live.map(|l| l.duration_s),
+            slo: Vec::new(),
+        }
+    }
+
+    /// Evaluates the SLO gates and folds them into the verdict: a missed
+    /// gate makes the run invalid, an unmeasured one unknown.
+    pub fn apply_slo(&mut self, spec: &SloSpec) {
+        self.slo = spec.evaluate(self);
+        for row in &self.slo {
+            self.verdict = self.verdict.and(row.status);
         }
     }
 
@@ -290,7 +309,7 @@ impl Report {
                 v.map(|v| v == Verdict::Valid),
             )
         };
-        vec![
+        let mut rows = vec![
             verdict_row(
                 "convergence",
                 "convergence (all replicas equal after quiescence)",
@@ -319,7 +338,21 @@ impl Report {
                 },
                 self.quiescent,
             ),
-        ]
+        ];
+        rows.extend(self.slo.iter().map(|g| {
+            (
+                format!("SLO {}", g.metric),
+                g.target.clone(),
+                g.actual
+                    .map_or("not measured".into(), |a| format!("{a:.4}")),
+                match g.status {
+                    Verdict::Valid => Some(true),
+                    Verdict::Invalid => Some(false),
+                    Verdict::Unknown => None,
+                },
+            )
+        }));
+        rows
     }
 
     /// The Markdown summary.
@@ -354,7 +387,7 @@ impl Report {
             let status = match passed {
                 Some(true) => "pass",
                 Some(false) => "FAIL",
-                None => "undecided",
+                None => "unknown",
             };
             let _ = writeln!(md, "| {metric} | {target} | {actual} | {status} |");
         }
@@ -485,6 +518,17 @@ impl Report {
             self.counts.ops, self.counts.ok, self.counts.fail, self.counts.info,
             self.throughput_ops_s, self.latency_ms.p50, self.latency_ms.p95, self.latency_ms.p99
         );
+        for g in &self.slo {
+            let _ = writeln!(
+                s,
+                "  slo {:<22} {:<8} target {}, actual {}",
+                g.metric,
+                g.status.as_str(),
+                g.target,
+                g.actual
+                    .map_or("not measured".into(), |a| format!("{a:.4}"))
+            );
+        }
         let _ = writeln!(
             s,
             "conflicts: {}  duplicates delivered: {}  convergence: {}  peak RSS: {}",

@@ -265,6 +265,42 @@ fn lww_final_value_must_carry_the_greatest_reported_timestamp() {
 }
 
 #[test]
+fn lww_rules_are_judged_per_key_and_findings_name_the_key_and_its_ops() {
+    // Key 0: writes 1 (ts 500, replica 0) then 2 (ts 400, replica 1); key
+    // 1: write 3 (ts 100). Key-blind, the greatest timestamp of key 0 would
+    // condemn key 1's value.
+    let write = |key, replica, value, t, ts| {
+        let mut w = op(Function::Write, Outcome::Ok, replica, value, t);
+        w.key = key;
+        w.aux = ts;
+        w
+    };
+    let h = |key0_final: u64| {
+        let mut h = Hb::new(Workload::LwwRegister)
+            .op(write(0, 0, 1, 10, 500))
+            .op(write(1, 0, 3, 11, 100))
+            .op(write(0, 1, 2, 12, 400))
+            .quiesced(true);
+        for (key, value) in [(0, key0_final), (1, 3)] {
+            h.finals.push(FinalRead {
+                replica: 0,
+                key,
+                value: elems(&[value]),
+            });
+        }
+        h
+    };
+    let c = opaque::check(&h(1));
+    assert_eq!(c.verdict, Verdict::Valid, "{c:?}");
+    let c = opaque::check(&h(2));
+    assert_eq!(c.verdict, Verdict::Invalid, "{c:?}");
+    assert_eq!(c.findings[0].key, Some(0), "{c:?}");
+    // The op index is the write of 1 in the whole history, not in key 0's part.
+    assert_eq!(c.findings[0].ops, vec![0], "{c:?}");
+    assert_eq!(c.counts["lost"], 1, "{c:?}");
+}
+
+#[test]
 fn lww_without_timestamps_still_knows_a_later_write_on_the_same_node_wins() {
     let h = Hb::new(Workload::LwwRegister)
         .op(op(Function::Write, Outcome::Ok, 0, 1, 10))

@@ -87,14 +87,18 @@ impl Check {
     }
 }
 
+/// Targets whose internals converge cannot see (node processes, databases,
+/// HTTP services): no dots, timestamps of their own or merge probes.
+pub const BLACK_BOX_TARGETS: [&str; 3] = ["maelstrom", "sql", "http"];
+
 /// Runs every checker that applies to the history's workload.
 pub fn check_all(history: &History) -> Vec<Check> {
     if history
         .header
         .as_ref()
-        .is_some_and(|h| h.target == "maelstrom")
+        .is_some_and(|h| BLACK_BOX_TARGETS.contains(&h.target.as_str()))
     {
-        return check_opaque_target(history);
+        return check_black_box(history);
     }
     let mut checks = vec![
         convergence::check(history),
@@ -108,10 +112,11 @@ pub fn check_all(history: &History) -> Vec<Check> {
     checks
 }
 
-/// Checks for a target whose internals are hidden (node processes):
-/// there are no dots, timestamps or clocks in the history and no probes, so
-/// datatypes that need them get the black-box checks of [`opaque`].
-fn check_opaque_target(history: &History) -> Vec<Check> {
+/// Checks for a target whose internals are hidden: there are no dots,
+/// timestamps or clocks of its own in the history, so datatypes that need
+/// them get the black-box checks of [`opaque`]. Idempotency is judged
+/// where the harness could probe it (re-sent writes, recorded as probes).
+fn check_black_box(history: &History) -> Vec<Check> {
     use converge_models::Workload;
     let mut checks = vec![convergence::check(history), bounds::check(history)];
     match history.workload() {
@@ -120,6 +125,9 @@ fn check_opaque_target(history: &History) -> Vec<Check> {
             checks.push(monotonic::check(history));
         }
         _ => checks.push(opaque::check(history)),
+    }
+    if !history.probes.is_empty() {
+        checks.push(idempotency::check(history));
     }
     checks
 }

@@ -1,5 +1,6 @@
-//! Monotonic reads: a grow-only counter read on one replica never returns
-//! less than an earlier read on that replica that had already returned.
+//! Monotonic reads: a grow-only counter read of one key on one replica
+//! never returns less than an earlier read of it there that had already
+//! returned.
 //!
 //! A crash fault restarts a node empty, so its reads may legitimately drop
 //! until it catches up; with crashes in the nemesis the check is skipped
@@ -10,6 +11,9 @@ use crate::history::{Function, History, Outcome};
 use crate::verdict::Verdict;
 use converge_models::{Value, Workload};
 use std::collections::BTreeMap;
+
+/// An ok read: (invoke, return, value, op index).
+type TimedRead = (u64, u64, i64, usize);
 
 /// Checks that each replica's g-counter reads never decrease.
 pub fn check(history: &History) -> Check {
@@ -30,8 +34,8 @@ pub fn check(history: &History) -> Check {
             "skipped: the crash fault restarts nodes empty",
         );
     }
-    // replica -> (invoke, return, value, op index) of ok reads
-    let mut reads: BTreeMap<u16, Vec<(u64, u64, i64, usize)>> = BTreeMap::new();
+    // (replica, key) -> ok reads
+    let mut reads: BTreeMap<(u16, u32), Vec<TimedRead>> = BTreeMap::new();
     for (i, op) in history.ops.iter().enumerate() {
         if op.f != Function::Read || op.outcome != Outcome::Ok {
             continue;
@@ -39,7 +43,7 @@ pub fn check(history: &History) -> Check {
         if let Some(Value::Int(v)) = history.read_value(op) {
             let ret = op.invoke_ns + op.latency_ns as u64;
             reads
-                .entry(op.replica)
+                .entry((op.replica, op.key))
                 .or_default()
                 .push((op.invoke_ns, ret, *v, i));
         }
@@ -47,7 +51,7 @@ pub fn check(history: &History) -> Check {
     let mut check = Check::new("monotonic-reads", Verdict::Valid, "");
     let mut decreases = 0u64;
     let mut total = 0u64;
-    for (replica, list) in &mut reads {
+    for ((replica, key), list) in &mut reads {
         list.sort_unstable();
         total += list.len() as u64;
         // The highest value among reads that returned before the current
@@ -68,13 +72,13 @@ pub fn check(history: &History) -> Check {
                 decreases += 1;
                 check.find(Finding {
                     message: format!(
-                        "replica {replica} read {value} after an earlier read on it returned {earlier}"
+                        "replica {replica} read {value} from key {key} after an earlier read of it there returned {earlier}"
                     ),
                     replica: Some(*replica),
+                    key: Some(*key),
                     ops: vec![earlier_index, index],
                     expected: Some(format!(">= {earlier}")),
                     actual: Some(value.to_string()),
-                    ..Finding::default()
                 });
             }
         }

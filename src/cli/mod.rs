@@ -6,8 +6,9 @@ pub mod list;
 pub mod progress;
 pub mod run;
 pub mod run_maelstrom;
+pub mod run_sql;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// converge: a CRDT stress and correctness verifier.
@@ -20,7 +21,8 @@ pub struct Cli {
 }
 
 /// Output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Text for people.
     Human,
@@ -44,6 +46,27 @@ pub enum Command {
 /// Where run outputs go by default.
 pub fn default_out(model: &str, seed: u64) -> PathBuf {
     PathBuf::from("reports").join(format!("{model}-{seed}"))
+}
+
+/// Parses arguments like [`Parser::try_parse_from`], and also records which
+/// `run` flags were typed (so they override a scenario file).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Command::Run(run), Some(("run", sub))) = (&mut cli.command, matches.subcommand()) {
+        run.explicit = sub
+            .ids()
+            .filter(|id| {
+                sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+    }
+    Ok(cli)
 }
 
 /// Runs the parsed command and returns the process exit code.

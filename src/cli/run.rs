@@ -13,21 +13,27 @@ use crate::shrink::counterexample;
 use crate::verdict::Verdict;
 use clap::Args;
 use converge_models::{model_info, reference_for, Workload};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What a run drives.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     /// CRDT models inside this process (the embedded default).
     #[default]
     InProcess,
     /// Node processes speaking Jepsen Maelstrom's protocol (`--bin`).
     Maelstrom,
+    /// A SQL database (PostgreSQL or SQLite) driven by the scenario's statements.
+    Sql,
 }
 
 /// Arguments of `converge run`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct RunArgs {
+    /// A scenario file (TOML) describing the run; flags given here override it.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
     /// What to drive.
     #[arg(long, value_enum, default_value_t = TargetKind::InProcess)]
     pub target: TargetKind,
@@ -122,6 +128,47 @@ pub struct RunArgs {
     /// Most re-runs the shrinker may make.
     #[arg(long, default_value_t = 40)]
     pub shrink_budget: u32,
+    /// SQL: seconds of writing; the run stops at --ops or here, whichever comes first.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// SQL: fraction of writes sent a second time with the same op id (a retry).
+    #[arg(long, default_value_t = 0.0)]
+    pub retry_fraction: f64,
+    /// SQL: database URL (postgres://... or sqlite:...), overriding the scenario's.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// An SLO gate, NAME=VALUE (repeatable): p50_ms, p95_ms, p99_ms, max_rss_mb,
+    /// service_max_rss_mb, data_loss, error_rate, idempotency_violations, min_throughput.
+    #[arg(long = "slo", value_name = "GATE=VALUE")]
+    pub slo: Vec<String>,
+    /// `[target.sql]` of the scenario.
+    #[arg(skip)]
+    pub sql: Option<crate::target::sql::SqlSpec>,
+    /// The SLO gates in force (scenario, overridden gate by gate by `--slo`).
+    #[arg(skip)]
+    pub slo_spec: crate::slo::SloSpec,
+    /// Clap ids of the settings the user gave: flags typed on the command
+    /// line, plus (after [`resolve`]) keys set by the scenario file.
+    #[arg(skip)]
+    pub explicit: std::collections::BTreeSet<String>,
+}
+
+/// Loads the scenario (if any) under the typed flags and resolves the SLO gates.
+pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
+    args.slo_spec = crate::slo::SloSpec::parse_flags(&args.slo)?;
+    if let Some(path) = args.scenario.clone() {
+        let scenario = crate::scenario::load(&path)?;
+        let explicit = args.explicit.clone();
+        crate::scenario::apply(scenario, &mut args, &explicit);
+    }
+    let sql_only =
+        args.duration.is_some() || args.retry_fraction != 0.0 || args.database_url.is_some();
+    if args.target != TargetKind::Sql && sql_only {
+        return Err(Error::Config(
+            "--duration, --retry-fraction and --database-url are for --target sql".into(),
+        ));
+    }
+    Ok(args)
 }
 
 /// Resolves flags into a run configuration, naming the bad flag on error.
@@ -178,6 +225,26 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
     Ok(config)
 }
 
+/// Applies the SLO gates, writes `report.json` and `report.md` into `out`,
+/// and prints the report: all of it as JSON (returning the exit code), or
+/// the human summary (returning `None`: the caller adds its own lines).
+pub fn publish(report: &mut Report, args: &RunArgs, out: &Path) -> anyhow::Result<Option<i32>> {
+    report.apply_slo(&args.slo_spec);
+    if let Err(e) = report.write(out) {
+        return Ok(Some(super::check::fail(&e)));
+    }
+    match args.format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(Some(report.verdict.exit_code()))
+        }
+        Format::Human => {
+            print!("{}", report.human());
+            Ok(None)
+        }
+    }
+}
+
 /// A fresh seed when none is given.
 pub fn random_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
@@ -188,8 +255,14 @@ pub fn random_seed() -> u64 {
 
 /// Runs `converge run` and returns the exit code.
 pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
-    if args.target == TargetKind::Maelstrom {
-        return super::run_maelstrom::execute(&args);
+    let args = match resolve(args) {
+        Ok(a) => a,
+        Err(e) => return Ok(super::check::fail(&e)),
+    };
+    match args.target {
+        TargetKind::Maelstrom => return super::run_maelstrom::execute(&args),
+        TargetKind::Sql => return super::run_sql::execute(&args),
+        TargetKind::InProcess => {}
     }
     let config = match config_from(&args) {
         Ok(c) => c,
@@ -218,25 +291,19 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
             Err(e) => eprintln!("shrinking stopped: {e}"),
         }
     }
-    if let Err(e) = report.write(&config.out) {
-        return Ok(super::check::fail(&e));
+    if let Some(code) = publish(&mut report, &args, &config.out)? {
+        return Ok(code);
     }
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Human => {
-            print!("{}", report.human());
-            println!("history: {}", config.out.join("history.jsonl").display());
-            println!("report:  {}", config.out.join("report.md").display());
-            println!("seed: {}", config.seed);
-            if report.verdict != Verdict::Valid {
-                println!("reproduce: {}", report.reproduce);
-                if let Some(cx) = &report.counterexample {
-                    println!(
-                        "minimal counterexample ({} writers, {} ops, nemesis {}): {}",
-                        cx.writers, cx.ops, cx.nemesis, cx.reproduce
-                    );
-                }
-            }
+    println!("history: {}", config.out.join("history.jsonl").display());
+    println!("report:  {}", config.out.join("report.md").display());
+    println!("seed: {}", config.seed);
+    if report.verdict != Verdict::Valid {
+        println!("reproduce: {}", report.reproduce);
+        if let Some(cx) = &report.counterexample {
+            println!(
+                "minimal counterexample ({} writers, {} ops, nemesis {}): {}",
+                cx.writers, cx.ops, cx.nemesis, cx.reproduce
+            );
         }
     }
     Ok(report.verdict.exit_code())

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Shape of the one-way latency.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LatencyDist {
     /// Always the mean.
     Constant,
@@ -150,7 +151,8 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         rss_start_mb: 0.0,
         nemesis_log: result.nemesis_log.clone(),
     };
-    let report = Report::build(&result.history, &checks, Some(&live));
+    let mut report = Report::build(&result.history, &checks, Some(&live));
+    report.apply_slo(&args.slo_spec);
     if let Err(e) = report.write(&config.out) {
         return Ok(super::check::fail(&e));
     }

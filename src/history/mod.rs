@@ -332,6 +332,38 @@ impl History {
         self.reads.get(op.payload as usize - 1)
     }
 
+    /// The part of the history about one key: its ops (with their payloads),
+    /// final reads and probes, plus each kept op's index in `self.ops`.
+    pub fn only_key(&self, key: u32) -> (History, Vec<usize>) {
+        let mut sub = History {
+            header: self.header.clone(),
+            quiescence: self.quiescence,
+            network: self.network,
+            keep_clocks: self.keep_clocks,
+            ..History::default()
+        };
+        let mut index = Vec::new();
+        for (i, op) in self.ops.iter().enumerate().filter(|(_, op)| op.key == key) {
+            let observed: Vec<Dot> = self.observed(op).collect();
+            // Payloads were valid in `self`, so pushing them again cannot fail.
+            let _ = sub.push(*op, self.clock(op), &observed, self.read_value(op).cloned());
+            index.push(i);
+        }
+        sub.finals = self
+            .finals
+            .iter()
+            .filter(|f| f.key == key)
+            .cloned()
+            .collect();
+        sub.probes = self
+            .probes
+            .iter()
+            .filter(|p| p.key == key)
+            .cloned()
+            .collect();
+        (sub, index)
+    }
+
     /// Approximate bytes held per operation (records + arena + reads).
     pub fn bytes_per_op(&self) -> f64 {
         if self.ops.is_empty() {

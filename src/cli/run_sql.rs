@@ -1,0 +1,185 @@
+//! `converge run --target sql`: drive a database with the scenario's
+//! statements, check the history, gate on the SLOs, report.
+
+use super::run::{random_seed, RunArgs};
+use super::default_out;
+use crate::checker::check_all;
+use crate::error::Error;
+use crate::generator::Mix;
+use crate::interpreter::shell_quote;
+use crate::nemesis::NemesisSpec;
+use crate::report::{LiveFigures, Report};
+use crate::target::sql::spec::expand_env;
+use crate::target::sql::{redact_url, run, SqlRunConfig};
+use crate::verdict::Verdict;
+use converge_models::Workload;
+use std::time::Duration;
+
+/// Writers when neither flag nor scenario says.
+pub const SQL_DEFAULT_WRITERS: u32 = 16;
+/// Keys when neither flag nor scenario says.
+pub const SQL_DEFAULT_KEYS: u32 = 4;
+/// Operations when neither flag nor scenario says.
+pub const SQL_DEFAULT_OPS: u64 = 10_000;
+
+/// Resolves the flags (and scenario) of a SQL run, naming the bad setting.
+pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
+    let mut args = args.clone();
+    // The in-process defaults (1000 writers, 5 replicas, 64 keys, 100,000
+    // ops) suit models in memory, not a database: smaller ones here.
+    let given = |id: &str| args.explicit.contains(id);
+    if !given("writers") {
+        args.writers = SQL_DEFAULT_WRITERS;
+    }
+    if !given("replicas") {
+        args.replicas = 1;
+    }
+    if !given("keys") {
+        args.keys = SQL_DEFAULT_KEYS;
+    }
+    if !given("ops") {
+        args.ops = SQL_DEFAULT_OPS;
+    }
+    let args = &args;
+    let spec = args.sql.clone().ok_or_else(|| {
+        Error::Config(
+            "--target sql needs a scenario with a [target.sql] table (--scenario FILE)".into(),
+        )
+    })?;
+    let name = args.workload.as_deref().unwrap_or("g-counter");
+    let workload = Workload::from_name(name).ok_or_else(|| {
+        Error::Config(format!(
+            "workload: unknown workload '{name}' (see `converge list workloads`)"
+        ))
+    })?;
+    let bad = |m: String| Err(Error::Config(m));
+    if args.writers == 0 || args.writers > 100_000 {
+        return bad(format!(
+            "writers must be in 1..=100000, got {}",
+            args.writers
+        ));
+    }
+    if args.replicas == 0 || args.replicas > 64 {
+        return bad(format!("replicas must be in 1..=64, got {}", args.replicas));
+    }
+    if args.keys == 0 || args.keys > 100_000 {
+        return bad(format!("keys must be in 1..=100000, got {}", args.keys));
+    }
+    for (flag, v) in [
+        ("retry_fraction", args.retry_fraction),
+        ("hot_key_ratio", args.hot_key_ratio),
+        ("remove_ratio", args.remove_ratio),
+        ("read_ratio", args.read_ratio.unwrap_or(0.0)),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return bad(format!("{flag} must be in [0, 1], got {v}"));
+        }
+    }
+    let duration = match args.duration {
+        Some(d) if d.is_finite() && d > 0.0 && d <= 86_400.0 => Some(Duration::from_secs_f64(d)),
+        Some(d) => return bad(format!("duration must be seconds in (0, 86400], got {d}")),
+        None => None,
+    };
+    let url = args
+        .database_url
+        .clone()
+        .or_else(|| spec.url.as_deref().map(expand_env))
+        .filter(|u| !u.trim().is_empty());
+    let model = args
+        .scenario
+        .as_ref()
+        .and_then(|p| p.file_stem())
+        .map_or("sql".to_string(), |s| s.to_string_lossy().into_owned());
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&model, seed));
+    let nemesis = NemesisSpec::parse(&args.nemesis)?;
+    let mut reproduce = format!(
+        "converge run --scenario {} --seed {seed} --writers {} --replicas {} --ops {} --keys {} --nemesis {} --retry-fraction {} --out {}",
+        shell_quote(&args.scenario.as_ref().map_or(String::new(), |p| p.display().to_string())),
+        args.writers,
+        args.replicas,
+        args.ops,
+        args.keys,
+        nemesis.to_spec(),
+        args.retry_fraction,
+        shell_quote(&out.display().to_string()),
+    );
+    if let Some(d) = args.duration {
+        reproduce.push_str(&format!(" --duration {d}"));
+    }
+    if let Some(url) = &args.database_url {
+        reproduce.push_str(&format!(
+            " --database-url {}",
+            shell_quote(&redact_url(url))
+        ));
+    }
+    Ok(SqlRunConfig {
+        spec,
+        url,
+        workload,
+        model,
+        writers: args.writers,
+        replicas: args.replicas,
+        ops: args.ops,
+        duration,
+        mix: Mix {
+            keys: args.keys,
+            hot_key_ratio: args.hot_key_ratio,
+            read_ratio: args.read_ratio.unwrap_or(0.1),
+            remove_ratio: args.remove_ratio,
+            ..Mix::default()
+        },
+        retry_fraction: args.retry_fraction,
+        seed,
+        nemesis,
+        max_rounds: args.max_rounds,
+        out,
+        reproduce,
+    })
+}
+
+/// Runs the SQL target and returns the exit code.
+pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
+    let config = match config_from(args) {
+        Ok(c) => c,
+        Err(e) => return Ok(super::check::fail(&e)),
+    };
+    eprintln!("seed: {}", config.seed);
+    let result = match run(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = super::check::fail(&e);
+            eprintln!("reproduce: {}", config.reproduce);
+            return Ok(code);
+        }
+    };
+    let checks = check_all(&result.history);
+    let live = LiveFigures {
+        write_phase_s: result.write_phase.as_secs_f64(),
+        duration_s: result.total.as_secs_f64(),
+        rss_start_mb: result.rss_start_mb,
+        nemesis_log: result.nemesis_log.clone(),
+    };
+    let mut report = Report::build(&result.history, &checks, Some(&live));
+    if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
+        return Ok(code);
+    }
+    println!(
+        "database: {} ({} connections per replica)",
+        result.backend.name(),
+        result.pool_size
+    );
+    for e in &result.errors {
+        println!("database error: {e}");
+    }
+    println!("history: {}", config.out.join("history.jsonl").display());
+    println!("report:  {}", config.out.join("report.md").display());
+    println!("seed: {}", config.seed);
+    if report.verdict != Verdict::Valid {
+        println!("reproduce: {}", config.reproduce);
+    }
+    Ok(report.verdict.exit_code())
+}

@@ -1,0 +1,175 @@
+//! SLO gates: thresholds on measured figures, declared in a scenario's
+//! `[slo]` table or with `--slo NAME=VALUE`. A gate whose figure was not
+//! measured is `unknown`: it never passes by default. A missed gate makes
+//! the run invalid.
+
+use crate::error::{Error, Result};
+use crate::report::Report;
+use crate::verdict::Verdict;
+use serde::{Deserialize, Serialize};
+
+/// The gates a run must meet. Every field is optional; absent means no gate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloSpec {
+    /// Latency p50 at most this, ms.
+    pub p50_ms: Option<f64>,
+    /// Latency p95 at most this, ms.
+    pub p95_ms: Option<f64>,
+    /// Latency p99 at most this, ms.
+    pub p99_ms: Option<f64>,
+    /// Peak RSS of converge itself at most this, MB.
+    pub max_rss_mb: Option<f64>,
+    /// Peak RSS of the service under test at most this, MB (when converge can measure it).
+    pub service_max_rss_mb: Option<f64>,
+    /// Data-loss events at most this (normally 0).
+    pub data_loss: Option<f64>,
+    /// (fail + info) / ops at most this.
+    pub error_rate: Option<f64>,
+    /// Idempotency violations at most this (normally 0).
+    pub idempotency_violations: Option<f64>,
+    /// Throughput at least this, ops/s.
+    pub min_throughput: Option<f64>,
+}
+
+/// One evaluated gate: a row of the acceptance table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SloRow {
+    /// Gate name, as in the scenario.
+    pub metric: String,
+    /// The threshold, with its comparison (`<= 300`).
+    pub target: String,
+    /// The measured figure; `None` when it was not measured.
+    pub actual: Option<f64>,
+    /// `valid` (met), `invalid` (missed) or `unknown` (not measured).
+    pub status: Verdict,
+}
+
+/// Gate names, in table order, with their direction (true: the figure must be at most the target).
+const GATES: [(&str, bool); 9] = [
+    ("p50_ms", true),
+    ("p95_ms", true),
+    ("p99_ms", true),
+    ("max_rss_mb", true),
+    ("service_max_rss_mb", true),
+    ("data_loss", true),
+    ("error_rate", true),
+    ("idempotency_violations", true),
+    ("min_throughput", false),
+];
+
+impl SloSpec {
+    fn slot(&mut self, name: &str) -> Option<&mut Option<f64>> {
+        Some(match name {
+            "p50_ms" => &mut self.p50_ms,
+            "p95_ms" => &mut self.p95_ms,
+            "p99_ms" => &mut self.p99_ms,
+            "max_rss_mb" => &mut self.max_rss_mb,
+            "service_max_rss_mb" => &mut self.service_max_rss_mb,
+            "data_loss" => &mut self.data_loss,
+            "error_rate" => &mut self.error_rate,
+            "idempotency_violations" => &mut self.idempotency_violations,
+            "min_throughput" => &mut self.min_throughput,
+            _ => return None,
+        })
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.clone().slot(name).and_then(|s| *s)
+    }
+
+    /// Parses `--slo NAME=VALUE` flags.
+    pub fn parse_flags(flags: &[String]) -> Result<SloSpec> {
+        let mut spec = SloSpec::default();
+        for flag in flags {
+            let (name, value) = flag.split_once('=').ok_or_else(|| {
+                Error::Config(format!(
+                    "--slo {flag}: expected NAME=VALUE, e.g. p95_ms=300"
+                ))
+            })?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| Error::Config(format!("--slo {flag}: '{value}' is not a number")))?;
+            if !value.is_finite() || value < 0.0 {
+                return Err(Error::Config(format!(
+                    "--slo {flag}: must be a finite number >= 0"
+                )));
+            }
+            let names: Vec<&str> = GATES.iter().map(|g| g.0).collect();
+            *spec.slot(name.trim()).ok_or_else(|| {
+                Error::Config(format!(
+                    "--slo {flag}: unknown gate '{name}' (gates: {})",
+                    names.join(", ")
+                ))
+            })? = Some(value);
+        }
+        Ok(spec)
+    }
+
+    /// This spec with every gate `other` sets replaced by `other`'s.
+    pub fn overridden_by(mut self, other: &SloSpec) -> SloSpec {
+        for (name, _) in GATES {
+            if let Some(v) = other.get(name) {
+                *self.slot(name).expect("gate names are slots") = Some(v);
+            }
+        }
+        self
+    }
+
+    /// True when no gate is set.
+    pub fn is_empty(&self) -> bool {
+        GATES.iter().all(|(name, _)| self.get(name).is_none())
+    }
+
+    /// Evaluates every gate against the report's measured figures.
+    pub fn evaluate(&self, report: &Report) -> Vec<SloRow> {
+        GATES
+            .iter()
+            .filter_map(|&(name, at_most)| {
+                let target = self.get(name)?;
+                let actual = measured(report, name);
+                let status = match actual {
+                    None => Verdict::Unknown,
+                    Some(a) if (at_most && a <= target) || (!at_most && a >= target) => {
+                        Verdict::Valid
+                    }
+                    Some(_) => Verdict::Invalid,
+                };
+                Some(SloRow {
+                    metric: name.to_string(),
+                    target: format!("{} {target}", if at_most { "<=" } else { ">=" }),
+                    actual,
+                    status,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The figure a gate reads, if the run measured it.
+fn measured(report: &Report, gate: &str) -> Option<f64> {
+    let check_ran = |name: &str| {
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == name && c.verdict != Verdict::Unknown)
+    };
+    let has_ops = report.counts.ops > 0;
+    match gate {
+        "p50_ms" => has_ops.then_some(report.latency_ms.p50),
+        "p95_ms" => has_ops.then_some(report.latency_ms.p95),
+        "p99_ms" => has_ops.then_some(report.latency_ms.p99),
+        "max_rss_mb" => report.memory.rss_peak_mb,
+        "service_max_rss_mb" => report.memory.service_rss_peak_mb,
+        "data_loss" => check_ran("data-loss").then_some(report.counts.data_loss_events as f64),
+        "error_rate" => has_ops.then_some(report.error_rate),
+        "idempotency_violations" => {
+            check_ran("idempotency").then_some(report.counts.idempotency_violations as f64)
+        }
+        "min_throughput" => {
+            (has_ops && report.write_phase_s.is_some()).then_some(report.throughput_ops_s)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,1207 @@
+//! Target `sql`: a user's schema and statements on PostgreSQL or SQLite,
+//! driven by concurrent writers and judged from the outside.
+//!
+//! The user supplies (in `[target.sql]`) the setup SQL, the statements of
+//! each operation with named parameters, the read query and the isolation
+//! level. Replicas are either one shared database under concurrent
+//! writers, or several databases (SQLite files) or schemas (PostgreSQL)
+//! plus a merge: a state query on one replica whose rows feed merge
+//! statements on another. converge runs that anti-entropy between them
+//! under its nemesis (a partition suppresses it, drops skip a round,
+//! duplicates run it twice), heals, and repeats it until the reads stop
+//! changing, within `max_rounds`.
+//!
+//! Writers are tokio tasks; each replica has one connection pool of
+//! `pool_size` connections (default on PostgreSQL, whose default
+//! `max_connections` is 100: one per writer up to 64 over all replicas,
+//! plus one per replica for anti-entropy; on SQLite, whose writers
+//! serialise anyway, at most 8 per file). When the pool has a connection
+//! for every writer of its replica and one to spare, each writer keeps its
+//! own for the whole run, as pgbench's clients do; otherwise a writer holds
+//! one only for the statements of one op.
+
+pub mod spec;
+pub mod template;
+
+use crate::error::{Error, Result};
+use crate::generator::{derive_seed, Generator, Mix, Step};
+use crate::history::jsonl::{HistoryWriter, WriterMsg};
+use crate::history::{
+    FinalRead, Function, Header, History, OpRecord, Outcome, Probe, ProbeKind, Quiescence,
+    SCHEMA_VERSION, UNKNOWN_AUX,
+};
+use crate::nemesis::{Nemesis, NemesisSpec};
+use converge_models::{Value, Workload};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+pub use spec::{redact_url, SqlSpec};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Column, Row};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use template::{returns_rows, translate, Template};
+
+/// A database engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// SQLite (a file).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// The backend a URL names.
+    pub fn of_url(url: &str) -> Result<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            Err(Error::Config(format!(
+                "database URL {}: expected postgres://... or sqlite:...",
+                redact_url(url)
+            )))
+        }
+    }
+}
+
+/// Most redelivery probes run in the final phase.
+pub const MAX_PROBES: usize = 20;
+/// Nemesis phase length when the run has no `duration` (ops-bound runs
+/// against a local database are short: a partition must fit in them).
+const PHASE: Duration = Duration::from_millis(40);
+/// Pause between anti-entropy rounds during the writing phase.
+const GOSSIP_PAUSE: Duration = Duration::from_millis(20);
+
+/// Everything a SQL run needs.
+#[derive(Clone, Debug)]
+pub struct SqlRunConfig {
+    /// The scenario's `[target.sql]`.
+    pub spec: SqlSpec,
+    /// Database URL; `None`: fresh SQLite files under `out`.
+    pub url: Option<String>,
+    /// Datatype.
+    pub workload: Workload,
+    /// Name recorded as the model (the scenario's file stem).
+    pub model: String,
+    /// Concurrent writers.
+    pub writers: u32,
+    /// Replicas.
+    pub replicas: u16,
+    /// Total operations (the run may stop earlier at `duration`).
+    pub ops: u64,
+    /// Bound on the writing phase.
+    pub duration: Option<Duration>,
+    /// Keys, hot-key ratio, read ratio, remove ratio.
+    pub mix: Mix,
+    /// Fraction of writes sent twice with the same op id.
+    pub retry_fraction: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Faults on anti-entropy (partition, drop, duplicate).
+    pub nemesis: NemesisSpec,
+    /// Bound on final anti-entropy rounds.
+    pub max_rounds: u32,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Command that reproduces the run.
+    pub reproduce: String,
+}
+
+/// What a SQL run produced.
+#[derive(Debug)]
+pub struct SqlResult {
+    /// The recorded history (also on disk).
+    pub history: History,
+    /// Writing phase.
+    pub write_phase: Duration,
+    /// Whole run.
+    pub total: Duration,
+    /// RSS before the run, MB.
+    pub rss_start_mb: f64,
+    /// Nemesis actions.
+    pub nemesis_log: Vec<String>,
+    /// The first distinct database errors, passwords scrubbed.
+    pub errors: Vec<String>,
+    /// Backend used.
+    pub backend: Backend,
+    /// Connections per replica.
+    pub pool_size: u32,
+}
+
+/// A bound parameter value.
+#[derive(Clone, Debug, PartialEq)]
+enum Param {
+    Int(i64),
+    Text(String),
+    Float(f64),
+    Null,
+}
+
+type Env = Vec<(String, Param)>;
+
+fn lookup<'a>(env: &'a Env, name: &str) -> &'a Param {
+    env.iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map_or(&Param::Null, |(_, p)| p)
+}
+
+/// The scenario's SQL, translated for one backend.
+struct Prepared {
+    begin: Option<String>,
+    setup: Vec<String>,
+    ops: HashMap<Function, Vec<Template>>,
+    read: Template,
+    read_column: String,
+    clock_column: Option<String>,
+    merge: Option<(Template, Vec<Template>)>,
+}
+
+fn isolation_begin(spec: &SqlSpec, backend: Backend) -> Result<Option<String>> {
+    let level = match &spec.isolation {
+        None => "none".to_string(),
+        Some(sql) => sql
+            .for_backend(backend)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "target.sql.isolation has no {} entry",
+                    backend.name()
+                ))
+            })?
+            .trim()
+            .to_ascii_lowercase(),
+    };
+    let allowed: &[&str] = match backend {
+        Backend::Postgres => &["none", "read committed", "repeatable read", "serializable"],
+        Backend::Sqlite => &["none", "deferred", "immediate", "exclusive"],
+    };
+    if !allowed.contains(&level.as_str()) {
+        return Err(Error::Config(format!(
+            "target.sql.isolation '{level}' is not a {} level (one of: {})",
+            backend.name(),
+            allowed.join(", ")
+        )));
+    }
+    Ok(match (level.as_str(), backend) {
+        ("none", _) => None,
+        (level, Backend::Postgres) => Some(format!(
+            "BEGIN ISOLATION LEVEL {}",
+            level.to_ascii_uppercase()
+        )),
+        (level, Backend::Sqlite) => Some(format!("BEGIN {}", level.to_ascii_uppercase())),
+    })
+}
+
+/// Which `[target.sql.ops]` entry an op function uses.
+fn op_key(f: Function) -> &'static str {
+    match f {
+        Function::Increment => "increment",
+        Function::Add => "add",
+        Function::Remove => "remove",
+        _ => "write",
+    }
+}
+
+impl Prepared {
+    fn new(config: &SqlRunConfig, backend: Backend) -> Result<Prepared> {
+        let spec = &config.spec;
+        let text = |sql: &spec::Sql, key: &str| {
+            sql.for_backend(backend).map(str::to_string).ok_or_else(|| {
+                Error::Config(format!(
+                    "{key} has no {} variant: this scenario does not run on {}",
+                    backend.name(),
+                    backend.name()
+                ))
+            })
+        };
+        let functions: &[Function] = match config.workload {
+            Workload::GCounter | Workload::PnCounter => &[Function::Increment],
+            Workload::GSet => &[Function::Add],
+            Workload::TwoPSet | Workload::OrSet => &[Function::Add, Function::Remove],
+            Workload::LwwRegister | Workload::MvRegister => &[Function::Write],
+            Workload::LwwMap => {
+                return Err(Error::Config(
+                    "the sql target has g-counter, pn-counter, g-set, 2p-set, or-set, lww-register and mv-register".into(),
+                ))
+            }
+        };
+        let mut ops = HashMap::new();
+        for &f in functions {
+            let key = format!("target.sql.ops.{}", op_key(f));
+            let stmts = spec.op(op_key(f)).ok_or_else(|| {
+                Error::Config(format!(
+                    "{key} is required for the {} workload",
+                    config.workload.name()
+                ))
+            })?;
+            let translated = stmts
+                .iter()
+                .map(|s| text(s, &key).map(|t| translate(&t, backend)))
+                .collect::<Result<Vec<_>>>()?;
+            ops.insert(f, translated);
+        }
+        let merge = match (&spec.merge, config.replicas) {
+            (Some(m), _) => Some((
+                translate(&text(&m.state, "target.sql.merge.state")?, backend),
+                m.apply
+                    .iter()
+                    .map(|s| text(s, "target.sql.merge.apply").map(|t| translate(&t, backend)))
+                    .collect::<Result<Vec<_>>>()?,
+            )),
+            (None, 1) => None,
+            (None, _) => {
+                return Err(Error::Config(format!(
+                    "{} replicas need [target.sql.merge] (state query and apply statements)",
+                    config.replicas
+                )))
+            }
+        };
+        if config.workload == Workload::MvRegister && spec.read.clock_column.is_none() {
+            return Err(Error::Config(
+                "target.sql.read.clock_column is required for mv-register (the siblings' clocks)"
+                    .into(),
+            ));
+        }
+        Ok(Prepared {
+            begin: isolation_begin(spec, backend)?,
+            setup: spec
+                .setup
+                .iter()
+                .map(|s| text(s, "target.sql.setup"))
+                .collect::<Result<_>>()?,
+            ops,
+            read: translate(&text(&spec.read.sql, "target.sql.read.sql")?, backend),
+            read_column: spec.read.column.clone(),
+            clock_column: spec.read.clock_column.clone(),
+            merge,
+        })
+    }
+}
+
+/// Shared state of a run.
+struct Shared {
+    config: SqlRunConfig,
+    prepared: Prepared,
+    pools: Vec<AnyPool>,
+    start: Instant,
+    last_ts: AtomicU64,
+    sender: converge_sync::channel::Sender<WriterMsg>,
+    errors: Mutex<Vec<String>>,
+    error_count: AtomicU64,
+    samples: Mutex<Vec<(u16, u32, Function, Env)>>,
+    password: Option<String>,
+    /// Every writer can keep a connection of its own.
+    hold_connections: bool,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// A timestamp greater than every one handed out before, close to now.
+    fn next_ts(&self) -> u64 {
+        let now = self.now_ns();
+        let prev = self
+            .last_ts
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.max(now - 1) + 1)
+            })
+            .unwrap_or(now);
+        prev.max(now - 1) + 1
+    }
+
+    fn scrub(&self, message: String) -> String {
+        match &self.password {
+            Some(p) => message.replace(p.as_str(), "***"),
+            None => message,
+        }
+    }
+
+    fn note_error(&self, what: &str, e: &sqlx::Error) {
+        self.error_count.fetch_add(1, Ordering::Relaxed);
+        let text = self.scrub(format!("{what}: {e}"));
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.len() < 5 && !errors.contains(&text) {
+            tracing::warn!("{text}");
+            errors.push(text);
+        }
+    }
+
+    fn record(&self, record: OpRecord, read: Option<Value>) -> Result<()> {
+        let mut batch = History::default();
+        batch.push(record, None, &[], read).map_err(Error::Config)?;
+        self.sender
+            .send(WriterMsg::Ops(Box::new(batch)))
+            .map_err(|_| Error::Target {
+                component: "history writer".into(),
+                message: "stopped accepting ops".into(),
+            })
+    }
+}
+
+fn bind_all<'q>(
+    template: &'q Template,
+    env: &'q Env,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let mut query = sqlx::query(AssertSqlSafe(template.sql.as_str()));
+    for name in &template.params {
+        query = match lookup(env, name) {
+            Param::Int(i) => query.bind(*i),
+            Param::Text(s) => query.bind(s.as_str()),
+            Param::Float(f) => query.bind(*f),
+            Param::Null => query.bind(Option::<i64>::None),
+        };
+    }
+    query
+}
+
+fn column_value(row: &AnyRow, index: usize) -> Param {
+    if let Ok(v) = row.try_get::<Option<i64>, _>(index) {
+        return v.map_or(Param::Null, Param::Int);
+    }
+    if let Ok(v) = row.try_get::<Option<String>, _>(index) {
+        return v.map_or(Param::Null, Param::Text);
+    }
+    if let Ok(v) = row.try_get::<Option<f64>, _>(index) {
+        return v.map_or(Param::Null, Param::Float);
+    }
+    Param::Null
+}
+
+fn row_env(row: &AnyRow) -> Env {
+    row.columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name().to_string(), column_value(row, i)))
+        .collect()
+}
+
+/// How an error ends an op: a definite abort is `fail`, anything that may
+/// have committed is `info`.
+fn classify(e: &sqlx::Error, maybe_applied: bool) -> Outcome {
+    match e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // query_canceled: a statement timeout; we cannot tell how far it got.
+            Some("57014") => Outcome::Info,
+            // serialization_failure, deadlock_detected: the transaction is rolled back.
+            Some("40001" | "40P01") if !maybe_applied => Outcome::Fail,
+            _ if maybe_applied => Outcome::Info,
+            _ => Outcome::Fail,
+        },
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Outcome::Fail,
+        _ => Outcome::Info,
+    }
+}
+
+/// A writer's connection: kept across ops when the pool has one per writer
+/// (as pgbench keeps its clients'), else returned after every op.
+type Held = Option<sqlx::pool::PoolConnection<sqlx::Any>>;
+
+/// Runs statements in one transaction (or each on its own with isolation
+/// `none`), binding `env` and the columns of earlier rows.
+async fn execute(
+    shared: &Shared,
+    replica: usize,
+    held: &mut Held,
+    stmts: &[Template],
+    env: &mut Env,
+) -> Outcome {
+    let Some(conn) = connection(shared, replica, held).await else {
+        return Outcome::Fail;
+    };
+    let (outcome, broken) = run_statements(shared, conn, stmts, env).await;
+    release(shared, held, broken);
+    outcome
+}
+
+/// The writer's connection, acquired if it holds none.
+async fn connection<'h>(
+    shared: &Shared,
+    replica: usize,
+    held: &'h mut Held,
+) -> Option<&'h mut sqlx::pool::PoolConnection<sqlx::Any>> {
+    if held.is_none() {
+        match shared.pools[replica].acquire().await {
+            Ok(c) => *held = Some(c),
+            Err(e) => {
+                shared.note_error("acquiring a connection", &e);
+                return None;
+            }
+        }
+    }
+    held.as_mut()
+}
+
+/// Gives the connection back to the pool unless the writer keeps it; a
+/// broken one is closed.
+fn release(shared: &Shared, held: &mut Held, broken: bool) {
+    if let Some(conn) = held.as_mut() {
+        if broken {
+            conn.close_on_drop();
+        }
+    }
+    if broken || !shared.hold_connections {
+        *held = None;
+    }
+}
+
+/// The statements of one op on one connection; also whether the connection
+/// should not be used again.
+async fn run_statements(
+    shared: &Shared,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    stmts: &[Template],
+    env: &mut Env,
+) -> (Outcome, bool) {
+    let begin = shared.prepared.begin.as_deref();
+    if let Some(begin) = begin {
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(begin))
+            .execute(&mut **conn)
+            .await
+        {
+            shared.note_error("BEGIN", &e);
+            return (classify(&e, false), true);
+        }
+    }
+    let mut maybe_applied = false;
+    for stmt in stmts {
+        let result = if returns_rows(&stmt.sql) {
+            match bind_all(stmt, env).fetch_optional(&mut **conn).await {
+                Ok(Some(row)) => {
+                    env.extend(row_env(&row));
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            }
+        } else {
+            bind_all(stmt, env).execute(&mut **conn).await.map(|_| ())
+        };
+        if let Err(e) = result {
+            shared.note_error("statement", &e);
+            let outcome = classify(&e, maybe_applied);
+            let mut broken = !matches!(e, sqlx::Error::Database(_));
+            if begin.is_some() && !broken {
+                broken = sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
+                    .execute(&mut **conn)
+                    .await
+                    .is_err();
+            }
+            return (outcome, broken);
+        }
+        if begin.is_none()
+            && !stmt
+                .sql
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("select")
+        {
+            maybe_applied = true;
+        }
+    }
+    if begin.is_some() {
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe("COMMIT"))
+            .execute(&mut **conn)
+            .await
+        {
+            shared.note_error("COMMIT", &e);
+            // A COMMIT refused by the server rolled back; a lost connection may have committed.
+            let outcome = match &e {
+                sqlx::Error::Database(_) => classify(&e, false),
+                _ => Outcome::Info,
+            };
+            return (outcome, true);
+        }
+    }
+    (Outcome::Ok, false)
+}
+
+/// Reads one key on one replica: the value, and for MV registers the merged clock.
+async fn read_key(
+    shared: &Shared,
+    replica: usize,
+    held: &mut Held,
+    key: u32,
+    process: u32,
+) -> Option<(Value, BTreeMap<String, u64>)> {
+    let env: Env = vec![
+        ("key".into(), Param::Int(key as i64)),
+        ("replica".into(), Param::Int(replica as i64)),
+        ("process".into(), Param::Int(process as i64)),
+    ];
+    let conn = connection(shared, replica, held).await?;
+    let read = bind_all(&shared.prepared.read, &env)
+        .fetch_all(&mut **conn)
+        .await;
+    release(
+        shared,
+        held,
+        read.as_ref()
+            .is_err_and(|e| !matches!(e, sqlx::Error::Database(_))),
+    );
+    let rows = match read {
+        Ok(rows) => rows,
+        Err(e) => {
+            shared.note_error("read", &e);
+            return None;
+        }
+    };
+    let column = shared.prepared.read_column.as_str();
+    let value_of = |row: &AnyRow| -> Option<i64> {
+        let index = row.columns().iter().position(|c| c.name() == column)?;
+        match column_value(row, index) {
+            Param::Int(i) => Some(i),
+            Param::Text(t) => t.trim().parse().ok(),
+            Param::Float(f) => Some(f as i64),
+            Param::Null => None,
+        }
+    };
+    let value = match shared.config.workload {
+        Workload::GCounter | Workload::PnCounter => {
+            Value::Int(rows.first().and_then(value_of).unwrap_or(0))
+        }
+        _ => {
+            let mut items: Vec<u64> = rows.iter().filter_map(value_of).map(|v| v as u64).collect();
+            items.sort_unstable();
+            Value::Elems(items)
+        }
+    };
+    let mut clock = BTreeMap::new();
+    if let Some(clock_column) = &shared.prepared.clock_column {
+        for row in &rows {
+            let text = row
+                .columns()
+                .iter()
+                .position(|c| c.name() == clock_column)
+                .and_then(|i| match column_value(row, i) {
+                    Param::Text(t) => Some(t),
+                    _ => None,
+                });
+            let parsed: BTreeMap<String, u64> = text
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            for (k, v) in parsed {
+                let slot = clock.entry(k).or_insert(0);
+                *slot = (*slot).max(v);
+            }
+        }
+    }
+    Some((value, clock))
+}
+
+/// One writer: seeded ops against its replica until its share or the deadline.
+async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instant>) -> Result<()> {
+    let config = &shared.config;
+    let replica = (w % config.replicas as u32) as usize;
+    let mut generator = Generator::new(config.seed, w, config.workload, config.mix.clone());
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 7_000_000 + w as u64));
+    // MV register: per key, the clock this writer last saw and when it saw it.
+    let mut contexts: HashMap<u32, (BTreeMap<String, u64>, u64)> = HashMap::new();
+    let me = format!("w{w}");
+    let mut held: Held = None;
+    for seq in 0..share {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let invoke_ns = shared.now_ns();
+        let started = Instant::now();
+        let step = generator.next_step();
+        let mut record = OpRecord {
+            invoke_ns,
+            value: 0,
+            aux: UNKNOWN_AUX,
+            latency_ns: 0,
+            process: w,
+            key: 0,
+            field: 0,
+            clock_sum: 0,
+            payload: 0,
+            replica: replica as u16,
+            f: Function::Read,
+            outcome: Outcome::Ok,
+        };
+        match step {
+            Step::Read { key } => {
+                record.key = key;
+                let read = read_key(&shared, replica, &mut held, key, w).await;
+                record.latency_ns = elapsed_ns(started);
+                record.outcome = if read.is_some() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Fail
+                };
+                let value = read.map(|(value, clock)| {
+                    if config.workload == Workload::MvRegister {
+                        contexts.insert(key, (clock, invoke_ns + record.latency_ns as u64));
+                    }
+                    value
+                });
+                shared.record(record, value)?;
+            }
+            Step::Update { key, intent } => {
+                let (f, value, _) = crate::interpreter::describe(&intent);
+                record.key = key;
+                record.f = f;
+                record.value = value;
+                let ts = shared.next_ts();
+                let (mut clock, context_ns) = contexts.remove(&key).unwrap_or_default();
+                let mine = clock.get(&me).copied().unwrap_or(0) + 1;
+                clock.insert(me.clone(), mine);
+                let clock_json = serde_json::to_string(&clock).unwrap_or_else(|_| "{}".into());
+                record.aux = match config.workload {
+                    Workload::LwwRegister => ts,
+                    Workload::MvRegister => context_ns,
+                    _ => UNKNOWN_AUX,
+                };
+                let env: Env = vec![
+                    ("key".into(), Param::Int(key as i64)),
+                    ("delta".into(), Param::Int(value)),
+                    ("element".into(), Param::Int(value)),
+                    ("value".into(), Param::Int(value)),
+                    (
+                        "op_id".into(),
+                        Param::Text(format!("{}-{w}-{seq}", config.seed)),
+                    ),
+                    ("replica".into(), Param::Int(replica as i64)),
+                    ("ts".into(), Param::Int(ts as i64)),
+                    ("clock".into(), Param::Text(clock_json)),
+                    ("process".into(), Param::Int(w as i64)),
+                ];
+                let stmts = &shared.prepared.ops[&f];
+                let mut outcome =
+                    execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
+                if config.retry_fraction > 0.0 && rng.random_bool(config.retry_fraction) {
+                    // A client or webhook retry: the same op id again.
+                    let again = execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
+                    outcome = match (outcome, again) {
+                        (Outcome::Ok, _) | (_, Outcome::Ok) => Outcome::Ok,
+                        (Outcome::Fail, Outcome::Fail) => Outcome::Fail,
+                        _ => Outcome::Info,
+                    };
+                }
+                record.latency_ns = elapsed_ns(started);
+                record.outcome = outcome;
+                if config.workload == Workload::MvRegister {
+                    // A later write of this writer supersedes this one: its
+                    // context covers it from the moment it returned.
+                    let done = invoke_ns + record.latency_ns as u64;
+                    contexts.insert(key, (clock, done.max(context_ns)));
+                }
+                shared.record(record, None)?;
+                if outcome == Outcome::Ok {
+                    let mut samples = shared.samples.lock().unwrap_or_else(|p| p.into_inner());
+                    if samples.len() < MAX_PROBES && rng.random_bool(0.05) {
+                        samples.push((replica as u16, key, f, env));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn elapsed_ns(since: Instant) -> u32 {
+    since.elapsed().as_nanos().min(u32::MAX as u128) as u32
+}
+
+/// State of `from` merged into `to`. Returns false if anything failed.
+async fn merge_pair(shared: &Shared, from: usize, to: usize) -> bool {
+    let Some((state, apply)) = &shared.prepared.merge else {
+        return true;
+    };
+    let rows = match bind_all(state, &Vec::new())
+        .fetch_all(&shared.pools[from])
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            shared.note_error("merge state query", &e);
+            return false;
+        }
+    };
+    let mut conn = match shared.pools[to].acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            shared.note_error("merge", &e);
+            return false;
+        }
+    };
+    let begin = match shared.config.url.as_deref().map(Backend::of_url) {
+        Some(Ok(Backend::Postgres)) => "BEGIN",
+        _ => "BEGIN IMMEDIATE",
+    };
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(begin))
+        .execute(&mut *conn)
+        .await
+    {
+        shared.note_error("merge BEGIN", &e);
+        return false;
+    }
+    for row in &rows {
+        let mut env = row_env(row);
+        env.push(("replica".into(), Param::Int(to as i64)));
+        env.push(("source".into(), Param::Int(from as i64)));
+        for stmt in apply {
+            if let Err(e) = bind_all(stmt, &env).execute(&mut *conn).await {
+                shared.note_error("merge apply", &e);
+                let _ = sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
+                    .execute(&mut *conn)
+                    .await;
+                return false;
+            }
+        }
+    }
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe("COMMIT"))
+        .execute(&mut *conn)
+        .await
+    {
+        shared.note_error("merge COMMIT", &e);
+        return false;
+    }
+    true
+}
+
+/// One anti-entropy round over every ordered pair the nemesis lets through.
+async fn anti_entropy_round(shared: &Shared, nemesis: &mut Nemesis) {
+    let n = shared.config.replicas as usize;
+    for from in 0..n {
+        for to in 0..n {
+            if from == to || !nemesis.connected(from, to) || nemesis.drop_gossip() {
+                continue;
+            }
+            merge_pair(shared, from, to).await;
+            if nemesis.duplicate().is_some() {
+                merge_pair(shared, from, to).await;
+            }
+        }
+    }
+}
+
+async fn gossip_task(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> (Nemesis, Vec<String>) {
+    let config = &shared.config;
+    let mut nemesis = Nemesis::new(
+        config.nemesis.clone(),
+        config.seed,
+        config.replicas as usize,
+    );
+    let mut log = Vec::new();
+    let mut phase = 0u64;
+    // Eight phases over a timed run, as the in-process nemesis does.
+    let length = config.duration.map_or(PHASE, |d| (d / 8).max(PHASE));
+    let began = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let now = began.elapsed();
+        // A round slower than a phase skips the phases it overlapped.
+        let current = (now.as_nanos() / length.as_nanos()) as u64;
+        if current > phase {
+            phase = current;
+            if let Some(change) = nemesis.enter_phase(phase) {
+                log.push(format!("{:.2}s {change}", now.as_secs_f64()));
+            }
+        }
+        if config.replicas > 1 {
+            anti_entropy_round(&shared, &mut nemesis).await;
+        }
+        tokio::time::sleep(GOSSIP_PAUSE).await;
+    }
+    (nemesis, log)
+}
+
+/// A replica's URL and, on PostgreSQL, its schema.
+type Location = (String, Option<String>);
+
+/// Where each replica lives.
+fn replica_locations(config: &SqlRunConfig) -> Result<(Backend, Vec<Location>)> {
+    let n = config.replicas as usize;
+    let Some(url) = config.url.as_deref().filter(|u| !u.trim().is_empty()) else {
+        let dir = config.out.join("sqlite");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut urls = Vec::new();
+        for i in 0..n {
+            let path = dir.join(format!("r{i}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let file = PathBuf::from(format!("{}{suffix}", path.display()));
+                if file.exists() {
+                    std::fs::remove_file(&file).map_err(|e| Error::io(&file, e))?;
+                }
+            }
+            urls.push((format!("sqlite://{}?mode=rwc", path.display()), None));
+        }
+        return Ok((Backend::Sqlite, urls));
+    };
+    let backend = Backend::of_url(url)?;
+    let urls = match backend {
+        Backend::Sqlite if n == 1 => vec![(url.to_string(), None)],
+        Backend::Sqlite => {
+            let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
+            (0..n)
+                .map(|i| (format!("{base}-r{i}{query}"), None))
+                .collect()
+        }
+        Backend::Postgres => {
+            let schema = config.spec.schema.as_deref().unwrap_or("converge");
+            if schema.is_empty()
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(Error::Config(format!(
+                    "target.sql.schema '{schema}': letters, digits and _ only"
+                )));
+            }
+            (0..n)
+                .map(|i| {
+                    let name = if n == 1 {
+                        schema.to_string()
+                    } else {
+                        format!("{schema}_r{i}")
+                    };
+                    (url.to_string(), Some(name))
+                })
+                .collect()
+        }
+    };
+    Ok((backend, urls))
+}
+
+/// Default connections per replica (see the module docs).
+fn default_pool_size(backend: Backend, writers: u32, replicas: u16) -> u32 {
+    let per_replica = writers.div_ceil(replicas as u32).max(1);
+    match backend {
+        // One per writer plus one for anti-entropy, so writers keep theirs.
+        Backend::Postgres => (per_replica + 1).min((64 / replicas as u32).max(2) + 1),
+        Backend::Sqlite => per_replica.min(8),
+    }
+}
+
+async fn connect(
+    config: &SqlRunConfig,
+    backend: Backend,
+    locations: &[Location],
+    setup: &[String],
+    pool_size: u32,
+    password: Option<&str>,
+) -> Result<Vec<AnyPool>> {
+    let scrub = |m: String| match password {
+        Some(p) => m.replace(p, "***"),
+        None => m,
+    };
+    let mut pools = Vec::new();
+    for (i, (url, schema)) in locations.iter().enumerate() {
+        let component = match schema {
+            Some(s) => format!("sql replica r{i} ({}, schema {s})", redact_url(url)),
+            None => format!("sql replica r{i} ({})", redact_url(url)),
+        };
+        let unreachable = |e: sqlx::Error| Error::Target {
+            component: component.clone(),
+            message: scrub(e.to_string()),
+        };
+        // One plain connection first: its error says why (refused, no such
+        // database, authentication) where a pool would only time out.
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            <sqlx::AnyConnection as sqlx::Connection>::connect(url),
+        )
+        .await
+        .map_err(|_| Error::Target {
+            component: component.clone(),
+            message: "no connection within 10 s".into(),
+        })?
+        .map_err(unreachable)?;
+        let _ = sqlx::Connection::close(probe).await;
+        if let Some(schema) = schema {
+            let admin = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(unreachable)?;
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\""
+            )))
+            .execute(&admin)
+            .await
+            .map_err(unreachable)?;
+            admin.close().await;
+        }
+        let mut session = Vec::new();
+        match backend {
+            Backend::Postgres => {
+                if let Some(schema) = schema {
+                    session.push(format!("SET search_path TO \"{schema}\""));
+                }
+                if let Some(ms) = config.spec.statement_timeout_ms {
+                    session.push(format!("SET statement_timeout = {ms}"));
+                }
+            }
+            Backend::Sqlite => {
+                session.push("PRAGMA busy_timeout = 10000".into());
+                session.push("PRAGMA journal_mode = WAL".into());
+                session.push("PRAGMA synchronous = NORMAL".into());
+            }
+        }
+        let session = Arc::new(session);
+        let pool = AnyPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                let session = session.clone();
+                Box::pin(async move {
+                    for stmt in session.iter() {
+                        sqlx::raw_sql(AssertSqlSafe(stmt.as_str()))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(unreachable)?;
+        for (j, stmt) in setup.iter().enumerate() {
+            sqlx::raw_sql(AssertSqlSafe(stmt.as_str()))
+                .execute(&pool)
+                .await
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "target.sql.setup[{j}] failed on {component}: {}",
+                        scrub(e.to_string())
+                    ))
+                })?;
+        }
+        pools.push(pool);
+    }
+    Ok(pools)
+}
+
+/// Runs the scenario against the database and returns the recorded history.
+/// Errors before the first op are configuration (exit 3) or an unreachable
+/// database (exit 4); database errors during the run become `fail` or `info`.
+pub fn run(config: &SqlRunConfig) -> Result<SqlResult> {
+    sqlx::any::install_default_drivers();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    runtime.block_on(run_async(config))
+}
+
+async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
+    let rss_start_mb = crate::metrics::rss_mb().map_or(0.0, |r| r.0);
+    let started = Instant::now();
+    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
+    let (backend, locations) = replica_locations(config)?;
+    if let Some(backends) = &config.spec.backends {
+        if !backends.contains(&backend) {
+            return Err(Error::Config(format!(
+                "this scenario declares backends {:?}; it does not hold on {}",
+                backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
+                backend.name()
+            )));
+        }
+    }
+    let prepared = Prepared::new(config, backend)?;
+    let password = config.url.as_deref().and_then(spec::password_of);
+    let pool_size = config
+        .spec
+        .pool_size
+        .unwrap_or_else(|| default_pool_size(backend, config.writers, config.replicas))
+        .max(1);
+    let pools = connect(
+        config,
+        backend,
+        &locations,
+        &prepared.setup,
+        pool_size,
+        password.as_deref(),
+    )
+    .await?;
+    let header = Header {
+        schema_version: SCHEMA_VERSION,
+        seed: config.seed,
+        workload: config.workload,
+        model: config.model.clone(),
+        target: "sql".into(),
+        writers: config.writers,
+        replicas: config.replicas,
+        keys: config.mix.keys,
+        ops: config.ops,
+        nemesis: config.nemesis.to_spec(),
+        reproduce: config.reproduce.clone(),
+        linearizable: false,
+    };
+    let history_writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        prepared,
+        pools,
+        start: started,
+        last_ts: AtomicU64::new(0),
+        sender: history_writer.sender(),
+        errors: Mutex::new(Vec::new()),
+        error_count: AtomicU64::new(0),
+        samples: Mutex::new(Vec::new()),
+        password,
+        // One spare connection per replica for anti-entropy.
+        hold_connections: pool_size > config.writers.div_ceil(config.replicas as u32),
+    });
+
+    let write_start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let gossip = tokio::spawn(gossip_task(shared.clone(), stop.clone()));
+    let deadline = config.duration.map(|d| write_start + d);
+    let writers = config.writers.max(1);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let share =
+            config.ops / writers as u64 + u64::from((w as u64) < config.ops % writers as u64);
+        tasks.push(tokio::spawn(writer(shared.clone(), w, share, deadline)));
+    }
+    let mut failure = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Some(e),
+            Err(e) => failure = Some(Error::Config(format!("writer task failed: {e}"))),
+        }
+    }
+    let write_phase = write_start.elapsed();
+    stop.store(true, Ordering::Release);
+    let (mut nemesis, mut nemesis_log) = gossip
+        .await
+        .map_err(|e| Error::Config(format!("anti-entropy task failed: {e}")))?;
+    if let Some(e) = failure {
+        drop(shared);
+        let _ = history_writer.finish();
+        return Err(e);
+    }
+
+    // Final phase: heal, then anti-entropy until the reads stop changing.
+    nemesis.heal();
+    nemesis_log.push(format!(
+        "{:.1}s heal; final anti-entropy",
+        started.elapsed().as_secs_f64()
+    ));
+    let healed = Instant::now();
+    let replicas = config.replicas as usize;
+    let keys = config.mix.keys.max(1);
+    let mut previous: Option<Vec<Option<Value>>> = None;
+    let mut converged_at = None;
+    let mut rounds = 0;
+    let mut reached = false;
+    let mut last;
+    loop {
+        if replicas > 1 {
+            anti_entropy_round(&shared, &mut nemesis).await;
+        }
+        rounds += 1;
+        let mut reads = Vec::with_capacity(replicas * keys as usize);
+        for r in 0..replicas {
+            for k in 0..keys {
+                reads.push(
+                    read_key(&shared, r, &mut None, k, u32::MAX)
+                        .await
+                        .map(|(v, _)| v),
+                );
+            }
+        }
+        let keys = keys as usize;
+        let equal = reads.iter().all(Option::is_some)
+            && (0..keys).all(|k| (1..replicas).all(|r| reads[r * keys + k] == reads[k]));
+        if equal {
+            converged_at.get_or_insert(healed.elapsed());
+        } else {
+            converged_at = None;
+        }
+        let stable = previous.as_ref() == Some(&reads);
+        last = reads.clone();
+        previous = Some(reads);
+        if stable {
+            reached = true;
+            break;
+        }
+        if rounds >= config.max_rounds.max(2) {
+            break;
+        }
+    }
+    let sender = shared.sender.clone();
+    for (i, value) in last.into_iter().enumerate() {
+        if let Some(value) = value {
+            let _ = sender.send(WriterMsg::Final(FinalRead {
+                replica: (i / keys as usize) as u16,
+                key: (i % keys as usize) as u32,
+                value,
+            }));
+        }
+    }
+    // Redelivery probes: only a scenario that retries claims idempotency.
+    if config.retry_fraction > 0.0 {
+        let samples =
+            std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
+        for (replica, key, f, env) in samples {
+            let r = replica as usize;
+            let before = read_key(&shared, r, &mut None, key, u32::MAX)
+                .await
+                .map(|(v, _)| v);
+            let stmts = &shared.prepared.ops[&f];
+            execute(&shared, r, &mut None, stmts, &mut env.clone()).await;
+            let after = read_key(&shared, r, &mut None, key, u32::MAX)
+                .await
+                .map(|(v, _)| v);
+            let changed = before != after;
+            let _ = sender.send(WriterMsg::Probe(Probe {
+                probe: ProbeKind::Redeliver,
+                replica,
+                key,
+                state_changed: changed,
+                before: if changed { before } else { None },
+                after: if changed { after } else { None },
+            }));
+        }
+    }
+    let _ = sender.send(WriterMsg::Quiescence(Quiescence {
+        reached,
+        rounds,
+        max_rounds: config.max_rounds.max(2),
+        convergence_ns: converged_at.map(|d| d.as_nanos() as u64),
+    }));
+    drop(sender);
+    let errors = std::mem::take(&mut *shared.errors.lock().unwrap_or_else(|p| p.into_inner()));
+    let error_count = shared.error_count.load(Ordering::Relaxed);
+    if error_count > errors.len() as u64 {
+        nemesis_log.push(format!("{error_count} database errors in all"));
+    }
+    for pool in &shared.pools {
+        pool.close().await;
+    }
+    drop(shared);
+    let history = history_writer.finish()?;
+    Ok(SqlResult {
+        history,
+        write_phase,
+        total: started.elapsed(),
+        rss_start_mb,
+        nemesis_log,
+        errors,
+        backend,
+        pool_size,
+    })
+}

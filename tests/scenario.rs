@@ -1,0 +1,209 @@
+//! Scenario files and SLO gates through the CLI: the file drives the run,
+//! a typed flag overrides it, a bad file is refused with exit 3 naming the
+//! key and line, and a missed gate turns the verdict (exit 1) and shows in
+//! the report's acceptance table.
+
+mod common;
+
+use common::{cli, read_json, run_into};
+use std::path::{Path, PathBuf};
+
+fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+const IN_PROCESS: &str = r#"
+workload = "g-counter"
+writers = 3
+replicas = 2
+ops = 300
+keys = 4
+seed = 11
+nemesis = "none"
+no_shrink = true
+
+[target]
+kind = "in-process"
+"#;
+
+#[test]
+fn the_file_drives_the_run_and_a_typed_flag_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario(dir.path(), "s.toml", IN_PROCESS);
+    let file = file.to_str().unwrap();
+
+    let from_file = dir.path().join("file");
+    run_into(&from_file, &["--scenario", file]).expect_code(0);
+    let report = read_json(&from_file.join("report.json"));
+    assert_eq!(report["writers"], 3, "{report:#}");
+    assert_eq!(report["replicas"], 2, "{report:#}");
+    assert_eq!(report["seed"], 11, "{report:#}");
+    assert_eq!(report["workload"], "g-counter", "{report:#}");
+
+    let overridden = dir.path().join("flag");
+    run_into(
+        &overridden,
+        &["--scenario", file, "--writers", "5", "--seed", "12"],
+    )
+    .expect_code(0);
+    let report = read_json(&overridden.join("report.json"));
+    assert_eq!(report["writers"], 5, "the flag must win: {report:#}");
+    assert_eq!(report["seed"], 12, "the flag must win: {report:#}");
+    assert_eq!(
+        report["replicas"], 2,
+        "the file still gives the rest: {report:#}"
+    );
+}
+
+fn refused(text: &str, needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario(dir.path(), "bad.toml", text);
+    let out = run_into(
+        &dir.path().join("out"),
+        &["--scenario", file.to_str().unwrap()],
+    );
+    out.expect_code(3).no_panic();
+    for needle in needles {
+        out.stderr_mentions(needle);
+    }
+}
+
+#[test]
+fn an_unknown_key_is_refused_naming_it_and_its_line() {
+    refused(
+        "workload = \"g-counter\"\nwriterz = 3\n",
+        &["bad.toml:2:", "unknown field `writerz`"],
+    );
+    refused(
+        "[target.sql]\nurl = \"\"\nbogus = 1\n[target.sql.ops]\n[target.sql.read]\nsql = \"SELECT 1\"\ncolumn = \"v\"\n",
+        &["bad.toml:3:", "unknown field `bogus`"],
+    );
+}
+
+#[test]
+fn a_wrong_type_is_refused_naming_its_line() {
+    refused(
+        "workload = \"g-counter\"\n\nwriters = \"many\"\n",
+        &["bad.toml:3:", "invalid type"],
+    );
+    refused(
+        "[slo]\np95_ms = \"fast\"\n",
+        &["bad.toml:2:", "invalid type"],
+    );
+}
+
+#[test]
+fn a_missing_required_key_is_refused() {
+    refused(
+        "[target.sql]\nsetup = []\n[target.sql.ops]\n",
+        &["missing field `read`"],
+    );
+}
+
+#[test]
+fn a_template_naming_a_missing_field_is_refused_before_the_run() {
+    let text = r#"workload = "g-counter"
+[target.sql]
+setup = ["CREATE TABLE c (k BIGINT PRIMARY KEY, v BIGINT)"]
+[target.sql.ops]
+increment = [
+  "UPDATE c SET v = v + :detla WHERE k = :key",
+]
+[target.sql.read]
+sql = "SELECT v FROM c WHERE k = :key"
+column = "v"
+"#;
+    refused(text, &["bad.toml:6:", "target.sql.ops.increment", ":detla"]);
+    // A column of an earlier SELECT in the same op is a field; a typo is not.
+    let rmw = text.replace(
+        "\"UPDATE c SET v = v + :detla WHERE k = :key\",",
+        "\"SELECT v AS current FROM c WHERE k = :key\", \"UPDATE c SET v = :curent + :delta WHERE k = :key\",",
+    );
+    refused(&rmw, &[":curent"]);
+    let read = text
+        .replace(":detla", ":delta")
+        .replace("WHERE k = :key\"\ncolumn", "WHERE k = :delta\"\ncolumn");
+    refused(&read, &["target.sql.read.sql", ":delta"]);
+}
+
+#[test]
+fn a_missing_scenario_file_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    run_into(
+        dir.path(),
+        &["--scenario", dir.path().join("nope.toml").to_str().unwrap()],
+    )
+    .expect_code(3)
+    .stderr_mentions("nope.toml");
+}
+
+#[test]
+fn a_missed_slo_gate_fails_the_run_and_shows_in_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{IN_PROCESS}\n[slo]\nmin_throughput = 1e15\np99_ms = 1e9\n");
+    let file = scenario(dir.path(), "slo.toml", &text);
+    let out_dir = dir.path().join("out");
+    run_into(&out_dir, &["--scenario", file.to_str().unwrap()]).expect_code(1);
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| SLO min_throughput |"))
+        .unwrap_or_else(|| panic!("no SLO row in\n{md}"));
+    assert!(row.ends_with("| FAIL |"), "{row}");
+    let met = md
+        .lines()
+        .find(|l| l.starts_with("| SLO p99_ms |"))
+        .unwrap();
+    assert!(met.ends_with("| pass |"), "{met}");
+    let report = read_json(&out_dir.join("report.json"));
+    assert_eq!(report["verdict"], "invalid", "{report:#}");
+    assert_eq!(report["slo"][0]["metric"], "p99_ms", "{report:#}");
+    assert!(
+        report["slo"][1]["actual"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    // The same run without the gate is valid: the gate alone failed it.
+    let file = scenario(dir.path(), "no-slo.toml", IN_PROCESS);
+    run_into(
+        &dir.path().join("out2"),
+        &["--scenario", file.to_str().unwrap()],
+    )
+    .expect_code(0);
+}
+
+#[test]
+fn a_flag_gate_overrides_the_file_and_an_unmeasured_gate_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{IN_PROCESS}\n[slo]\nmin_throughput = 1e15\n");
+    let file = scenario(dir.path(), "slo.toml", &text);
+    let file = file.to_str().unwrap();
+    run_into(
+        &dir.path().join("a"),
+        &["--scenario", file, "--slo", "min_throughput=1"],
+    )
+    .expect_code(0);
+    // converge did not start the service, so its RSS is not measured: unknown, never pass.
+    let out = dir.path().join("b");
+    run_into(
+        &out,
+        &[
+            "--scenario",
+            file,
+            "--slo",
+            "min_throughput=1",
+            "--slo",
+            "service_max_rss_mb=512",
+        ],
+    )
+    .expect_code(2);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| SLO service_max_rss_mb | <= 512 | not measured | unknown |"),
+        "{md}"
+    );
+    cli(["run", "--slo", "p95=3"])
+        .expect_code(3)
+        .stderr_mentions("unknown gate");
+}
