@@ -9,7 +9,8 @@
 //! - [`checker`]: pure functions of the history (convergence, data loss,
 //!   idempotency, conflicts);
 //! - [`report`]: `report.json`, `report.md`, and the exit code via [`verdict`];
-//! - [`shrink`]: minimal counterexamples.
+//! - [`shrink`]: minimal counterexamples;
+//! - [`serve`]: `converge serve`, the reference HTTP CRDT service.
 #![warn(missing_docs)]
 
 pub mod checker;
@@ -23,6 +24,7 @@ pub mod nemesis;
 pub mod network;
 pub mod props;
 pub mod report;
+pub mod serve;
 pub mod shrink;
 pub mod target;
 pub mod verdict;

@@ -5,6 +5,7 @@ pub mod list;
 pub mod progress;
 pub mod run;
 pub mod run_maelstrom;
+pub mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// List workloads, faulty models or nemesis faults.
     List(list::ListArgs),
+    /// Run the reference HTTP CRDT service (several replicas in one process).
+    Serve(serve::ServeArgs),
 }
 
 /// Where run outputs go by default.
@@ -49,5 +52,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run::execute(*args),
         Command::Check(args) => check::execute(args),
         Command::List(args) => list::execute(args),
+        Command::Serve(args) => serve::execute(args),
     }
 }
