@@ -44,6 +44,21 @@ pub struct Memory {
     pub history_bytes_per_op: f64,
 }
 
+/// Figures of a service converge started itself, sampled from /proc.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceFigures {
+    /// Peak resident set size, MB.
+    pub rss_peak_mb: f64,
+    /// Mean resident set size over the samples, MB.
+    pub rss_mean_mb: f64,
+    /// CPU seconds (user + system) used during the run.
+    pub cpu_s: f64,
+    /// Samples taken.
+    pub samples: u64,
+    /// Kill-and-restart cycles (the `crash` fault).
+    pub restarts: u32,
+}
+
 /// A shrunk failing run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Counterexample {
@@ -140,6 +155,9 @@ pub struct Report {
     pub write_phase_s: Option<f64>,
     /// Wall time of the whole run, s (`null` offline).
     pub duration_s: Option<f64>,
+    /// The service under test, when converge started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceFigures>,
 }
 
 /// Figures only a live run knows.
@@ -250,6 +268,7 @@ impl Report {
                 .map_or(String::new(), |h| h.reproduce.clone()),
             write_phase_s: live.map(|l| l.write_phase_s),
             duration_s: live.map(|l| l.duration_s),
+            service: None,
         }
     }
 
@@ -430,6 +449,13 @@ impl Report {
         ];
         for (k, v) in rows {
             let _ = writeln!(md, "| {k} | {v} |");
+        }
+        if let Some(s) = &self.service {
+            let _ = writeln!(
+                md,
+                "| service RSS peak / mean | {:.1} MB / {:.1} MB |\n| service CPU | {:.2} s ({} samples, {} restarts) |",
+                s.rss_peak_mb, s.rss_mean_mb, s.cpu_s, s.samples, s.restarts
+            );
         }
         if !self.latency_by_kind_ms.is_empty() {
             let _ = writeln!(md, "\n| op | count | p50 ms | p75 | p95 | p99 | p999 | max |\n|---|---|---|---|---|---|---|---|");

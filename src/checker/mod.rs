@@ -89,12 +89,16 @@ impl Check {
 
 /// Runs every checker that applies to the history's workload.
 pub fn check_all(history: &History) -> Vec<Check> {
-    if history
+    if let Some(h) = history
         .header
         .as_ref()
-        .is_some_and(|h| h.target == "maelstrom")
+        .filter(|h| h.target == "maelstrom" || h.target == "http")
     {
-        return check_opaque_target(history);
+        let mut checks = check_opaque_target(history);
+        if h.target == "http" {
+            checks.push(idempotency::black_box(history));
+        }
+        return checks;
     }
     let mut checks = vec![
         convergence::check(history),

@@ -4,6 +4,7 @@ pub mod check;
 pub mod list;
 pub mod progress;
 pub mod run;
+pub mod run_http;
 pub mod run_maelstrom;
 pub mod serve;
 

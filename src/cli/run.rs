@@ -23,6 +23,8 @@ pub enum TargetKind {
     InProcess,
     /// Node processes speaking Jepsen Maelstrom's protocol (`--bin`).
     Maelstrom,
+    /// A service behind HTTP, mapped by `--http-config FILE.toml`.
+    Http,
 }
 
 /// Arguments of `converge run`.
@@ -37,6 +39,9 @@ pub struct RunArgs {
     /// Maelstrom: an argument for each node (repeatable).
     #[arg(long = "bin-arg", allow_hyphen_values = true)]
     pub bin_args: Vec<String>,
+    /// Http: the target's configuration (TOML: replicas, request templates, start command).
+    #[arg(long)]
+    pub http_config: Option<PathBuf>,
     /// Maelstrom: node processes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
@@ -190,6 +195,9 @@ pub fn random_seed() -> u64 {
 pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
     if args.target == TargetKind::Maelstrom {
         return super::run_maelstrom::execute(&args);
+    }
+    if args.target == TargetKind::Http {
+        return super::run_http::execute(&args);
     }
     let config = match config_from(&args) {
         Ok(c) => c,

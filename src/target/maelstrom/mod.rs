@@ -267,16 +267,7 @@ struct Recorder {
 impl Recorder {
     fn record(&mut self, record: OpRecord, read: Option<converge_models::Value>) -> Result<()> {
         if let Some(writer) = &self.writer {
-            let mut batch = History::default();
-            batch
-                .push(record, None, &[], read.clone())
-                .map_err(Error::Config)?;
-            writer
-                .send(WriterMsg::Ops(Box::new(batch)))
-                .map_err(|_| Error::Target {
-                    component: "history writer".into(),
-                    message: "stopped accepting ops".into(),
-                })?;
+            crate::history::jsonl::send_op(writer, record, read.clone())?;
         }
         self.history
             .push(record, None, &[], read)
