@@ -7,6 +7,7 @@ mod common;
 use common::BIN;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -408,5 +409,24 @@ async fn postgres_backend_replicates_between_schemas() {
             let drop = format!("DROP SCHEMA IF EXISTS {prefix}_r{r} CASCADE");
             let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
         }
+    }
+}
+
+#[test]
+fn every_route_is_in_the_openapi_description() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let api = std::fs::read_to_string(root.join("src/serve/api.rs")).expect("api.rs");
+    let doc = std::fs::read_to_string(root.join("docs/openapi.yaml")).expect("openapi.yaml");
+    let routes: Vec<&str> = api
+        .split(".route(\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(routes.len() >= 10, "routes not found in api.rs: {routes:?}");
+    for route in routes {
+        assert!(
+            doc.contains(&format!("\n  {route}:\n")),
+            "{route} is served but not described in docs/openapi.yaml"
+        );
     }
 }
