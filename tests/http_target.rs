@@ -55,6 +55,7 @@ fn the_reference_service_is_valid_with_the_nemesis_on() {
         ("http-serve-counter-ok.toml", ["1", "2"], "partition,crash"),
         ("http-serve-or-set-ok.toml", ["1", "2"], "partition,delay"),
         ("http-serve-mv-register-ok.toml", ["1", "2"], "partition"),
+        ("http-serve-lww-register-ok.toml", ["1", "2"], "partition"),
     ] {
         for seed in seeds {
             let out = dir.path().join(format!("{name}-{seed}"));
@@ -84,41 +85,6 @@ fn the_reference_service_is_valid_with_the_nemesis_on() {
             assert!(out.join("history.jsonl").exists());
         }
     }
-}
-
-#[test]
-fn the_lww_register_example_is_valid_against_a_service_started_by_hand() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    // The example lists fixed ports; point a copy at converge serve on free
-    // ports instead, through the same `start` machinery.
-    let config = variant(
-        dir.path(),
-        "http-serve-lww-register-ok.toml",
-        &[(
-            "replicas = [\"http://127.0.0.1:7400\", \"http://127.0.0.1:7401\", \"http://127.0.0.1:7402\"]",
-            "",
-        )],
-    );
-    let mut text = std::fs::read_to_string(&config).expect("read");
-    text.push_str("\n[start]\ncommand = [\"{converge}\", \"serve\", \"--replicas\", \"3\", \"--port\", \"0\"]\nhealth_url = \"/health\"\nexpect_replicas = 3\n");
-    std::fs::write(&config, text).expect("write");
-    let out = dir.path().join("lww");
-    run_http(
-        &config,
-        &out,
-        &[
-            "--writers",
-            "10",
-            "--ops",
-            "1500",
-            "--read-ratio",
-            "0.3",
-            "--seed",
-            "4",
-        ],
-    )
-    .no_panic()
-    .expect_code(0);
 }
 
 #[test]
@@ -319,4 +285,32 @@ fn bad_configurations_are_exit_3_naming_the_problem() {
     }
     let out = finish(converge().args(["run", "--target", "http"]));
     out.expect_code(3).mentions("--http-config");
+}
+
+#[test]
+fn every_http_example_is_covered_by_the_tests_above() {
+    let known = [
+        "http-serve-counter-ok.toml",
+        "http-serve-or-set-ok.toml",
+        "http-serve-mv-register-ok.toml",
+        "http-serve-lww-register-ok.toml",
+        "http-serve-bug-lost-update.toml",
+        "http-serve-bug-non-idempotent-retry.toml",
+        "http-serve-bug-sibling-drop.toml",
+        "http-serve-bug-no-anti-entropy.toml",
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with("http-") {
+            assert!(
+                known.contains(&name.as_str()),
+                "examples/{name} is not run by any test"
+            );
+        }
+    }
 }

@@ -438,3 +438,60 @@ impl HttpTargetConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = r#"
+[target.http]
+workload = "g-counter"
+replicas = ["http://127.0.0.1:1"]
+
+[target.http.ops.increment]
+path = "/c/{key}"
+body = { delta = "{delta}" }
+
+[target.http.ops.read]
+method = "GET"
+path = "/c/{key}"
+value = "/value"
+"#;
+
+    #[derive(Deserialize)]
+    struct Scenario {
+        target: Targets,
+    }
+
+    #[derive(Deserialize)]
+    struct Targets {
+        http: HttpTargetConfig,
+    }
+
+    #[test]
+    fn mounts_as_a_target_http_table_of_a_scenario_file() {
+        let scenario: Scenario = toml::from_str(TABLE).expect("parses");
+        let config = scenario.target.http;
+        config.validate().expect("valid");
+        assert_eq!(config.keys, 1);
+        assert_eq!(config.timeout_ms, 2000);
+        let requests = config.requests().expect("templates");
+        assert_eq!(requests.update.kind, OpKind::Increment);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_rejected_naming_them() {
+        let typo = TABLE.replace("workload =", "workloda = \"x\"\nworkload =");
+        let e = toml::from_str::<Scenario>(&typo)
+            .err()
+            .expect("rejected")
+            .to_string();
+        assert!(e.contains("workloda"), "{e}");
+        let typed = TABLE.replace("[\"http://127.0.0.1:1\"]", "\"http://127.0.0.1:1\"");
+        let e = toml::from_str::<Scenario>(&typed)
+            .err()
+            .expect("rejected")
+            .to_string();
+        assert!(e.contains("replicas"), "{e}");
+    }
+}
