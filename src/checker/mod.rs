@@ -128,6 +128,32 @@ fn check_opaque_target(history: &History) -> Vec<Check> {
     checks
 }
 
+/// A check made of messages a live run collected (node protocol errors,
+/// garbage answers): valid when there were none, else invalid with the
+/// first few as findings and `total` counted.
+pub fn findings_check(
+    name: &str,
+    total: u64,
+    kept: &[String],
+    valid: &str,
+    invalid: &str,
+) -> Check {
+    let mut check = if total == 0 {
+        Check::new(name, Verdict::Valid, valid)
+    } else {
+        Check::new(name, Verdict::Invalid, format!("{total} {invalid}"))
+    };
+    for text in kept {
+        check.find(Finding {
+            message: text.clone(),
+            ..Finding::default()
+        });
+    }
+    check.findings_total = total;
+    check.count("findings", total);
+    check
+}
+
 /// The combined verdict: the worst of all checks.
 pub fn overall(checks: &[Check]) -> Verdict {
     checks

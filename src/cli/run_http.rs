@@ -2,11 +2,11 @@
 
 use super::run::{random_seed, RunArgs};
 use super::{default_out, Format};
-use crate::checker::{check_all, Check, Finding};
+use crate::checker::{check_all, findings_check};
 use crate::error::Error;
 use crate::generator::Mix;
 use crate::report::{LiveFigures, Report};
-use crate::target::http::{run, HttpFaults, HttpResult, HttpRunConfig, HttpTargetConfig};
+use crate::target::http::{run, HttpFaults, HttpRunConfig, HttpTargetConfig};
 use crate::verdict::Verdict;
 
 /// Resolves the flags and the `--http-config` file of an http run.
@@ -50,35 +50,6 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
     Ok(config)
 }
 
-/// Answers that broke the templates' promise, as a check.
-fn responses_check(result: &HttpResult) -> Check {
-    let mut check = if result.garbage_total == 0 {
-        Check::new(
-            "target-responses",
-            Verdict::Valid,
-            "every 2xx answer had what the templates point at",
-        )
-    } else {
-        Check::new(
-            "target-responses",
-            Verdict::Invalid,
-            format!(
-                "{} answer(s) did not have what the templates point at",
-                result.garbage_total
-            ),
-        )
-    };
-    for text in &result.garbage {
-        check.find(Finding {
-            message: text.clone(),
-            ..Finding::default()
-        });
-    }
-    check.findings_total = result.garbage_total;
-    check.count("findings", result.garbage_total);
-    check
-}
-
 /// Runs the http target and returns the exit code.
 pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let config = match config_from(args) {
@@ -95,15 +66,14 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         }
     };
     let mut checks = check_all(&result.history);
-    if let Some(apart) = &result.divergence {
-        if let Some(convergence) = checks.iter_mut().find(|c| c.name == "convergence") {
-            convergence.find(Finding {
-                message: format!("final reads: {apart}"),
-                ..Finding::default()
-            });
-        }
-    }
-    checks.push(responses_check(&result));
+    super::run_maelstrom::note_divergence(&mut checks, result.divergence.as_deref());
+    checks.push(findings_check(
+        "target-responses",
+        result.garbage_total,
+        &result.garbage,
+        "every 2xx answer had what the templates point at",
+        "answer(s) did not have what the templates point at",
+    ));
     let live = LiveFigures {
         write_phase_s: result.client_phase.as_secs_f64(),
         duration_s: result.total.as_secs_f64(),

@@ -91,20 +91,11 @@ impl HttpFaults {
 
     /// The spec that parses back to these faults.
     pub fn to_spec(self) -> String {
-        let names: Vec<&str> = [
+        crate::nemesis::spec_of(&[
             (self.partition, "partition"),
             (self.crash, "crash"),
             (self.delay, "delay"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(",")
-        }
+        ])
     }
 }
 

@@ -80,23 +80,14 @@ impl Faults {
 
     /// The spec that parses back to these faults.
     pub fn to_spec(self) -> String {
-        let names: Vec<&str> = [
+        crate::nemesis::spec_of(&[
             (self.partition, "partition"),
             (self.loss, "loss"),
             (self.duplicate, "duplicate"),
             (self.reorder, "reorder"),
             (self.crash, "crash"),
             (self.pause, "pause"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(",")
-        }
+        ])
     }
 }
 
