@@ -314,3 +314,55 @@ fn every_http_example_is_covered_by_the_tests_above() {
         }
     }
 }
+
+#[test]
+fn the_reference_service_on_postgres_is_valid_and_its_lost_update_is_caught() {
+    let Ok(url) = std::env::var("CONVERGE_TEST_DATABASE_URL") else {
+        eprintln!(
+            "CONVERGE_TEST_DATABASE_URL not set: skipping the Postgres run of converge serve"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, code) in [
+        ("http-serve-counter-ok.toml", 0),
+        ("http-serve-bug-lost-update.toml", 1),
+    ] {
+        let prefix = format!("converge_test_http_{}_{code}", std::process::id());
+        let storage = format!(
+            "\"--database-url\", \"{url}\", \"--schema-prefix\", \"{prefix}\", \"--reset\""
+        );
+        let config = variant(
+            dir.path(),
+            name,
+            &[("\"--data-dir\", \"{out}/serve-data\"", storage.as_str())],
+        );
+        let out = dir.path().join(format!("out-{code}"));
+        let result = run_http(
+            &config,
+            &out,
+            &[
+                "--writers",
+                "10",
+                "--ops",
+                "1500",
+                "--seed",
+                "5",
+                "--nemesis",
+                "partition",
+            ],
+        );
+        common::drop_serve_schemas(&url, &prefix, 3);
+        result.no_panic().expect_code(code);
+        // The service's log and converge's report never show a password.
+        if let Some((_, after_scheme)) = url.split_once("://") {
+            if let Some((credentials, _)) = after_scheme.split_once('@') {
+                if let Some((_, password)) = credentials.split_once(':') {
+                    let log = std::fs::read_to_string(out.join("service.log")).unwrap_or_default();
+                    let report = std::fs::read_to_string(out.join("report.md")).unwrap_or_default();
+                    assert!(!log.contains(password) && !report.contains(password));
+                }
+            }
+        }
+    }
+}

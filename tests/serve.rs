@@ -403,13 +403,7 @@ async fn postgres_backend_replicates_between_schemas() {
     until_all(&serve, "/counters/c", "/value", &json!(4)).await;
     until_all(&serve, "/sets/s", "/elements", &json!([5])).await;
     drop(serve);
-    sqlx::any::install_default_drivers();
-    if let Ok(pool) = sqlx::AnyPool::connect(&url).await {
-        for r in 0..2 {
-            let drop = format!("DROP SCHEMA IF EXISTS {prefix}_r{r} CASCADE");
-            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
-        }
-    }
+    common::drop_serve_schemas(&url, &prefix, 2);
 }
 
 #[test]
