@@ -140,6 +140,7 @@ fn service_error(component: String, e: impl std::fmt::Display) -> Error {
 }
 
 async fn run_async(config: &ServeConfig) -> Result<()> {
+    let shutdown = Shutdown::listen();
     // A temporary directory lives as long as the service.
     let mut _temp = None;
     let data_dir = match (&config.data_dir, &config.database_url) {
@@ -262,7 +263,7 @@ async fn run_async(config: &ServeConfig) -> Result<()> {
         }
         let _ = out.flush();
     }
-    shutdown_signal().await;
+    shutdown.wait().await;
     let _ = stop_tx.send(true);
     for task in tasks {
         let _ = task.await;
@@ -273,21 +274,34 @@ async fn run_async(config: &ServeConfig) -> Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+/// SIGTERM and SIGINT, listened for from before the first
+/// `listening on` line, so a harness may signal as soon as it reads one.
+struct Shutdown {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    fn listen() -> Shutdown {
+        use tokio::signal::unix::{signal, SignalKind};
+        Shutdown {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Resolves on the first of the two.
+    async fn wait(mut self) {
+        match (self.term.as_mut(), self.int.as_mut()) {
+            (Some(term), Some(int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
