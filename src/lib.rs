@@ -11,7 +11,8 @@
 //! - [`report`]: `report.json`, `report.md`, and the exit code via [`verdict`];
 //! - [`shrink`]: minimal counterexamples;
 //! - [`campaign`]: fuzzing campaigns of randomized runs (`converge fuzz`);
-//! - [`scenario`]: TOML scenario files; [`slo`]: SLO gates.
+//! - [`scenario`]: TOML scenario files; [`slo`]: SLO gates;
+//! - [`serve`]: `converge serve`, the reference HTTP CRDT service.
 #![warn(missing_docs)]
 
 pub mod campaign;
@@ -27,6 +28,7 @@ pub mod network;
 pub mod props;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 pub mod shrink;
 pub mod slo;
 pub mod target;

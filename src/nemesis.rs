@@ -117,6 +117,21 @@ impl NemesisSpec {
     }
 }
 
+/// The spec of a target's fault flags: the names of those on, comma
+/// separated, or `none`.
+pub fn spec_of(flags: &[(bool, &str)]) -> String {
+    let names: Vec<&str> = flags
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(",")
+    }
+}
+
 /// Probabilities used when the corresponding fault is on.
 pub const DROP_PROBABILITY: f64 = 0.05;
 /// See [`DROP_PROBABILITY`].

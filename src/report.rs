@@ -49,6 +49,21 @@ pub struct Memory {
     pub service_rss_peak_mb: Option<f64>,
 }
 
+/// Figures of a service converge started itself, sampled from /proc.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceFigures {
+    /// Peak resident set size, MB.
+    pub rss_peak_mb: f64,
+    /// Mean resident set size over the samples, MB.
+    pub rss_mean_mb: f64,
+    /// CPU seconds (user + system) used during the run.
+    pub cpu_s: f64,
+    /// Samples taken.
+    pub samples: u64,
+    /// Kill-and-restart cycles (the `crash` fault).
+    pub restarts: u32,
+}
+
 /// A shrunk failing run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Counterexample {
@@ -148,6 +163,9 @@ pub struct Report {
     /// SLO gates, evaluated on measured figures (see [`Report::apply_slo`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slo: Vec<SloRow>,
+    /// The service under test, when converge started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceFigures>,
 }
 
 /// Figures only a live run knows.
@@ -260,6 +278,7 @@ impl Report {
             write_phase_s: live.map(|l| l.write_phase_s),
             duration_s: live.map(|l| l.duration_s),
             slo: Vec::new(),
+            service: None,
         }
     }
 
@@ -463,6 +482,13 @@ impl Report {
         ];
         for (k, v) in rows {
             let _ = writeln!(md, "| {k} | {v} |");
+        }
+        if let Some(s) = &self.service {
+            let _ = writeln!(
+                md,
+                "| service RSS peak / mean | {:.1} MB / {:.1} MB |\n| service CPU | {:.2} s ({} samples, {} restarts) |",
+                s.rss_peak_mb, s.rss_mean_mb, s.cpu_s, s.samples, s.restarts
+            );
         }
         if !self.latency_by_kind_ms.is_empty() {
             let _ = writeln!(md, "\n| op | count | p50 ms | p75 | p95 | p99 | p999 | max |\n|---|---|---|---|---|---|---|---|");

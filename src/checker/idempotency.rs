@@ -76,3 +76,104 @@ pub fn check(history: &History) -> Check {
     }
     check
 }
+
+/// Idempotency of a black-box target (an HTTP service), judged from values
+/// since there are no probes. Retries resend an op with the same
+/// idempotency key and are recorded as that one op, so a double application
+/// shows as:
+/// - counters: a final value above the definite sum plus every positive
+///   `info` delta (for a PN-counter a lost decrement shows the same way;
+///   a value below the bounds is data-loss's business);
+/// - MV-register: a read holding the same written value twice (values are
+///   unique per write, so two siblings with it are one write applied twice).
+///
+/// A second application of the same set add or LWW write leaves the value
+/// as it was, so for those datatypes nothing is visible and the check is
+/// valid by construction (its summary says so).
+pub fn black_box(history: &History) -> Check {
+    use crate::history::{Function, Outcome};
+    use converge_models::{Value, Workload};
+    use std::collections::BTreeMap;
+    let mut check = Check::new("idempotency", Verdict::Valid, "");
+    let workload = history.workload();
+    let mut violations = 0u64;
+    match workload {
+        Some(Workload::GCounter | Workload::PnCounter) => {
+            // key -> definite sum plus every positive indeterminate delta
+            let mut highest: BTreeMap<u32, i128> = BTreeMap::new();
+            for op in history.ops.iter().filter(|o| o.f == Function::Increment) {
+                let d = op.value as i128;
+                match op.outcome {
+                    Outcome::Ok => *highest.entry(op.key).or_default() += d,
+                    Outcome::Info if d > 0 => *highest.entry(op.key).or_default() += d,
+                    _ => {}
+                }
+            }
+            for f in &history.finals {
+                let Value::Int(v) = f.value else { continue };
+                let hi = highest.get(&f.key).copied().unwrap_or_default();
+                let v = v as i128;
+                if v > hi {
+                    violations += 1;
+                    check.find(Finding {
+                        message: format!(
+                            "replica {} ended key {} at {v}, above {hi} (acknowledged sum plus every indeterminate increment): some update was applied more than once",
+                            f.replica, f.key
+                        ),
+                        key: Some(f.key),
+                        replica: Some(f.replica),
+                        expected: Some(format!("<= {hi}")),
+                        actual: Some(v.to_string()),
+                        ..Finding::default()
+                    });
+                }
+            }
+            check.summary = if violations == 0 {
+                "no final counter exceeds the acknowledged sum plus every indeterminate increment"
+                    .into()
+            } else {
+                format!("{violations} final counter value(s) count some update twice")
+            };
+        }
+        Some(Workload::MvRegister) => {
+            let reads = history
+                .ops
+                .iter()
+                .enumerate()
+                .filter_map(|(i, op)| history.read_value(op).map(|v| (Some(i), op.replica, v)))
+                .chain(history.finals.iter().map(|f| (None, f.replica, &f.value)));
+            for (op, replica, value) in reads {
+                let Value::Elems(items) = value else { continue };
+                if let Some(w) = items.windows(2).find(|w| w[0] == w[1]) {
+                    violations += 1;
+                    check.find(Finding {
+                        message: format!(
+                            "replica {replica} returned write {} twice among its siblings: one write applied twice",
+                            w[0]
+                        ),
+                        replica: Some(replica),
+                        ops: op.into_iter().collect(),
+                        actual: Some(format!("{items:?}")),
+                        ..Finding::default()
+                    });
+                }
+            }
+            check.summary = if violations == 0 {
+                "no MV-register read holds the same write twice".into()
+            } else {
+                format!("{violations} read(s) hold a write applied twice")
+            };
+        }
+        _ => {
+            check.summary = format!(
+                "a repeated {} update does not change its value: double application is not observable here",
+                workload.map_or("?", |w| w.name())
+            );
+        }
+    }
+    check.count("violations", violations);
+    if violations > 0 {
+        check.verdict = Verdict::Invalid;
+    }
+    check
+}

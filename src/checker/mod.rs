@@ -128,8 +128,37 @@ fn check_black_box(history: &History) -> Vec<Check> {
     }
     if !history.probes.is_empty() {
         checks.push(idempotency::check(history));
+    } else if history.header.as_ref().is_some_and(|h| h.target == "http") {
+        // HTTP retries carry no probes: double application shows in the values.
+        checks.push(idempotency::black_box(history));
     }
     checks
+}
+
+/// A check made of messages a live run collected (node protocol errors,
+/// garbage answers): valid when there were none, else invalid with the
+/// first few as findings and `total` counted.
+pub fn findings_check(
+    name: &str,
+    total: u64,
+    kept: &[String],
+    valid: &str,
+    invalid: &str,
+) -> Check {
+    let mut check = if total == 0 {
+        Check::new(name, Verdict::Valid, valid)
+    } else {
+        Check::new(name, Verdict::Invalid, format!("{total} {invalid}"))
+    };
+    for text in kept {
+        check.find(Finding {
+            message: text.clone(),
+            ..Finding::default()
+        });
+    }
+    check.findings_total = total;
+    check.count("findings", total);
+    check
 }
 
 /// The combined verdict: the worst of all checks.

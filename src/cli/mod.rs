@@ -5,8 +5,10 @@ pub mod fuzz;
 pub mod list;
 pub mod progress;
 pub mod run;
+pub mod run_http;
 pub mod run_maelstrom;
 pub mod run_sql;
+pub mod serve;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -41,6 +43,8 @@ pub enum Command {
     Fuzz(Box<fuzz::FuzzArgs>),
     /// List workloads, faulty models or nemesis faults.
     List(list::ListArgs),
+    /// Run the reference HTTP CRDT service (several replicas in one process).
+    Serve(serve::ServeArgs),
 }
 
 /// Where run outputs go by default.
@@ -76,5 +80,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(args) => check::execute(args),
         Command::Fuzz(args) => fuzz::execute(*args),
         Command::List(args) => list::execute(args),
+        Command::Serve(args) => serve::execute(args),
     }
 }

@@ -26,6 +26,8 @@ pub enum TargetKind {
     Maelstrom,
     /// A SQL database (PostgreSQL or SQLite) driven by the scenario's statements.
     Sql,
+    /// A service behind HTTP, mapped by `--http-config FILE.toml`.
+    Http,
 }
 
 /// Arguments of `converge run`.
@@ -43,6 +45,9 @@ pub struct RunArgs {
     /// Maelstrom: an argument for each node (repeatable).
     #[arg(long = "bin-arg", allow_hyphen_values = true)]
     pub bin_args: Vec<String>,
+    /// Http: the target's configuration (TOML: replicas, request templates, start command).
+    #[arg(long)]
+    pub http_config: Option<PathBuf>,
     /// Maelstrom: node processes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
@@ -262,6 +267,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
     match args.target {
         TargetKind::Maelstrom => return super::run_maelstrom::execute(&args),
         TargetKind::Sql => return super::run_sql::execute(&args),
+        TargetKind::Http => return super::run_http::execute(&args),
         TargetKind::InProcess => {}
     }
     let config = match config_from(&args) {

@@ -3,7 +3,7 @@
 use super::run::{random_seed, RunArgs};
 use super::{default_out, Format};
 use crate::checker::linearizable::{self, LinConfig};
-use crate::checker::{check_all, Check, Finding};
+use crate::checker::{check_all, findings_check, Check, Finding};
 use crate::error::Error;
 use crate::report::{LiveFigures, Report};
 use crate::target::maelstrom::router::Latency;
@@ -81,34 +81,28 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
     })
 }
 
-/// Node misbehaviour seen on the wire, as a check.
-fn protocol_check(result: &MaelstromResult) -> Check {
-    let report = &result.router;
-    let mut check = if report.findings_total == 0 {
-        Check::new(
-            "node-protocol",
-            Verdict::Valid,
-            "every message from every node was well-formed and addressed",
-        )
-    } else {
-        Check::new(
-            "node-protocol",
-            Verdict::Invalid,
-            format!(
-                "{} malformed or misaddressed message(s) from nodes",
-                report.findings_total
-            ),
-        )
-    };
-    for text in &report.findings {
-        check.find(Finding {
-            message: text.clone(),
+/// Puts how far apart replicas ended into the convergence check, so the
+/// report, not only the terminal, says it.
+pub fn note_divergence(checks: &mut [Check], apart: Option<&str>) {
+    let Some(apart) = apart else { return };
+    if let Some(convergence) = checks.iter_mut().find(|c| c.name == "convergence") {
+        convergence.find(Finding {
+            message: format!("final reads: {apart}"),
             ..Finding::default()
         });
     }
-    check.findings_total = report.findings_total;
-    check.count("findings", report.findings_total);
-    check
+}
+
+/// Node misbehaviour seen on the wire, as a check.
+fn protocol_check(result: &MaelstromResult) -> Check {
+    let report = &result.router;
+    findings_check(
+        "node-protocol",
+        report.findings_total,
+        &report.findings,
+        "every message from every node was well-formed and addressed",
+        "malformed or misaddressed message(s) from nodes",
+    )
 }
 
 /// Runs the maelstrom target and returns the exit code.
@@ -135,15 +129,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         }
         None => check_all(&result.history),
     };
-    if let Some(apart) = &result.divergence {
-        // The report, not only the terminal, says how far apart nodes were.
-        if let Some(convergence) = checks.iter_mut().find(|c| c.name == "convergence") {
-            convergence.find(Finding {
-                message: format!("final reads: {apart}"),
-                ..Finding::default()
-            });
-        }
-    }
+    note_divergence(&mut checks, result.divergence.as_deref());
     checks.push(protocol_check(&result));
     let live = LiveFigures {
         write_phase_s: result.client_phase.as_secs_f64(),

@@ -1,8 +1,8 @@
 //! `converge run --target sql`: drive a database with the scenario's
 //! statements, check the history, gate on the SLOs, report.
 
-use super::run::{random_seed, RunArgs};
 use super::default_out;
+use super::run::{random_seed, RunArgs};
 use crate::checker::check_all;
 use crate::error::Error;
 use crate::generator::Mix;

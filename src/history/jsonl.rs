@@ -39,6 +39,19 @@ pub enum WriterMsg {
     Network(NetworkStats),
 }
 
+/// Streams one completed op (and the value a read returned) to the writer
+/// thread as a batch of its own: live targets record ops one at a time.
+pub fn send_op(sender: &Sender<WriterMsg>, record: OpRecord, read: Option<Value>) -> Result<()> {
+    let mut batch = History::default();
+    batch.push(record, None, &[], read).map_err(Error::Config)?;
+    sender
+        .send(WriterMsg::Ops(Box::new(batch)))
+        .map_err(|_| Error::Target {
+            component: "history writer".into(),
+            message: "stopped accepting ops".into(),
+        })
+}
+
 /// Handle to the writer thread. Dropping every sender ends it.
 pub struct HistoryWriter {
     sender: Sender<WriterMsg>,

@@ -2,6 +2,7 @@
 //! embedded default is [`in_process`], CRDT models living in this process;
 //! [`maelstrom`] drives node processes and [`sql`] a database.
 
+pub mod http;
 pub mod in_process;
 pub mod maelstrom;
 pub mod sql;

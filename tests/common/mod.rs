@@ -164,3 +164,25 @@ pub fn rerun(command: &str, out: &Path) -> Out {
     assert!(saw_out, "the command names no --out: {command}");
     finish(converge().args(args).arg("--out").arg(out))
 }
+
+/// Drops the Postgres schemas `<prefix>_r0..` that a test's `converge serve`
+/// created (on a thread of its own, so async tests may call it too).
+pub fn drop_serve_schemas(url: &str, prefix: &str, replicas: usize) {
+    let (url, prefix) = (url.to_string(), prefix.to_string());
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            sqlx::any::install_default_drivers();
+            if let Ok(pool) = sqlx::AnyPool::connect(&url).await {
+                for r in 0..replicas {
+                    let drop = format!("DROP SCHEMA IF EXISTS {prefix}_r{r} CASCADE");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+                }
+            }
+        });
+    })
+    .join();
+}

@@ -80,23 +80,14 @@ impl Faults {
 
     /// The spec that parses back to these faults.
     pub fn to_spec(self) -> String {
-        let names: Vec<&str> = [
+        crate::nemesis::spec_of(&[
             (self.partition, "partition"),
             (self.loss, "loss"),
             (self.duplicate, "duplicate"),
             (self.reorder, "reorder"),
             (self.crash, "crash"),
             (self.pause, "pause"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(",")
-        }
+        ])
     }
 }
 
@@ -267,16 +258,7 @@ struct Recorder {
 impl Recorder {
     fn record(&mut self, record: OpRecord, read: Option<converge_models::Value>) -> Result<()> {
         if let Some(writer) = &self.writer {
-            let mut batch = History::default();
-            batch
-                .push(record, None, &[], read.clone())
-                .map_err(Error::Config)?;
-            writer
-                .send(WriterMsg::Ops(Box::new(batch)))
-                .map_err(|_| Error::Target {
-                    component: "history writer".into(),
-                    message: "stopped accepting ops".into(),
-                })?;
+            crate::history::jsonl::send_op(writer, record, read.clone())?;
         }
         self.history
             .push(record, None, &[], read)

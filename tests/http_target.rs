@@ -1,0 +1,368 @@
+//! `converge run --target http` end to end: against `converge serve`
+//! (started by converge from the examples), a dead URL, a service that
+//! answers garbage, and bad configurations.
+
+mod common;
+
+use common::{converge, finish, read_json, string, Out};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+/// `converge run --target http --http-config FILE ARGS --out DIR`.
+fn run_http(config: &Path, out: &Path, args: &[&str]) -> Out {
+    finish(
+        converge()
+            .args(["run", "--target", "http", "--http-config"])
+            .arg(config)
+            .args(args)
+            .arg("--out")
+            .arg(out),
+    )
+}
+
+/// A copy of an example with some lines replaced.
+fn variant(dir: &Path, name: &str, replace: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(example(name)).expect("example");
+    for (from, to) in replace {
+        assert!(text.contains(from), "{name} has no `{from}`");
+        text = text.replace(from, to);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write variant");
+    path
+}
+
+fn check_verdict(out_dir: &Path, check: &str) -> String {
+    let report = read_json(&out_dir.join("report.json"));
+    let checks = report["checks"].as_array().expect("checks");
+    let entry = checks
+        .iter()
+        .find(|c| c["name"] == check)
+        .unwrap_or_else(|| panic!("no check {check} in {report:#}"));
+    string(entry, "verdict").to_string()
+}
+
+#[test]
+fn the_reference_service_is_valid_with_the_nemesis_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, seeds, nemesis) in [
+        ("http-serve-counter-ok.toml", ["1", "2"], "partition,crash"),
+        ("http-serve-or-set-ok.toml", ["1", "2"], "partition,delay"),
+        ("http-serve-mv-register-ok.toml", ["1", "2"], "partition"),
+        ("http-serve-lww-register-ok.toml", ["1", "2"], "partition"),
+    ] {
+        for seed in seeds {
+            let out = dir.path().join(format!("{name}-{seed}"));
+            let result = run_http(
+                &example(name),
+                &out,
+                &[
+                    "--writers",
+                    "10",
+                    "--ops",
+                    "1500",
+                    "--read-ratio",
+                    "0.3",
+                    "--seed",
+                    seed,
+                    "--nemesis",
+                    nemesis,
+                ],
+            );
+            result.no_panic().expect_code(0);
+            let report = read_json(&out.join("report.json"));
+            assert_eq!(report["target"], "http");
+            assert!(
+                report["service"]["samples"].as_u64() > Some(0),
+                "{report:#}"
+            );
+            assert!(out.join("history.jsonl").exists());
+        }
+    }
+}
+
+#[test]
+fn each_serve_fault_is_invalid() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, check) in [
+        ("http-serve-bug-lost-update.toml", "data-loss"),
+        ("http-serve-bug-non-idempotent-retry.toml", "idempotency"),
+        ("http-serve-bug-sibling-drop.toml", "data-loss"),
+        ("http-serve-bug-no-anti-entropy.toml", "convergence"),
+    ] {
+        let out = dir.path().join(name);
+        let result = run_http(
+            &example(name),
+            &out,
+            &[
+                "--writers",
+                "10",
+                "--ops",
+                "2000",
+                "--read-ratio",
+                "0.3",
+                "--seed",
+                "1",
+            ],
+        );
+        result
+            .no_panic()
+            .expect_code(1)
+            .mentions("reproduce: converge run --target http");
+        assert_eq!(
+            check_verdict(&out, check),
+            "invalid",
+            "{name}\n{}",
+            result.dump()
+        );
+    }
+}
+
+#[test]
+fn the_retry_fraction_exposes_non_idempotent_retry() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let name = "http-serve-bug-non-idempotent-retry.toml";
+    let no_retries = variant(
+        dir.path(),
+        name,
+        &[("retry_fraction = 0.2", "retry_fraction = 0.0")],
+    );
+    let args = [
+        "--writers",
+        "10",
+        "--ops",
+        "1500",
+        "--seed",
+        "7",
+        "--nemesis",
+        "none",
+    ];
+    let out = dir.path().join("without");
+    run_http(&no_retries, &out, &args).no_panic().expect_code(0);
+    assert_eq!(check_verdict(&out, "idempotency"), "valid");
+    let out = dir.path().join("with");
+    run_http(&example(name), &out, &args)
+        .no_panic()
+        .expect_code(1);
+    assert_eq!(check_verdict(&out, "idempotency"), "invalid");
+    let report = read_json(&out.join("report.json"));
+    assert!(
+        report["counts"]["idempotency_violations"].as_u64() > Some(0),
+        "{report:#}"
+    );
+}
+
+const MINIMAL: &str = r#"
+workload = "g-counter"
+replicas = ["URL"]
+timeout_ms = 500
+quiet_window_ms = 100
+settle_limit_ms = 500
+
+[ops.increment]
+path = "/c/{key}"
+body = { delta = "{delta}" }
+
+[ops.read]
+method = "GET"
+path = "/c/{key}"
+value = "/value"
+"#;
+
+#[test]
+fn a_dead_url_is_a_target_error_naming_the_replica() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Bind and drop a listener: its port is closed now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("dead.toml");
+    std::fs::write(&config, MINIMAL.replace("URL", &url)).expect("write");
+    run_http(
+        &config,
+        &dir.path().join("out"),
+        &["--ops", "10", "--writers", "2"],
+    )
+    .no_panic()
+    .expect_code(4)
+    .stderr_mentions(&url);
+}
+
+/// A server answering every request with 200 and `body`, until the test ends.
+fn garbage_server(body: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                // One request per connection, then close.
+                let _ = stream.read(&mut buf);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn garbage_answers_are_findings_quoting_them_never_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (body, quoted) in [
+        ("this is not json {", "this is not json {"),
+        ("{\"value\": \"seven\"}", "seven"),
+    ] {
+        let url = garbage_server(body);
+        let config = dir.path().join("garbage.toml");
+        std::fs::write(&config, MINIMAL.replace("URL", &url)).expect("write");
+        let out = dir.path().join("out");
+        let result = run_http(
+            &config,
+            &out,
+            &[
+                "--ops",
+                "40",
+                "--writers",
+                "4",
+                "--read-ratio",
+                "0.5",
+                "--seed",
+                "1",
+            ],
+        );
+        result.no_panic();
+        assert_ne!(result.code, 0, "{}", result.dump());
+        assert_eq!(check_verdict(&out, "target-responses"), "invalid");
+        let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+        assert!(report.contains("garbage"), "{report}");
+        assert!(report.contains(quoted), "the answer is quoted\n{report}");
+    }
+}
+
+#[test]
+fn bad_configurations_are_exit_3_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        (MINIMAL.replace("{delta}", "{delat}"), "{delat}"),
+        (
+            MINIMAL.replace("{delta}", "{element}"),
+            "does not exist for this operation",
+        ),
+        (
+            MINIMAL.replace("timeout_ms = 500", "timeout_ms = 500\ntimout = 1"),
+            "timout",
+        ),
+        (
+            MINIMAL.replace("timeout_ms = 500", "timeout_ms = \"fast\""),
+            "timeout_ms",
+        ),
+        (
+            MINIMAL.replace("value = \"/value\"", "value = \"value\""),
+            "JSON pointer",
+        ),
+        (MINIMAL.replace("g-counter", "lin-kv"), "workload"),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let config = dir.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&config, text.replace("URL", "http://127.0.0.1:9")).expect("write");
+        run_http(&config, &dir.path().join("out"), &["--ops", "10"])
+            .no_panic()
+            .expect_code(3)
+            .stderr_mentions(needle);
+    }
+    let out = finish(converge().args(["run", "--target", "http"]));
+    out.expect_code(3).mentions("--http-config");
+}
+
+#[test]
+fn every_http_example_is_covered_by_the_tests_above() {
+    let known = [
+        "http-serve-counter-ok.toml",
+        "http-serve-or-set-ok.toml",
+        "http-serve-mv-register-ok.toml",
+        "http-serve-lww-register-ok.toml",
+        "http-serve-bug-lost-update.toml",
+        "http-serve-bug-non-idempotent-retry.toml",
+        "http-serve-bug-sibling-drop.toml",
+        "http-serve-bug-no-anti-entropy.toml",
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with("http-") {
+            assert!(
+                known.contains(&name.as_str()),
+                "examples/{name} is not run by any test"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_reference_service_on_postgres_is_valid_and_its_lost_update_is_caught() {
+    let Ok(url) = std::env::var("CONVERGE_TEST_DATABASE_URL") else {
+        eprintln!(
+            "CONVERGE_TEST_DATABASE_URL not set: skipping the Postgres run of converge serve"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, code) in [
+        ("http-serve-counter-ok.toml", 0),
+        ("http-serve-bug-lost-update.toml", 1),
+    ] {
+        let prefix = format!("converge_test_http_{}_{code}", std::process::id());
+        let storage = format!(
+            "\"--database-url\", \"{url}\", \"--schema-prefix\", \"{prefix}\", \"--reset\""
+        );
+        let config = variant(
+            dir.path(),
+            name,
+            &[("\"--data-dir\", \"{out}/serve-data\"", storage.as_str())],
+        );
+        let out = dir.path().join(format!("out-{code}"));
+        let result = run_http(
+            &config,
+            &out,
+            &[
+                "--writers",
+                "10",
+                "--ops",
+                "1500",
+                "--seed",
+                "5",
+                "--nemesis",
+                "partition",
+            ],
+        );
+        common::drop_serve_schemas(&url, &prefix, 3);
+        result.no_panic().expect_code(code);
+        // The service's log and converge's report never show a password.
+        if let Some((_, after_scheme)) = url.split_once("://") {
+            if let Some((credentials, _)) = after_scheme.split_once('@') {
+                if let Some((_, password)) = credentials.split_once(':') {
+                    let log = std::fs::read_to_string(out.join("service.log")).unwrap_or_default();
+                    let report = std::fs::read_to_string(out.join("report.md")).unwrap_or_default();
+                    assert!(!log.contains(password) && !report.contains(password));
+                }
+            }
+        }
+    }
+}
