@@ -3,6 +3,7 @@
 //! indices (positions in `history.ops`, equal to the `op` ids of
 //! `history.jsonl`) and expected vs actual values.
 
+pub mod automerge;
 pub mod bounds;
 pub mod conflicts;
 pub mod convergence;
@@ -89,12 +90,10 @@ impl Check {
 
 /// Runs every checker that applies to the history's workload.
 pub fn check_all(history: &History) -> Vec<Check> {
-    if history
-        .header
-        .as_ref()
-        .is_some_and(|h| h.target == "maelstrom")
-    {
-        return check_opaque_target(history);
+    match history.header.as_ref().map(|h| h.target.as_str()) {
+        Some("maelstrom") => return check_opaque_target(history),
+        Some("automerge") => return automerge::check_all(history),
+        _ => {}
     }
     let mut checks = vec![
         convergence::check(history),

@@ -4,6 +4,7 @@ pub mod check;
 pub mod list;
 pub mod progress;
 pub mod run;
+pub mod run_automerge;
 pub mod run_maelstrom;
 
 use clap::{Parser, Subcommand, ValueEnum};

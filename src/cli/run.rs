@@ -23,6 +23,8 @@ pub enum TargetKind {
     InProcess,
     /// Node processes speaking Jepsen Maelstrom's protocol (`--bin`).
     Maelstrom,
+    /// automerge documents syncing over its real sync protocol.
+    Automerge,
 }
 
 /// Arguments of `converge run`.
@@ -77,12 +79,13 @@ pub struct RunArgs {
     /// Replicas.
     #[arg(long, default_value_t = DEFAULT_REPLICAS)]
     pub replicas: u16,
-    /// Total operations.
-    #[arg(long, default_value_t = DEFAULT_OPS)]
-    pub ops: u64,
-    /// Keys (objects); key 0 is the hot key.
-    #[arg(long, default_value_t = Mix::default().keys)]
-    pub keys: u32,
+    /// Total operations (default: 100000; automerge 20000).
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Keys (objects); key 0 is the hot key (default: 64; automerge: 4
+    /// counters and 4 registers).
+    #[arg(long)]
+    pub keys: Option<u32>,
     /// Fraction of ops on the hot key.
     #[arg(long, default_value_t = Mix::default().hot_key_ratio)]
     pub hot_key_ratio: f64,
@@ -159,10 +162,10 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
     let mut config = RunConfig::for_model(model, seed, out)?;
     config.writers = args.writers;
     config.replicas = args.replicas;
-    config.ops = args.ops;
+    config.ops = args.ops.unwrap_or(DEFAULT_OPS);
     config.nemesis = NemesisSpec::parse(&args.nemesis)?;
     config.mix = Mix {
-        keys: args.keys,
+        keys: args.keys.unwrap_or(Mix::default().keys),
         hot_key_ratio: args.hot_key_ratio,
         read_ratio: args.read_ratio.unwrap_or(Mix::default().read_ratio),
         remove_ratio: args.remove_ratio,
@@ -188,8 +191,10 @@ pub fn random_seed() -> u64 {
 
 /// Runs `converge run` and returns the exit code.
 pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
-    if args.target == TargetKind::Maelstrom {
-        return super::run_maelstrom::execute(&args);
+    match args.target {
+        TargetKind::Maelstrom => return super::run_maelstrom::execute(&args),
+        TargetKind::Automerge => return super::run_automerge::execute(&args),
+        TargetKind::InProcess => {}
     }
     let config = match config_from(&args) {
         Ok(c) => c,
