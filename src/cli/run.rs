@@ -79,7 +79,7 @@ pub struct RunArgs {
     /// Replicas.
     #[arg(long, default_value_t = DEFAULT_REPLICAS)]
     pub replicas: u16,
-    /// Total operations (default: 100000; automerge 20000).
+    /// Total operations (default: 100000; automerge 5000).
     #[arg(long)]
     pub ops: Option<u64>,
     /// Keys (objects); key 0 is the hot key (default: 64; automerge: 4

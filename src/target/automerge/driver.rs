@@ -63,6 +63,14 @@ pub struct AutomergeResult {
     pub ticks: (u64, u64),
 }
 
+/// Who issued an op, where, and when.
+#[derive(Clone, Copy)]
+struct Origin {
+    writer: u32,
+    replica: u16,
+    invoke: Duration,
+}
+
 struct Run<'a> {
     config: &'a AutomergeConfig,
     layout: Layout,
@@ -237,14 +245,17 @@ impl Run<'_> {
 
     fn record(
         &mut self,
-        writer: u32,
-        replica: u16,
+        origin: Origin,
         f: Function,
         key: u32,
         value: u64,
-        invoke: Duration,
         observed: &[u64],
     ) -> Result<()> {
+        let Origin {
+            writer,
+            replica,
+            invoke,
+        } = origin;
         let now = self.start.elapsed();
         let record = OpRecord {
             invoke_ns: invoke.as_nanos() as u64,
@@ -282,7 +293,11 @@ impl Run<'_> {
     /// One writer op on the writer's replica; every op commits (is acknowledged).
     fn apply_op(&mut self, writer: u32) -> Result<()> {
         let r = (writer % self.config.replicas as u32) as u16;
-        let invoke = self.start.elapsed();
+        let origin = Origin {
+            writer,
+            replica: r,
+            invoke: self.start.elapsed(),
+        };
         let layout = self.layout;
         let roll = self.rng.random_range(0..100u32);
         let at = self.rng.random::<u64>();
@@ -294,48 +309,32 @@ impl Run<'_> {
                 let delta = self.rng.random_range(1..=5i64);
                 self.replicas[r as usize].increment(i, delta)?;
                 let key = layout.key(Slot::Counter(i));
-                self.record(
-                    writer,
-                    r,
-                    Function::Increment,
-                    key,
-                    delta as u64,
-                    invoke,
-                    &[],
-                )
+                self.record(origin, Function::Increment, key, delta as u64, &[])
             }
             30..55 => {
                 let i = self.key_index();
                 let tag = self.tag();
                 let observed = self.replicas[r as usize].put(i, tag)?;
                 let key = layout.key(Slot::Register(i));
-                self.record(writer, r, Function::Write, key, tag, invoke, &observed)
+                self.record(origin, Function::Write, key, tag, &observed)
             }
             roll if roll < 80 || !text_room => {
                 let key = layout.key(Slot::List);
                 if remove {
                     if let Some(tag) = self.replicas[r as usize].delete(at)? {
-                        return self.record(writer, r, Function::Remove, key, tag, invoke, &[tag]);
+                        return self.record(origin, Function::Remove, key, tag, &[tag]);
                     }
                 }
                 let tag = self.tag();
                 self.replicas[r as usize].insert(at, tag)?;
-                self.record(writer, r, Function::Add, key, tag, invoke, &[])
+                self.record(origin, Function::Add, key, tag, &[])
             }
             _ => {
                 let key = layout.key(Slot::Text);
                 if remove {
                     if let Some(c) = self.replicas[r as usize].splice_delete(at)? {
                         let code = c as u64;
-                        return self.record(
-                            writer,
-                            r,
-                            Function::Remove,
-                            key,
-                            code,
-                            invoke,
-                            &[code],
-                        );
+                        return self.record(origin, Function::Remove, key, code, &[code]);
                     }
                 }
                 let n = self.rng.random_range(1..=3u32);
@@ -345,7 +344,7 @@ impl Run<'_> {
                 self.next_char += n;
                 self.replicas[r as usize].splice_insert(at, &chars)?;
                 for c in chars.chars() {
-                    self.record(writer, r, Function::Add, key, c as u64, invoke, &[])?;
+                    self.record(origin, Function::Add, key, c as u64, &[])?;
                 }
                 Ok(())
             }

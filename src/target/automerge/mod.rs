@@ -101,7 +101,7 @@ pub struct AutomergeConfig {
 /// Default counters (and registers): few, so that writers collide.
 pub const DEFAULT_KEYS: u32 = 4;
 /// Default operations.
-pub const DEFAULT_OPS: u64 = 20_000;
+pub const DEFAULT_OPS: u64 = 5_000;
 
 impl AutomergeConfig {
     /// Defaults for `seed`, written to `out`.
