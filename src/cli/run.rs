@@ -191,9 +191,16 @@ pub fn random_seed() -> u64 {
 
 /// Runs `converge run` and returns the exit code.
 pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
+    // An automerge fault implies its target, as a model's fault implies its workload.
+    let automerge_fault = args
+        .fault
+        .as_deref()
+        .and_then(crate::target::automerge::AutomergeFault::from_name)
+        .is_some();
     match args.target {
         TargetKind::Maelstrom => return super::run_maelstrom::execute(&args),
         TargetKind::Automerge => return super::run_automerge::execute(&args),
+        TargetKind::InProcess if automerge_fault => return super::run_automerge::execute(&args),
         TargetKind::InProcess => {}
     }
     let config = match config_from(&args) {
