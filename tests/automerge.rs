@@ -5,6 +5,7 @@
 mod common;
 
 use automerge::sync::{Message, State};
+use common::summary;
 use converge::checker::automerge::{check_all, data_loss};
 use converge::checker::{overall, Check};
 use converge::history::jsonl::read_history;
@@ -24,14 +25,6 @@ fn config(seed: u64, dir: &std::path::Path) -> AutomergeConfig {
     c.replicas = 4;
     c.ops = 500;
     c
-}
-
-fn summary(checks: &[Check]) -> String {
-    checks
-        .iter()
-        .map(|c| format!("{}={} ({})", c.name, c.verdict, c.summary))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn verdict_of(checks: &[Check], name: &str) -> Verdict {
@@ -253,50 +246,20 @@ fn finish(h: &mut History, reads: &[(Slot, Value)]) {
 /// text gets one character.
 fn acknowledged() -> History {
     let mut h = history(layout().total());
-    op(
-        &mut h,
-        Function::Increment,
-        Slot::Counter(0),
-        2,
-        Outcome::Ok,
-        &[],
-    );
-    op(
-        &mut h,
-        Function::Increment,
-        Slot::Counter(0),
-        3,
-        Outcome::Ok,
-        &[],
-    );
-    op(
-        &mut h,
-        Function::Write,
-        Slot::Register(0),
-        1,
-        Outcome::Ok,
-        &[],
-    );
-    op(
-        &mut h,
-        Function::Write,
-        Slot::Register(0),
-        2,
-        Outcome::Ok,
-        &[1],
-    );
-    op(
-        &mut h,
-        Function::Write,
-        Slot::Register(0),
-        3,
-        Outcome::Ok,
-        &[],
-    );
-    op(&mut h, Function::Add, Slot::List, 10, Outcome::Ok, &[]);
-    op(&mut h, Function::Add, Slot::List, 11, Outcome::Ok, &[]);
-    op(&mut h, Function::Remove, Slot::List, 10, Outcome::Ok, &[10]);
-    op(&mut h, Function::Add, Slot::Text, 0x10000, Outcome::Ok, &[]);
+    let ops: [(Function, Slot, u64, &[u64]); 9] = [
+        (Function::Increment, Slot::Counter(0), 2, &[]),
+        (Function::Increment, Slot::Counter(0), 3, &[]),
+        (Function::Write, Slot::Register(0), 1, &[]),
+        (Function::Write, Slot::Register(0), 2, &[1]),
+        (Function::Write, Slot::Register(0), 3, &[]),
+        (Function::Add, Slot::List, 10, &[]),
+        (Function::Add, Slot::List, 11, &[]),
+        (Function::Remove, Slot::List, 10, &[10]),
+        (Function::Add, Slot::Text, 0x10000, &[]),
+    ];
+    for (f, slot, value, observed) in ops {
+        op(&mut h, f, slot, value, Outcome::Ok, observed);
+    }
     h
 }
 
@@ -444,11 +407,10 @@ fn no_quiescence_or_no_layout_is_unknown() {
 fn the_cli_runs_rechecks_and_lists_the_target() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let run = common::run_into(
-        &out,
-        &[
-            "--target",
-            "automerge",
+    let small = |extra: &[&'static str]| {
+        let mut args = vec!["--target", "automerge"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
             "--writers",
             "8",
             "--replicas",
@@ -457,8 +419,10 @@ fn the_cli_runs_rechecks_and_lists_the_target() {
             "200",
             "--seed",
             "5",
-        ],
-    );
+        ]);
+        args
+    };
+    let run = common::run_into(&out, &small(&[]));
     run.expect_code(0).no_panic();
     assert_eq!(run.seed(), 5);
     let report = common::read_json(&out.join("report.json"));
@@ -468,25 +432,9 @@ fn the_cli_runs_rechecks_and_lists_the_target() {
         .no_panic();
 
     let bad = dir.path().join("bad");
-    common::run_into(
-        &bad,
-        &[
-            "--target",
-            "automerge",
-            "--fault",
-            "automerge-drop-sync",
-            "--writers",
-            "8",
-            "--replicas",
-            "3",
-            "--ops",
-            "200",
-            "--seed",
-            "5",
-        ],
-    )
-    .expect_code(1)
-    .mentions("reproduce: converge run --target automerge --fault automerge-drop-sync");
+    common::run_into(&bad, &small(&["--fault", "automerge-drop-sync"]))
+        .expect_code(1)
+        .mentions("reproduce: converge run --target automerge --fault automerge-drop-sync");
     common::cli(["check".as_ref(), bad.join("history.jsonl").as_os_str()]).expect_code(1);
 
     let faults = common::cli(["list", "faults"]);

@@ -249,11 +249,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Human => {
             print!("{}", report.human());
-            println!("history: {}", config.out.join("history.jsonl").display());
-            println!("report:  {}", config.out.join("report.md").display());
-            println!("seed: {}", config.seed);
+            super::print_footer(&config.out, config.seed, report.verdict, &report.reproduce);
             if report.verdict != Verdict::Valid {
-                println!("reproduce: {}", report.reproduce);
                 if let Some(cx) = &report.counterexample {
                     println!(
                         "minimal counterexample ({} writers, {} ops, nemesis {}): {}",

@@ -8,7 +8,6 @@ use crate::error::Error;
 use crate::nemesis::NemesisSpec;
 use crate::report::{LiveFigures, Report};
 use crate::target::automerge::{run, AutomergeConfig, AutomergeFault};
-use crate::verdict::Verdict;
 
 /// Resolves the flags of an automerge run.
 pub fn config_from(args: &RunArgs) -> Result<AutomergeConfig, Error> {
@@ -52,14 +51,9 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(super::check::fail(&e)),
     };
-    eprintln!("seed: {}", config.seed);
-    let result = match run(&config) {
+    let result = match super::start_run(config.seed, || config.reproduce(), || run(&config)) {
         Ok(r) => r,
-        Err(e) => {
-            let code = super::check::fail(&e);
-            eprintln!("reproduce: {}", config.reproduce());
-            return Ok(code);
-        }
+        Err(code) => return Ok(code),
     };
     let checks = check_all(&result.history);
     let live = LiveFigures {
@@ -92,12 +86,12 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
             for e in &result.link_errors {
                 println!("  receive error: {e}");
             }
-            println!("history: {}", config.out.join("history.jsonl").display());
-            println!("report:  {}", config.out.join("report.md").display());
-            println!("seed: {}", config.seed);
-            if report.verdict != Verdict::Valid {
-                println!("reproduce: {}", config.reproduce());
-            }
+            super::print_footer(
+                &config.out,
+                config.seed,
+                report.verdict,
+                &config.reproduce(),
+            );
         }
     }
     Ok(report.verdict.exit_code())

@@ -140,3 +140,12 @@ pub fn string<'a>(value: &'a Value, path: &str) -> &'a str {
         .as_str()
         .unwrap_or_else(|| panic!("`{path}` is not a string in {value:#}"))
 }
+
+/// One line per check, for failure messages: `name=verdict (summary)`.
+pub fn summary(checks: &[converge::checker::Check]) -> String {
+    checks
+        .iter()
+        .map(|c| format!("{}={} ({})", c.name, c.verdict, c.summary))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
