@@ -170,7 +170,7 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
         )*};
     }
     let s = scenario;
-    fill!(s, writers, replicas, ops, keys, hot_key_ratio, remove_ratio);
+    fill!(s, writers, replicas, hot_key_ratio, remove_ratio);
     fill!(
         s,
         nemesis,
@@ -181,7 +181,7 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
         shrink_budget
     );
     fill!(s, retry_fraction);
-    fill_opt!(s, workload, fault, read_ratio, seed, out, threads, duration);
+    fill_opt!(s, workload, fault, read_ratio, seed, out, threads, duration, ops, keys);
     let target = s.target.unwrap_or_default();
     if !given("target") {
         if let Some(kind) = target.kind {

@@ -2,6 +2,9 @@
 //! reference model is flagged, a recorded history re-checks to the same
 //! verdict, and shrinking keeps the violation.
 
+mod common;
+
+use common::summary;
 use converge::checker::{check_all, overall, Check};
 use converge::history::jsonl::read_history;
 use converge::interpreter::{run, RunConfig};
@@ -15,14 +18,6 @@ fn violated(checks: &[Check]) -> Vec<&str> {
         .filter(|c| c.verdict == Verdict::Invalid)
         .map(|c| c.name.as_str())
         .collect()
-}
-
-fn summary(checks: &[Check]) -> String {
-    checks
-        .iter()
-        .map(|c| format!("{}={} ({})", c.name, c.verdict, c.summary))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Runs every catalog model with `faulty == faulty` on `seeds`, after

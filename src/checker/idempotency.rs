@@ -43,11 +43,13 @@ pub fn check(history: &History) -> Check {
         ProbeKind::SelfMerge,
         ProbeKind::StaleMerge,
         ProbeKind::Redeliver,
+        ProbeKind::SaveLoad,
     ] {
         let name = match kind {
             ProbeKind::SelfMerge => "self_merge_violations",
             ProbeKind::StaleMerge => "stale_merge_violations",
             ProbeKind::Redeliver => "redelivery_violations",
+            ProbeKind::SaveLoad => "save_load_violations",
         };
         check.count(
             name,
@@ -64,6 +66,7 @@ pub fn check(history: &History) -> Check {
             ProbeKind::SelfMerge => "merging the final state with itself",
             ProbeKind::StaleMerge => "merging the final state with an earlier snapshot",
             ProbeKind::Redeliver => "re-delivering an already applied op",
+            ProbeKind::SaveLoad => "saving the state and loading it back",
         };
         check.find(Finding {
             message: format!("{what} changed the state"),

@@ -3,6 +3,7 @@
 //! indices (positions in `history.ops`, equal to the `op` ids of
 //! `history.jsonl`) and expected vs actual values.
 
+pub mod automerge;
 pub mod bounds;
 pub mod conflicts;
 pub mod convergence;
@@ -93,6 +94,9 @@ pub const BLACK_BOX_TARGETS: [&str; 3] = ["maelstrom", "sql", "http"];
 
 /// Runs every checker that applies to the history's workload.
 pub fn check_all(history: &History) -> Vec<Check> {
+    if let Some("automerge") = history.header.as_ref().map(|h| h.target.as_str()) {
+        return automerge::check_all(history);
+    }
     if history
         .header
         .as_ref()

@@ -2,6 +2,7 @@
 
 use super::Format;
 use crate::nemesis::Fault;
+use crate::target::automerge::AutomergeFault;
 use clap::{Args, ValueEnum};
 use converge_models::{Workload, CATALOG};
 use serde_json::json;
@@ -45,6 +46,11 @@ pub fn rows(what: Listing) -> Vec<(String, String, String)> {
                     m.description.into(),
                 )
             })
+            .chain(
+                AutomergeFault::ALL
+                    .iter()
+                    .map(|f| (f.name().into(), "automerge".into(), f.description().into())),
+            )
             .collect(),
         Listing::Nemeses => Fault::ALL
             .iter()

@@ -5,6 +5,7 @@ pub mod fuzz;
 pub mod list;
 pub mod progress;
 pub mod run;
+pub mod run_automerge;
 pub mod run_http;
 pub mod run_maelstrom;
 pub mod run_sql;
@@ -71,6 +72,32 @@ where
             .collect();
     }
     Ok(cli)
+}
+
+/// Prints the seed, then runs; a run that fails before its verdict prints
+/// the error and the command that reproduces it, and gives the exit code.
+pub fn start_run<R>(
+    seed: u64,
+    reproduce: impl FnOnce() -> String,
+    run: impl FnOnce() -> Result<R, crate::error::Error>,
+) -> Result<R, i32> {
+    eprintln!("seed: {seed}");
+    run().map_err(|e| {
+        let code = check::fail(&e);
+        eprintln!("reproduce: {}", reproduce());
+        code
+    })
+}
+
+/// The last lines of a human run report: where the files are, the seed,
+/// and the reproduce command unless the verdict is valid.
+pub fn print_footer(out: &std::path::Path, seed: u64, verdict: crate::Verdict, reproduce: &str) {
+    println!("history: {}", out.join("history.jsonl").display());
+    println!("report:  {}", out.join("report.md").display());
+    println!("seed: {seed}");
+    if verdict != crate::Verdict::Valid {
+        println!("reproduce: {reproduce}");
+    }
 }
 
 /// Runs the parsed command and returns the process exit code.

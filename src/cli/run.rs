@@ -28,6 +28,8 @@ pub enum TargetKind {
     Sql,
     /// A service behind HTTP, mapped by `--http-config FILE.toml`.
     Http,
+    /// automerge documents syncing over its real sync protocol.
+    Automerge,
 }
 
 /// Arguments of `converge run`.
@@ -88,12 +90,13 @@ pub struct RunArgs {
     /// Replicas.
     #[arg(long, default_value_t = DEFAULT_REPLICAS)]
     pub replicas: u16,
-    /// Total operations.
-    #[arg(long, default_value_t = DEFAULT_OPS)]
-    pub ops: u64,
-    /// Keys (objects); key 0 is the hot key.
-    #[arg(long, default_value_t = Mix::default().keys)]
-    pub keys: u32,
+    /// Total operations (default: 100000; automerge 5000).
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Keys (objects); key 0 is the hot key (default: 64; automerge: 4
+    /// counters and 4 registers).
+    #[arg(long)]
+    pub keys: Option<u32>,
     /// Fraction of ops on the hot key.
     #[arg(long, default_value_t = Mix::default().hot_key_ratio)]
     pub hot_key_ratio: f64,
@@ -211,10 +214,10 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
     let mut config = RunConfig::for_model(model, seed, out)?;
     config.writers = args.writers;
     config.replicas = args.replicas;
-    config.ops = args.ops;
+    config.ops = args.ops.unwrap_or(DEFAULT_OPS);
     config.nemesis = NemesisSpec::parse(&args.nemesis)?;
     config.mix = Mix {
-        keys: args.keys,
+        keys: args.keys.unwrap_or(Mix::default().keys),
         hot_key_ratio: args.hot_key_ratio,
         read_ratio: args.read_ratio.unwrap_or(Mix::default().read_ratio),
         remove_ratio: args.remove_ratio,
@@ -264,10 +267,18 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
         Ok(a) => a,
         Err(e) => return Ok(super::check::fail(&e)),
     };
+    // An automerge fault implies its target, as a model's fault implies its workload.
+    let automerge_fault = args
+        .fault
+        .as_deref()
+        .and_then(crate::target::automerge::AutomergeFault::from_name)
+        .is_some();
     match args.target {
         TargetKind::Maelstrom => return super::run_maelstrom::execute(&args),
         TargetKind::Sql => return super::run_sql::execute(&args),
         TargetKind::Http => return super::run_http::execute(&args),
+        TargetKind::Automerge => return super::run_automerge::execute(&args),
+        TargetKind::InProcess if automerge_fault => return super::run_automerge::execute(&args),
         TargetKind::InProcess => {}
     }
     let config = match config_from(&args) {
@@ -300,11 +311,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(code) = publish(&mut report, &args, &config.out)? {
         return Ok(code);
     }
-    println!("history: {}", config.out.join("history.jsonl").display());
-    println!("report:  {}", config.out.join("report.md").display());
-    println!("seed: {}", config.seed);
+    super::print_footer(&config.out, config.seed, report.verdict, &report.reproduce);
     if report.verdict != Verdict::Valid {
-        println!("reproduce: {}", report.reproduce);
         if let Some(cx) = &report.counterexample {
             println!(
                 "minimal counterexample ({} writers, {} ops, nemesis {}): {}",

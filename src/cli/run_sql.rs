@@ -34,12 +34,8 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
     if !given("replicas") {
         args.replicas = 1;
     }
-    if !given("keys") {
-        args.keys = SQL_DEFAULT_KEYS;
-    }
-    if !given("ops") {
-        args.ops = SQL_DEFAULT_OPS;
-    }
+    let keys = args.keys.unwrap_or(SQL_DEFAULT_KEYS);
+    let ops = args.ops.unwrap_or(SQL_DEFAULT_OPS);
     let args = &args;
     let spec = args.sql.clone().ok_or_else(|| {
         Error::Config(
@@ -62,8 +58,8 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
     if args.replicas == 0 || args.replicas > 64 {
         return bad(format!("replicas must be in 1..=64, got {}", args.replicas));
     }
-    if args.keys == 0 || args.keys > 100_000 {
-        return bad(format!("keys must be in 1..=100000, got {}", args.keys));
+    if keys == 0 || keys > 100_000 {
+        return bad(format!("keys must be in 1..=100000, got {keys}"));
     }
     for (flag, v) in [
         ("retry_fraction", args.retry_fraction),
@@ -101,8 +97,8 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         shell_quote(&args.scenario.as_ref().map_or(String::new(), |p| p.display().to_string())),
         args.writers,
         args.replicas,
-        args.ops,
-        args.keys,
+        ops,
+        keys,
         nemesis.to_spec(),
         args.retry_fraction,
         shell_quote(&out.display().to_string()),
@@ -123,10 +119,10 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         model,
         writers: args.writers,
         replicas: args.replicas,
-        ops: args.ops,
+        ops,
         duration,
         mix: Mix {
-            keys: args.keys,
+            keys,
             hot_key_ratio: args.hot_key_ratio,
             read_ratio: args.read_ratio.unwrap_or(0.1),
             remove_ratio: args.remove_ratio,

@@ -244,21 +244,24 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
                 line.extend_from_slice(b",\"dot\":");
                 push_int(line, op.aux);
             }
-            Function::Remove => {
-                line.extend_from_slice(b",\"observed\":[");
-                for (i, d) in src.observed(op).enumerate() {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    line.push(b'[');
-                    push_int(line, d.replica);
+            _ => {}
+        }
+        // A remove always says what it observed (maybe nothing); a write
+        // only when it overwrote something it saw (automerge puts).
+        let observed = src.observed(op).next().is_some();
+        if op.f == Function::Remove || (op.f == Function::Write && observed) {
+            line.extend_from_slice(b",\"observed\":[");
+            for (i, d) in src.observed(op).enumerate() {
+                if i > 0 {
                     line.push(b',');
-                    push_int(line, d.counter);
-                    line.push(b']');
                 }
+                line.push(b'[');
+                push_int(line, d.replica);
+                line.push(b',');
+                push_int(line, d.counter);
                 line.push(b']');
             }
-            _ => {}
+            line.push(b']');
         }
     }
     if let Some(value) = src.read_value(op) {

@@ -148,6 +148,8 @@ pub enum ProbeKind {
     StaleMerge,
     /// Re-applying an op that was already delivered.
     Redeliver,
+    /// Saving a state and loading it back.
+    SaveLoad,
 }
 
 /// An idempotency probe: a final state, re-merged or re-fed, compared with itself.

@@ -186,3 +186,12 @@ pub fn drop_serve_schemas(url: &str, prefix: &str, replicas: usize) {
     })
     .join();
 }
+
+/// One line per check, for failure messages: `name=verdict (summary)`.
+pub fn summary(checks: &[converge::checker::Check]) -> String {
+    checks
+        .iter()
+        .map(|c| format!("{}={} ({})", c.name, c.verdict, c.summary))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
