@@ -43,9 +43,8 @@ fn op(f: Function, outcome: Outcome, replica: u16, key: u32, value: i64) -> OpRe
         latency_ns: 0,
         process: u32::from(replica),
         key,
-        field: 0,
         clock_sum: 0,
-        payload: 0,
+        slot: 0,
         replica,
         f,
         outcome,
@@ -86,14 +85,14 @@ fn csum(mut record: OpRecord, clock_sum: u32) -> OpRecord {
 /// An LWW-Map put or delete: field, value, timestamp.
 fn put(outcome: Outcome, replica: u16, field: u32, value: i64, ts: u64) -> OpRecord {
     let mut r = op(Function::Put, outcome, replica, 0, value);
-    r.field = field;
+    r.slot = field;
     r.aux = ts;
     r
 }
 
 fn delete(outcome: Outcome, replica: u16, field: u32, ts: u64) -> OpRecord {
     let mut r = op(Function::Delete, outcome, replica, 0, 0);
-    r.field = field;
+    r.slot = field;
     r.aux = ts;
     r
 }
@@ -758,7 +757,7 @@ fn mv_register_history_keeps_clocks() {
     let h = Hb::new(Workload::MvRegister, 2)
         .clocked(ok(Function::Write, 0, 0, 1), &[1, 0])
         .build();
-    assert_eq!(h.clock(&h.ops[0]), Some(&[1u64, 0][..]));
+    assert_eq!(h.clock(&h.ops[0]), Some(vec![1u64, 0]));
 }
 
 #[test]

@@ -11,8 +11,8 @@
 //! any error; a final line cut short by a kill is skipped with a warning.
 
 use super::{
-    FinalRead, Function, Header, History, NetworkStats, OpRecord, Outcome, Probe, Quiescence,
-    SCHEMA_VERSION, UNKNOWN_AUX,
+    FinalRead, Function, Header, History, NetworkStats, OpBatch, OpRecord, Outcome, Probe,
+    Quiescence, SCHEMA_VERSION, UNKNOWN_AUX,
 };
 use crate::error::{Error, Result};
 use converge_models::{Dot, Value};
@@ -27,8 +27,8 @@ use std::thread::JoinHandle;
 /// A message to the history writer thread.
 #[derive(Debug)]
 pub enum WriterMsg {
-    /// A batch of completed operations. Its clocks are always kept.
-    Ops(Box<History>),
+    /// A batch of completed operations.
+    Ops(Box<OpBatch>),
     /// A final read.
     Final(FinalRead),
     /// An idempotency probe.
@@ -103,19 +103,20 @@ fn write_loop(
         };
         match msg {
             WriterMsg::Ops(batch) => {
-                for op in &batch.ops {
+                for op in batch.iter() {
                     line.clear();
-                    format_op(&mut line, next_op, op, &batch);
+                    format_parts(
+                        &mut line,
+                        next_op,
+                        op.record,
+                        op.clock,
+                        op.observed.iter().copied(),
+                        op.read,
+                    );
                     out.write_all(&line).map_err(io)?;
                     next_op += 1;
-                    let observed: Vec<Dot> = batch.observed(op).collect();
                     history
-                        .push(
-                            *op,
-                            batch.clock(op),
-                            &observed,
-                            batch.read_value(op).cloned(),
-                        )
+                        .push(*op.record, op.clock, op.observed, op.read.cloned())
                         .map_err(|m| Error::History {
                             path: path.clone(),
                             message: m,
@@ -141,6 +142,7 @@ fn write_loop(
         }
     }
     out.flush().map_err(io)?;
+    history.shrink_to_fit();
     Ok(history)
 }
 
@@ -176,8 +178,29 @@ fn push_int(line: &mut Vec<u8>, n: impl itoa::Integer) {
     line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// Formats one operation as its invoke line and its completion line.
+/// Formats one operation of `src` as its invoke line and its completion line.
 pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
+    let clock = src.clock(op);
+    format_parts(
+        line,
+        id,
+        op,
+        clock.as_deref(),
+        src.observed(op),
+        src.read_value(op),
+    );
+}
+
+/// Formats one operation, given its variable-size data, as its invoke line
+/// and its completion line.
+fn format_parts(
+    line: &mut Vec<u8>,
+    id: u64,
+    op: &OpRecord,
+    clock: Option<&[u64]>,
+    observed: impl Iterator<Item = Dot>,
+    read: Option<&Value>,
+) {
     line.extend_from_slice(b"{\"type\":\"invoke\",\"op\":");
     push_int(line, id);
     line.extend_from_slice(b",\"process\":");
@@ -195,7 +218,7 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
     }
     if matches!(op.f, Function::Put | Function::Delete) {
         line.extend_from_slice(b",\"field\":");
-        push_int(line, op.field);
+        push_int(line, op.field());
     }
     line.extend_from_slice(b",\"time_ns\":");
     push_int(line, op.invoke_ns);
@@ -212,7 +235,7 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
     if op.f.is_update() && op.outcome != Outcome::Fail {
         line.extend_from_slice(b",\"clock_sum\":");
         push_int(line, op.clock_sum);
-        if let Some(clock) = src.clock(op) {
+        if let Some(clock) = clock.filter(|c| !c.is_empty()) {
             line.extend_from_slice(b",\"clock\":[");
             for (i, c) in clock.iter().enumerate() {
                 if i > 0 {
@@ -233,7 +256,7 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
             }
             Function::Remove => {
                 line.extend_from_slice(b",\"observed\":[");
-                for (i, d) in src.observed(op).enumerate() {
+                for (i, d) in observed.enumerate() {
                     if i > 0 {
                         line.push(b',');
                     }
@@ -248,7 +271,7 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
             _ => {}
         }
     }
-    if let Some(value) = src.read_value(op) {
+    if let Some(value) = read.filter(|_| op.f == Function::Read) {
         line.extend_from_slice(b",\"read\":");
         // Serializing a Value into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *line, value);
@@ -401,9 +424,8 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
                     latency_ns: 0,
                     process,
                     key,
-                    field,
                     clock_sum: 0,
-                    payload: 0,
+                    slot: field,
                     replica,
                     f,
                     outcome: Outcome::Info,
@@ -482,6 +504,7 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
             .push(c.record, c.clock.as_deref(), &c.observed, c.read)
             .map_err(|m| bad(c.line, m))?;
     }
+    history.shrink_to_fit();
     Ok(ReadHistory { history, warnings })
 }
 

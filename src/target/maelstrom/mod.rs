@@ -21,7 +21,7 @@ use crate::generator::derive_seed;
 use crate::history::jsonl::{HistoryWriter, WriterMsg};
 use crate::history::lin::{LinFn, LinHistory, LinOp, LinValue};
 use crate::history::{
-    FinalRead, Function, Header, History, OpRecord, Outcome, Quiescence, SCHEMA_VERSION,
+    FinalRead, Function, Header, History, OpBatch, OpRecord, Outcome, Quiescence, SCHEMA_VERSION,
 };
 use crate::interpreter::shell_quote;
 use process::NodeCommand;
@@ -267,10 +267,8 @@ struct Recorder {
 impl Recorder {
     fn record(&mut self, record: OpRecord, read: Option<converge_models::Value>) -> Result<()> {
         if let Some(writer) = &self.writer {
-            let mut batch = History::default();
-            batch
-                .push(record, None, &[], read.clone())
-                .map_err(Error::Config)?;
+            let mut batch = OpBatch::default();
+            batch.push(record, None, &[], read.clone());
             writer
                 .send(WriterMsg::Ops(Box::new(batch)))
                 .map_err(|_| Error::Target {
@@ -640,9 +638,8 @@ async fn client_task(
             latency_ns,
             process: client as u32,
             key: planned.lin.as_ref().map_or(0, |(k, _, _)| *k as u32),
-            field: 0,
             clock_sum: 0,
-            payload: 0,
+            slot: 0,
             replica: node as u16,
             f: planned.f,
             outcome: interpreted.outcome,
