@@ -295,18 +295,25 @@ struct Varints<'a> {
 
 impl Varints<'_> {
     fn next_u64(&mut self) -> u64 {
-        let mut v = 0u64;
-        let mut shift = 0;
-        while let Some(&b) = self.bytes.get(self.at) {
-            self.at += 1;
-            if shift < 64 {
-                v |= u64::from(b & 0x7f) << shift;
+        let rest = self.bytes.get(self.at..).unwrap_or(&[]);
+        // Most entries are one byte: take the short path first.
+        match rest.first() {
+            Some(&b) if b < 0x80 => {
+                self.at += 1;
+                return u64::from(b);
             }
-            shift += 7;
+            None => return 0,
+            _ => {}
+        }
+        let mut v = 0u64;
+        for (n, &b) in rest.iter().enumerate().take(10) {
+            v |= u64::from(b & 0x7f) << (7 * n);
             if b & 0x80 == 0 {
+                self.at += n + 1;
                 return v;
             }
         }
+        self.at = self.bytes.len();
         0
     }
 
@@ -394,6 +401,7 @@ impl History {
             return false;
         };
         let len = seg.next_u64();
+        out.reserve((len as usize).min(self.arena.len()));
         let mut entry = 0u64;
         for _ in 0..len {
             entry = entry.wrapping_add(unzigzag(seg.next_u64()) as u64);
