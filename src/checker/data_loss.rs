@@ -535,7 +535,11 @@ impl<'a> KeyJudge<'a> {
         let has_info = writes.iter().any(|(_, op, _)| op.outcome == Outcome::Info);
         // Without indeterminate writes the maxima are the same for every read.
         let definite: Vec<&Indexed<'_>> = writes.iter().collect();
-        let shared = (!has_info).then(|| maximal_writes(&definite));
+        // Dots unique among all writes are unique among any subset of them.
+        let all_unique = unique_dots(&definite);
+        let shared = (!has_info).then(|| maximal_writes(&definite, all_unique));
+        // Replicas that agree read the same siblings, whose maxima are the same.
+        let mut memo: Vec<(BTreeSet<u64>, Vec<Indexed<'_>>)> = Vec::new();
         let (mut lost, mut unexpected) = (0, 0);
         for (replica, value) in self.reads {
             let Value::Elems(actual) = value else {
@@ -544,9 +548,14 @@ impl<'a> KeyJudge<'a> {
                 continue;
             };
             let actual_set: BTreeSet<u64> = actual.iter().copied().collect();
-            let maximal = match &shared {
-                Some(maximal) => maximal.clone(),
-                None => {
+            let memoized = memo
+                .iter()
+                .find(|(seen, _)| *seen == actual_set)
+                .map(|(_, maximal)| maximal.clone());
+            let maximal = match (&shared, memoized) {
+                (Some(maximal), _) => maximal.clone(),
+                (None, Some(maximal)) => maximal,
+                (None, None) => {
                     // Indeterminate writes count as taken effect when the read
                     // shows them or something that descends from them.
                     let shown: Vec<&[u64]> = writes
@@ -561,7 +570,9 @@ impl<'a> KeyJudge<'a> {
                                 || shown.iter().any(|s| s == clock || dominated_by(clock, s))
                         })
                         .collect();
-                    maximal_writes(&effective)
+                    let maximal = maximal_writes(&effective, all_unique);
+                    memo.push((actual_set.clone(), maximal.clone()));
+                    maximal
                 }
             };
             let expected: BTreeSet<u64> =
@@ -676,6 +687,20 @@ impl<'a> KeyJudge<'a> {
 /// (empty when unknown).
 type Indexed<'a> = (usize, &'a OpRecord, &'a [u64]);
 
+/// A write's dot as its clock states it: `clock[replica]`.
+fn dot_of(op: &OpRecord, clock: &[u64]) -> u64 {
+    clock.get(op.replica as usize).copied().unwrap_or(0)
+}
+
+/// True when every write has a dot and no two share one.
+fn unique_dots(writes: &[&Indexed<'_>]) -> bool {
+    let mut seen = HashSet::with_capacity_and_hasher(writes.len(), Default::default());
+    writes.iter().all(|(_, op, clock)| {
+        let dot = dot_of(op, clock);
+        dot > 0 && seen.insert((op.replica, dot))
+    })
+}
+
 /// True when clock `a` happened strictly before clock `b`.
 fn dominated_by(a: &[u64], b: &[u64]) -> bool {
     let len = a.len().max(b.len());
@@ -687,16 +712,10 @@ fn dominated_by(a: &[u64], b: &[u64]) -> bool {
 /// dot is `(replica, clock[replica])` and unique: then a write is dominated
 /// iff another write's clock has seen its dot, which the two largest values
 /// of each clock entry decide in O(n * replicas). Falls back to pairwise.
-fn maximal_writes<'a>(writes: &[&Indexed<'a>]) -> Vec<Indexed<'a>> {
-    let dot = |op: &OpRecord, clock: &[u64]| clock.get(op.replica as usize).copied().unwrap_or(0);
-    let unique_dots = {
-        let mut seen = HashSet::with_capacity_and_hasher(writes.len(), Default::default());
-        writes.iter().all(|(_, op, clock)| {
-            let dot = dot(op, clock);
-            dot > 0 && seen.insert((op.replica, dot))
-        })
-    };
-    if !unique_dots {
+/// `known_unique` says a superset of `writes` was already found to have
+/// unique dots.
+fn maximal_writes<'a>(writes: &[&Indexed<'a>], known_unique: bool) -> Vec<Indexed<'a>> {
+    if !(known_unique || unique_dots(writes)) {
         return writes
             .iter()
             .filter(|(i, _, a)| !writes.iter().any(|(j, _, b)| i != j && dominated_by(a, b)))
@@ -727,7 +746,7 @@ fn maximal_writes<'a>(writes: &[&Indexed<'a>]) -> Vec<Indexed<'a>> {
         .filter(|(k, (_, op, clock))| {
             let t = top[op.replica as usize];
             let best_other = if t[0].1 == *k { t[1].0 } else { t[0].0 };
-            best_other < dot(op, clock)
+            best_other < dot_of(op, clock)
         })
         .map(|(_, w)| **w)
         .collect()

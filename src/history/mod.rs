@@ -294,6 +294,7 @@ struct Varints<'a> {
 }
 
 impl Varints<'_> {
+    #[inline(always)]
     fn next_u64(&mut self) -> u64 {
         let rest = self.bytes.get(self.at..).unwrap_or(&[]);
         // Most entries are one byte: take the short path first.
@@ -305,6 +306,11 @@ impl Varints<'_> {
             None => return 0,
             _ => {}
         }
+        self.next_long(rest)
+    }
+
+    #[inline]
+    fn next_long(&mut self, rest: &[u8]) -> u64 {
         let mut v = 0u64;
         for (n, &b) in rest.iter().enumerate().take(10) {
             v |= u64::from(b & 0x7f) << (7 * n);
@@ -396,6 +402,7 @@ impl History {
     /// Appends the vector clock of an update to `out`, when clocks are kept;
     /// false when there is none. Decoding into a reused buffer keeps the
     /// checkers free of a per-op allocation.
+    #[inline]
     pub fn clock_into(&self, op: &OpRecord, out: &mut Vec<u64>) -> bool {
         let Some(mut seg) = self.segment(op) else {
             return false;
