@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::generator::{Generator, Mix, Step};
 use crate::history::jsonl::{HistoryWriter, WriterMsg};
 use crate::history::{
-    FinalRead, Function, Header, History, OpRecord, Outcome, Probe, ProbeKind, Quiescence,
+    FinalRead, Function, Header, History, OpBatch, OpRecord, Outcome, Probe, ProbeKind, Quiescence,
     SCHEMA_VERSION,
 };
 use crate::nemesis::{Nemesis, NemesisSpec};
@@ -431,17 +431,10 @@ struct WriterCtx<M: Crdt> {
     generator: Generator,
 }
 
-fn batch_history() -> History {
-    History {
-        keep_clocks: true,
-        ..History::default()
-    }
-}
-
 async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
-    let mut batch = batch_history();
+    let mut batch = OpBatch::default();
     let mut unreported = 0u64;
-    let send = |history: &Sender<WriterMsg>, batch: History| {
+    let send = |history: &Sender<WriterMsg>, batch: OpBatch| {
         history
             .send(WriterMsg::Ops(Box::new(batch)))
             .map_err(|_| Error::Target {
@@ -462,14 +455,13 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
             latency_ns: 0,
             process: ctx.process,
             key: 0,
-            field: 0,
             clock_sum: 0,
-            payload: 0,
+            slot: 0,
             replica: ctx.replica,
             f: Function::Read,
             outcome: Outcome::Ok,
         };
-        let pushed = match step {
+        match step {
             Step::Read { key } => {
                 record.key = key;
                 let value = ctx.cluster[ctx.replica as usize].lock().read(key);
@@ -477,11 +469,11 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
                 if value.is_none() {
                     record.outcome = Outcome::Fail;
                 }
-                batch.push(record, None, &[], value)
+                batch.push(record, None, &[], value);
             }
             Step::Update { key, intent } => {
                 record.key = key;
-                (record.f, record.value, record.field) = describe(&intent);
+                (record.f, record.value, record.slot) = describe(&intent);
                 let applied = ctx.cluster[ctx.replica as usize].originate(&ctx.backlog, |r| {
                     r.update(key, &intent).map(|a| (a.msg.clone(), a))
                 });
@@ -496,26 +488,22 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
                             OpMeta::Timestamp(ts) => record.aux = ts,
                             OpMeta::Observed(dots) => observed = dots,
                         }
-                        batch.push(record, Some(&applied.msg.clock.0), &observed, None)
+                        batch.push(record, Some(&applied.msg.clock.0), &observed, None);
                     }
                     Err(_) => {
                         record.outcome = Outcome::Fail;
-                        batch.push(record, None, &[], None)
+                        batch.push(record, None, &[], None);
                     }
                 }
             }
-        };
-        pushed.map_err(|m| Error::Target {
-            component: format!("replica {}", ctx.replica),
-            message: m,
-        })?;
+        }
         unreported += 1;
         if unreported >= PROGRESS_EVERY {
             ctx.progress.report(unreported);
             unreported = 0;
         }
         if batch.ops.len() >= ctx.batch_size {
-            send(&ctx.history, std::mem::replace(&mut batch, batch_history()))?;
+            send(&ctx.history, std::mem::take(&mut batch))?;
         }
         tokio::task::yield_now().await;
     }

@@ -43,9 +43,8 @@ fn op(f: Function, outcome: Outcome, replica: u16, key: u32, value: i64) -> OpRe
         latency_ns: 0,
         process: u32::from(replica),
         key,
-        field: 0,
         clock_sum: 0,
-        payload: 0,
+        slot: 0,
         replica,
         f,
         outcome,
@@ -86,14 +85,14 @@ fn csum(mut record: OpRecord, clock_sum: u32) -> OpRecord {
 /// An LWW-Map put or delete: field, value, timestamp.
 fn put(outcome: Outcome, replica: u16, field: u32, value: i64, ts: u64) -> OpRecord {
     let mut r = op(Function::Put, outcome, replica, 0, value);
-    r.field = field;
+    r.slot = field;
     r.aux = ts;
     r
 }
 
 fn delete(outcome: Outcome, replica: u16, field: u32, ts: u64) -> OpRecord {
     let mut r = op(Function::Delete, outcome, replica, 0, 0);
-    r.field = field;
+    r.slot = field;
     r.aux = ts;
     r
 }
@@ -758,7 +757,39 @@ fn mv_register_history_keeps_clocks() {
     let h = Hb::new(Workload::MvRegister, 2)
         .clocked(ok(Function::Write, 0, 0, 1), &[1, 0])
         .build();
-    assert_eq!(h.clock(&h.ops[0]), Some(&[1u64, 0][..]));
+    assert_eq!(h.clock(&h.ops[0]), Some(vec![1u64, 0]));
+}
+
+/// The varint arena gives back exactly what was pushed: entries that fall,
+/// entries near 2^64, dots near 2^48, a remove's clock and dots together,
+/// and a put's field beside another op's payload.
+#[test]
+fn history_arena_round_trips_clocks_dots_and_fields() {
+    let mut h = History::new(header(Workload::MvRegister, 3));
+    let clock = [u64::MAX - 1, 0, 1 << 40];
+    let dots = [Dot::new(2, (1 << 48) - 1), Dot::new(0, 0), Dot::new(1, 300)];
+    h.push(ok(Function::Write, 0, 0, 1), Some(&clock), &[], None)
+        .unwrap();
+    h.push(ok(Function::Remove, 1, 0, 7), Some(&[3, 2, 1]), &dots, None)
+        .unwrap();
+    h.push(put(Outcome::Ok, 2, 9, 5, 4), Some(&[1, 1, 1]), &[], None)
+        .unwrap();
+    h.push(
+        ok(Function::Read, 0, 0, 0),
+        None,
+        &[],
+        Some(Value::Elems(vec![1])),
+    )
+    .unwrap();
+    assert_eq!(h.clock(&h.ops[0]), Some(clock.to_vec()));
+    assert_eq!(h.observed(&h.ops[0]).count(), 0);
+    assert_eq!(h.clock(&h.ops[1]), Some(vec![3, 2, 1]));
+    assert_eq!(h.observed(&h.ops[1]).collect::<Vec<_>>(), dots.to_vec());
+    assert_eq!(h.ops[2].field(), 9);
+    assert_eq!(h.clock(&h.ops[2]), None);
+    assert_eq!(h.read_value(&h.ops[3]), Some(&Value::Elems(vec![1])));
+    assert_eq!(h.ops[3].field(), 0);
+    assert!(h.bytes_per_op() >= std::mem::size_of::<OpRecord>() as f64);
 }
 
 #[test]

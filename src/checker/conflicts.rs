@@ -9,11 +9,11 @@
 use super::Check;
 use crate::history::{History, Outcome};
 use crate::verdict::Verdict;
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 /// Counts concurrent update pairs per key.
 pub fn check(history: &History) -> Check {
-    let mut per_key: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    let mut per_key: FxHashMap<u32, (u64, u64)> = FxHashMap::default();
     for op in &history.ops {
         // Info updates with a known clock are in other updates' causal pasts,
         // so they count as updates too.
@@ -23,6 +23,9 @@ pub fn check(history: &History) -> Check {
             entry.1 += op.clock_sum as u64 - 1;
         }
     }
+    // Ascending keys, so that ties name the same hottest key every time.
+    let mut per_key: Vec<(u32, (u64, u64))> = per_key.into_iter().collect();
+    per_key.sort_unstable_by_key(|(key, _)| *key);
     let mut total = 0u64;
     let mut hottest = (0u32, 0u64);
     for (key, (n, ordered)) in &per_key {

@@ -4,6 +4,7 @@
 use super::{finals_by_key, finals_undecidable, Check, Finding};
 use crate::history::History;
 use crate::verdict::Verdict;
+use rustc_hash::FxHashSet;
 
 /// Checks that all final reads of each key are equal.
 pub fn check(history: &History) -> Check {
@@ -33,10 +34,14 @@ pub fn check(history: &History) -> Check {
         .find(|(_, reads)| replicas.is_some_and(|r| reads.len() != r))
         .map(|(key, reads)| (*key, reads.len()));
     if incomplete.is_none() {
-        let mut with_ops: Vec<u32> = history.ops.iter().map(|o| o.key).collect();
-        with_ops.extend(keys.map_or(0..0, |k| 0..k));
-        incomplete = with_ops
-            .into_iter()
+        // Each distinct key is looked up once, in the order it first appears.
+        let mut seen = FxHashSet::default();
+        incomplete = history
+            .ops
+            .iter()
+            .map(|o| o.key)
+            .chain(keys.map_or(0..0, |k| 0..k))
+            .filter(|k| seen.insert(*k))
             .find(|k| !by_key.contains_key(k))
             .map(|k| (k, 0));
     }

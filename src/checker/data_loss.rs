@@ -520,14 +520,26 @@ impl<'a> KeyJudge<'a> {
 
     /// MV-Register: exactly the writes that no other write's clock dominates.
     fn mv(&self, check: &mut Check) -> (u64, u64, u64) {
-        let history = self.history;
-        let clock = |op: &OpRecord| clock_of(history, op);
-        let (unknown, writes): (Vec<Indexed<'_>>, Vec<Indexed<'_>>) =
-            self.updates().partition(|(_, op)| op.meta_unknown());
-        let has_info = writes.iter().any(|(_, op)| op.outcome == Outcome::Info);
+        // Clocks decoded once per key into one buffer, not once per comparison.
+        let mut flat = Vec::new();
+        let mut spans = Vec::new();
+        for (i, op) in self.updates() {
+            let start = flat.len();
+            self.history.clock_into(op, &mut flat);
+            spans.push((i, op, start..flat.len()));
+        }
+        let (unknown, writes): (Vec<Indexed<'_>>, Vec<Indexed<'_>>) = spans
+            .into_iter()
+            .map(|(i, op, span)| (i, op, &flat[span]))
+            .partition(|(_, op, _)| op.meta_unknown());
+        let has_info = writes.iter().any(|(_, op, _)| op.outcome == Outcome::Info);
         // Without indeterminate writes the maxima are the same for every read.
         let definite: Vec<&Indexed<'_>> = writes.iter().collect();
-        let shared = (!has_info).then(|| maximal_writes(history, &definite));
+        // Dots unique among all writes are unique among any subset of them.
+        let all_unique = unique_dots(&definite);
+        let shared = (!has_info).then(|| maximal_writes(&definite, all_unique));
+        // Replicas that agree read the same siblings, whose maxima are the same.
+        let mut memo: Vec<(BTreeSet<u64>, Vec<Indexed<'_>>)> = Vec::new();
         let (mut lost, mut unexpected) = (0, 0);
         for (replica, value) in self.reads {
             let Value::Elems(actual) = value else {
@@ -536,38 +548,44 @@ impl<'a> KeyJudge<'a> {
                 continue;
             };
             let actual_set: BTreeSet<u64> = actual.iter().copied().collect();
-            let maximal = match &shared {
-                Some(maximal) => maximal.clone(),
-                None => {
+            let memoized = memo
+                .iter()
+                .find(|(seen, _)| *seen == actual_set)
+                .map(|(_, maximal)| maximal.clone());
+            let maximal = match (&shared, memoized) {
+                (Some(maximal), _) => maximal.clone(),
+                (None, Some(maximal)) => maximal,
+                (None, None) => {
                     // Indeterminate writes count as taken effect when the read
                     // shows them or something that descends from them.
                     let shown: Vec<&[u64]> = writes
                         .iter()
-                        .filter(|(_, op)| actual_set.contains(&(op.value as u64)))
-                        .map(|(_, op)| clock(op))
+                        .filter(|(_, op, _)| actual_set.contains(&(op.value as u64)))
+                        .map(|(_, _, clock)| *clock)
                         .collect();
                     let effective: Vec<&Indexed<'_>> = writes
                         .iter()
-                        .filter(|(_, op)| {
+                        .filter(|(_, op, clock)| {
                             op.outcome == Outcome::Ok
-                                || shown
-                                    .iter()
-                                    .any(|s| *s == clock(op) || dominated_by(clock(op), s))
+                                || shown.iter().any(|s| s == clock || dominated_by(clock, s))
                         })
                         .collect();
-                    maximal_writes(history, &effective)
+                    let maximal = maximal_writes(&effective, all_unique);
+                    memo.push((actual_set.clone(), maximal.clone()));
+                    maximal
                 }
             };
-            let expected: BTreeSet<u64> = maximal.iter().map(|(_, op)| op.value as u64).collect();
+            let expected: BTreeSet<u64> =
+                maximal.iter().map(|(_, op, _)| op.value as u64).collect();
             // A shown write with an unknown clock may descend from any write,
             // so expected siblings that are missing may have been superseded.
             let unknown_shown: BTreeSet<u64> = unknown
                 .iter()
-                .map(|(_, op)| op.value as u64)
+                .map(|(_, op, _)| op.value as u64)
                 .filter(|v| actual_set.contains(v))
                 .collect();
             if unknown_shown.is_empty() {
-                for (i, op) in &maximal {
+                for (i, op, _) in &maximal {
                     if !actual_set.contains(&(op.value as u64)) {
                         lost += 1;
                         self.lost(
@@ -607,7 +625,7 @@ impl<'a> KeyJudge<'a> {
         for (i, op) in self.updates() {
             let v = (op.f == Function::Put).then_some(op.value);
             let w = (op.aux, op.replica, v, i);
-            let entry = fields.entry(op.field).or_default();
+            let entry = fields.entry(op.field()).or_default();
             if op.outcome == Outcome::Ok {
                 if entry.0.is_none_or(|b| (w.0, w.1) > (b.0, b.1)) {
                     entry.0 = Some(w);
@@ -665,10 +683,22 @@ impl<'a> KeyJudge<'a> {
     }
 }
 
-type Indexed<'a> = (usize, &'a OpRecord);
+/// An update: its index in the history, its record and its decoded clock
+/// (empty when unknown).
+type Indexed<'a> = (usize, &'a OpRecord, &'a [u64]);
 
-fn clock_of<'h>(history: &'h History, op: &OpRecord) -> &'h [u64] {
-    history.clock(op).unwrap_or(&[])
+/// A write's dot as its clock states it: `clock[replica]`.
+fn dot_of(op: &OpRecord, clock: &[u64]) -> u64 {
+    clock.get(op.replica as usize).copied().unwrap_or(0)
+}
+
+/// True when every write has a dot and no two share one.
+fn unique_dots(writes: &[&Indexed<'_>]) -> bool {
+    let mut seen = HashSet::with_capacity_and_hasher(writes.len(), Default::default());
+    writes.iter().all(|(_, op, clock)| {
+        let dot = dot_of(op, clock);
+        dot > 0 && seen.insert((op.replica, dot))
+    })
 }
 
 /// True when clock `a` happened strictly before clock `b`.
@@ -682,35 +712,25 @@ fn dominated_by(a: &[u64], b: &[u64]) -> bool {
 /// dot is `(replica, clock[replica])` and unique: then a write is dominated
 /// iff another write's clock has seen its dot, which the two largest values
 /// of each clock entry decide in O(n * replicas). Falls back to pairwise.
-fn maximal_writes<'a>(history: &History, writes: &[&Indexed<'a>]) -> Vec<Indexed<'a>> {
-    let clock = |op: &OpRecord| clock_of(history, op);
-    let dot = |op: &OpRecord| clock(op).get(op.replica as usize).copied().unwrap_or(0);
-    let unique_dots = {
-        let mut seen = HashSet::with_capacity_and_hasher(writes.len(), Default::default());
-        writes
-            .iter()
-            .all(|(_, op)| dot(op) > 0 && seen.insert((op.replica, dot(op))))
-    };
-    if !unique_dots {
+/// `known_unique` says a superset of `writes` was already found to have
+/// unique dots.
+fn maximal_writes<'a>(writes: &[&Indexed<'a>], known_unique: bool) -> Vec<Indexed<'a>> {
+    if !(known_unique || unique_dots(writes)) {
         return writes
             .iter()
-            .filter(|(i, a)| {
-                !writes
-                    .iter()
-                    .any(|(j, b)| i != j && dominated_by(clock(a), clock(b)))
-            })
+            .filter(|(i, _, a)| !writes.iter().any(|(j, _, b)| i != j && dominated_by(a, b)))
             .map(|w| **w)
             .collect();
     }
     // top[r] = the two largest clock[r] values, with the write holding each.
     let width = writes
         .iter()
-        .map(|(_, op)| clock(op).len())
+        .map(|(_, _, clock)| clock.len())
         .max()
         .unwrap_or(0);
     let mut top: Vec<[(u64, usize); 2]> = vec![[(0, usize::MAX); 2]; width];
-    for (k, (_, op)) in writes.iter().enumerate() {
-        for (r, v) in clock(op).iter().enumerate() {
+    for (k, (_, _, clock)) in writes.iter().enumerate() {
+        for (r, v) in clock.iter().enumerate() {
             let t = &mut top[r];
             if *v > t[0].0 {
                 t[1] = t[0];
@@ -723,10 +743,10 @@ fn maximal_writes<'a>(history: &History, writes: &[&Indexed<'a>]) -> Vec<Indexed
     writes
         .iter()
         .enumerate()
-        .filter(|(k, (_, op))| {
+        .filter(|(k, (_, op, clock))| {
             let t = top[op.replica as usize];
             let best_other = if t[0].1 == *k { t[1].0 } else { t[0].0 };
-            best_other < dot(op)
+            best_other < dot_of(op, clock)
         })
         .map(|(_, w)| **w)
         .collect()

@@ -16,6 +16,7 @@ pub mod opaque;
 use crate::history::History;
 use crate::verdict::Verdict;
 use converge_models::Value;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -174,11 +175,13 @@ pub fn overall(checks: &[Check]) -> Verdict {
 
 /// Operation indices grouped by key, in history order.
 pub fn ops_by_key(history: &History) -> BTreeMap<u32, Vec<usize>> {
-    let mut by_key: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    // Hashing per op and ordering the few keys once is several times cheaper
+    // than a B-tree descent per op.
+    let mut by_key: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
     for (i, op) in history.ops.iter().enumerate() {
         by_key.entry(op.key).or_default().push(i);
     }
-    by_key
+    by_key.into_iter().collect()
 }
 
 /// Final reads grouped by key: (replica, value) in history order.

@@ -11,8 +11,8 @@
 //! any error; a final line cut short by a kill is skipped with a warning.
 
 use super::{
-    FinalRead, Function, Header, History, NetworkStats, OpRecord, Outcome, Probe, Quiescence,
-    SCHEMA_VERSION, UNKNOWN_AUX,
+    FinalRead, Function, Header, History, NetworkStats, OpBatch, OpRecord, Outcome, Probe,
+    Quiescence, SCHEMA_VERSION, UNKNOWN_AUX,
 };
 use crate::error::{Error, Result};
 use converge_models::{Dot, Value};
@@ -27,8 +27,8 @@ use std::thread::JoinHandle;
 /// A message to the history writer thread.
 #[derive(Debug)]
 pub enum WriterMsg {
-    /// A batch of completed operations. Its clocks are always kept.
-    Ops(Box<History>),
+    /// A batch of completed operations.
+    Ops(Box<OpBatch>),
     /// A final read.
     Final(FinalRead),
     /// An idempotency probe.
@@ -42,8 +42,8 @@ pub enum WriterMsg {
 /// Streams one completed op (and the value a read returned) to the writer
 /// thread as a batch of its own: live targets record ops one at a time.
 pub fn send_op(sender: &Sender<WriterMsg>, record: OpRecord, read: Option<Value>) -> Result<()> {
-    let mut batch = History::default();
-    batch.push(record, None, &[], read).map_err(Error::Config)?;
+    let mut batch = OpBatch::default();
+    batch.push(record, None, &[], read);
     sender
         .send(WriterMsg::Ops(Box::new(batch)))
         .map_err(|_| Error::Target {
@@ -116,19 +116,20 @@ fn write_loop(
         };
         match msg {
             WriterMsg::Ops(batch) => {
-                for op in &batch.ops {
+                for op in batch.iter() {
                     line.clear();
-                    format_op(&mut line, next_op, op, &batch);
+                    format_parts(
+                        &mut line,
+                        next_op,
+                        op.record,
+                        op.clock,
+                        op.observed.iter().copied(),
+                        op.read,
+                    );
                     out.write_all(&line).map_err(io)?;
                     next_op += 1;
-                    let observed: Vec<Dot> = batch.observed(op).collect();
                     history
-                        .push(
-                            *op,
-                            batch.clock(op),
-                            &observed,
-                            batch.read_value(op).cloned(),
-                        )
+                        .push(*op.record, op.clock, op.observed, op.read.cloned())
                         .map_err(|m| Error::History {
                             path: path.clone(),
                             message: m,
@@ -154,6 +155,7 @@ fn write_loop(
         }
     }
     out.flush().map_err(io)?;
+    history.shrink_to_fit();
     Ok(history)
 }
 
@@ -189,8 +191,29 @@ fn push_int(line: &mut Vec<u8>, n: impl itoa::Integer) {
     line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// Formats one operation as its invoke line and its completion line.
+/// Formats one operation of `src` as its invoke line and its completion line.
 pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
+    let clock = src.clock(op);
+    format_parts(
+        line,
+        id,
+        op,
+        clock.as_deref(),
+        src.observed(op),
+        src.read_value(op),
+    );
+}
+
+/// Formats one operation, given its variable-size data, as its invoke line
+/// and its completion line.
+fn format_parts(
+    line: &mut Vec<u8>,
+    id: u64,
+    op: &OpRecord,
+    clock: Option<&[u64]>,
+    observed: impl Iterator<Item = Dot>,
+    read: Option<&Value>,
+) {
     line.extend_from_slice(b"{\"type\":\"invoke\",\"op\":");
     push_int(line, id);
     line.extend_from_slice(b",\"process\":");
@@ -208,7 +231,7 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
     }
     if matches!(op.f, Function::Put | Function::Delete) {
         line.extend_from_slice(b",\"field\":");
-        push_int(line, op.field);
+        push_int(line, op.field());
     }
     line.extend_from_slice(b",\"time_ns\":");
     push_int(line, op.invoke_ns);
@@ -225,7 +248,7 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
     if op.f.is_update() && op.outcome != Outcome::Fail {
         line.extend_from_slice(b",\"clock_sum\":");
         push_int(line, op.clock_sum);
-        if let Some(clock) = src.clock(op) {
+        if let Some(clock) = clock.filter(|c| !c.is_empty()) {
             line.extend_from_slice(b",\"clock\":[");
             for (i, c) in clock.iter().enumerate() {
                 if i > 0 {
@@ -248,10 +271,11 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
         }
         // A remove always says what it observed (maybe nothing); a write
         // only when it overwrote something it saw (automerge puts).
-        let observed = src.observed(op).next().is_some();
-        if op.f == Function::Remove || (op.f == Function::Write && observed) {
+        let mut observed = observed.peekable();
+        let any_observed = observed.peek().is_some();
+        if op.f == Function::Remove || (op.f == Function::Write && any_observed) {
             line.extend_from_slice(b",\"observed\":[");
-            for (i, d) in src.observed(op).enumerate() {
+            for (i, d) in observed.enumerate() {
                 if i > 0 {
                     line.push(b',');
                 }
@@ -264,7 +288,7 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
             line.push(b']');
         }
     }
-    if let Some(value) = src.read_value(op) {
+    if let Some(value) = read.filter(|_| op.f == Function::Read) {
         line.extend_from_slice(b",\"read\":");
         // Serializing a Value into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *line, value);
@@ -417,9 +441,8 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
                     latency_ns: 0,
                     process,
                     key,
-                    field,
                     clock_sum: 0,
-                    payload: 0,
+                    slot: field,
                     replica,
                     f,
                     outcome: Outcome::Info,
@@ -498,6 +521,7 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
             .push(c.record, c.clock.as_deref(), &c.observed, c.read)
             .map_err(|m| bad(c.line, m))?;
     }
+    history.shrink_to_fit();
     Ok(ReadHistory { history, warnings })
 }
 

@@ -2,10 +2,12 @@
 //! (final reads, idempotency probes, quiescence) so that every checker is a
 //! pure function of it.
 //!
-//! In memory an operation is one fixed-size [`OpRecord`] (invoke and
-//! completion merged); variable-size data (vector clocks of MV-register
-//! writes, dots observed by OR-Set removes) lives in a shared arena, and read
-//! results in a side table. On disk it is JSON lines ([`jsonl`]).
+//! In memory an operation is one fixed-size [`OpRecord`] of 48 bytes (invoke
+//! and completion merged); variable-size data (vector clocks of MV-register
+//! writes, dots observed by OR-Set removes) lives in a shared byte arena as
+//! LEB128 varints, and read results in a side table. On disk it is JSON lines
+//! ([`jsonl`]). Writers hand ops to the history writer in [`OpBatch`]es, which
+//! keep every clock so that `history.jsonl` has them all.
 
 pub mod detect;
 pub mod edn;
@@ -65,7 +67,8 @@ pub enum Outcome {
     Info,
 }
 
-/// One operation, invoke and completion merged. 56 bytes.
+/// One operation, invoke and completion merged. 48 bytes: the issue's
+/// budget is 64 bytes per op in memory, variable-size data included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpRecord {
     /// Invocation time, ns since the run started.
@@ -81,14 +84,16 @@ pub struct OpRecord {
     pub process: u32,
     /// Key (object) it touched.
     pub key: u32,
-    /// Map field, for put and delete.
-    pub field: u32,
     /// Sum of the update's per-key vector clock: how many updates of this key
     /// are in its causal past, itself included. Zero for reads and failures.
     pub clock_sum: u32,
-    /// 1 + offset into [`History::arena`] (updates) or into [`History::reads`]
-    /// (reads); 0 when there is none.
-    pub payload: u32,
+    /// The map field of a put or delete (read it with [`OpRecord::field`]).
+    /// For every other op [`History::push`] sets it to 1 + the offset of the
+    /// op's variable-size data in [`History::reads`] (reads) or
+    /// [`History::arena`] (updates), 0 when there is none. One slot serves
+    /// both because puts and deletes never carry a clock or observed dots in
+    /// memory (only the MV-register checker needs clocks).
+    pub slot: u32,
     /// Replica it ran on.
     pub replica: ReplicaId,
     /// What it did.
@@ -96,6 +101,8 @@ pub struct OpRecord {
     /// How it ended.
     pub outcome: Outcome,
 }
+
+const _: () = assert!(std::mem::size_of::<OpRecord>() == 48);
 
 /// Run parameters, written as the first line of `history.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -212,8 +219,12 @@ pub struct History {
     pub header: Option<Header>,
     /// Operations in completion order.
     pub ops: Vec<OpRecord>,
-    /// Variable-size payloads: `[len, items...]` segments.
-    pub arena: Vec<u64>,
+    /// Variable-size payloads, LEB128 varints: `[clock_len, first entry,
+    /// zigzag deltas between consecutive entries...]`, then for removes
+    /// `[dots_len, (replica, counter)...]`. Consecutive entries of one clock
+    /// are close (replicas see each other's updates of a key), so deltas take
+    /// a byte or two where whole entries of a hot key take three.
+    pub arena: Vec<u8>,
     /// Read results, referenced by read records.
     pub reads: Vec<Value>,
     /// Final reads, one per replica and key.
@@ -245,6 +256,81 @@ impl OpRecord {
     pub fn meta_unknown(&self) -> bool {
         self.outcome == Outcome::Info && self.aux == UNKNOWN_AUX
     }
+
+    /// The map field of a put or delete; 0 for every other op.
+    pub fn field(&self) -> u32 {
+        if self.has_field() {
+            self.slot
+        } else {
+            0
+        }
+    }
+
+    fn has_field(&self) -> bool {
+        matches!(self.f, Function::Put | Function::Delete)
+    }
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+/// Reads LEB128 varints from an arena segment; a truncated or overlong
+/// varint (impossible for an arena [`History::push`] wrote) reads as 0.
+#[derive(Clone)]
+struct Varints<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Varints<'_> {
+    #[inline(always)]
+    fn next_u64(&mut self) -> u64 {
+        let rest = self.bytes.get(self.at..).unwrap_or(&[]);
+        // Most entries are one byte: take the short path first.
+        match rest.first() {
+            Some(&b) if b < 0x80 => {
+                self.at += 1;
+                return u64::from(b);
+            }
+            None => return 0,
+            _ => {}
+        }
+        self.next_long(rest)
+    }
+
+    #[inline]
+    fn next_long(&mut self, rest: &[u8]) -> u64 {
+        let mut v = 0u64;
+        for (n, &b) in rest.iter().enumerate().take(10) {
+            v |= u64::from(b & 0x7f) << (7 * n);
+            if b & 0x80 == 0 {
+                self.at += n + 1;
+                return v;
+            }
+        }
+        self.at = self.bytes.len();
+        0
+    }
+
+    /// Skips a clock, leaving the cursor on what follows it.
+    fn skip_clock(&mut self) {
+        for _ in 0..self.next_u64() {
+            self.next_u64();
+        }
+    }
 }
 
 impl History {
@@ -264,7 +350,8 @@ impl History {
     }
 
     /// Appends an operation with its variable-size data. Dots whose counter
-    /// does not fit 48 bits are reported as an error message.
+    /// does not fit 48 bits are reported as an error message (the on-disk
+    /// format promises 48 bits), as is an arena past 4 GiB.
     pub fn push(
         &mut self,
         mut record: OpRecord,
@@ -272,26 +359,31 @@ impl History {
         observed: &[Dot],
         read: Option<Value>,
     ) -> Result<(), String> {
-        record.payload = 0;
-        if let Some(value) = read {
-            self.reads.push(value);
-            record.payload = self.reads.len() as u32;
-        } else {
-            let keep_clock = self.keep_clocks && clock.is_some();
-            if keep_clock || !observed.is_empty() {
-                record.payload = self.arena.len() as u32 + 1;
-                let clock = if keep_clock {
-                    clock.unwrap_or(&[])
-                } else {
-                    &[]
-                };
-                self.arena.push(clock.len() as u64);
-                self.arena.extend_from_slice(clock);
-                self.arena.push(observed.len() as u64);
-                for dot in observed {
-                    let packed = pack_dot(*dot)
-                        .ok_or_else(|| format!("dot counter {} exceeds 2^48", dot.counter))?;
-                    self.arena.push(packed);
+        if let Some(dot) = observed.iter().find(|d| pack_dot(**d).is_none()) {
+            return Err(format!("dot counter {} exceeds 2^48", dot.counter));
+        }
+        if !record.has_field() {
+            record.slot = 0;
+            if let Some(value) = read {
+                self.reads.push(value);
+                record.slot = slot_of(self.reads.len() - 1)?;
+            } else {
+                let clock = clock.filter(|_| self.keep_clocks).unwrap_or(&[]);
+                if !clock.is_empty() || !observed.is_empty() {
+                    record.slot = slot_of(self.arena.len())?;
+                    push_varint(&mut self.arena, clock.len() as u64);
+                    let mut previous = 0u64;
+                    for &entry in clock {
+                        push_varint(&mut self.arena, zigzag(entry.wrapping_sub(previous) as i64));
+                        previous = entry;
+                    }
+                    if record.f == Function::Remove {
+                        push_varint(&mut self.arena, observed.len() as u64);
+                        for dot in observed {
+                            push_varint(&mut self.arena, u64::from(dot.replica));
+                            push_varint(&mut self.arena, dot.counter);
+                        }
+                    }
                 }
             }
         }
@@ -299,39 +391,60 @@ impl History {
         Ok(())
     }
 
-    fn segments(&self, op: &OpRecord) -> Option<(&[u64], &[u64])> {
-        if op.payload == 0 || op.f == Function::Read {
+    fn segment(&self, op: &OpRecord) -> Option<Varints<'_>> {
+        if op.slot == 0 || op.f == Function::Read || op.has_field() {
             return None;
         }
-        let start = op.payload as usize - 1;
-        let clock_len = *self.arena.get(start)? as usize;
-        let clock = self.arena.get(start + 1..start + 1 + clock_len)?;
-        let dots_at = start + 1 + clock_len;
-        let dots_len = *self.arena.get(dots_at)? as usize;
-        let dots = self.arena.get(dots_at + 1..dots_at + 1 + dots_len)?;
-        Some((clock, dots))
+        Some(Varints {
+            bytes: &self.arena,
+            at: op.slot as usize - 1,
+        })
+    }
+
+    /// Appends the vector clock of an update to `out`, when clocks are kept;
+    /// false when there is none. Decoding into a reused buffer keeps the
+    /// checkers free of a per-op allocation.
+    #[inline]
+    pub fn clock_into(&self, op: &OpRecord, out: &mut Vec<u64>) -> bool {
+        let Some(mut seg) = self.segment(op) else {
+            return false;
+        };
+        let len = seg.next_u64();
+        out.reserve((len as usize).min(self.arena.len()));
+        let mut entry = 0u64;
+        for _ in 0..len {
+            entry = entry.wrapping_add(unzigzag(seg.next_u64()) as u64);
+            out.push(entry);
+        }
+        len > 0
     }
 
     /// The vector clock of an update, when clocks are kept.
-    pub fn clock(&self, op: &OpRecord) -> Option<&[u64]> {
-        self.segments(op).map(|(c, _)| c).filter(|c| !c.is_empty())
+    pub fn clock(&self, op: &OpRecord) -> Option<Vec<u64>> {
+        let mut clock = Vec::new();
+        self.clock_into(op, &mut clock).then_some(clock)
     }
 
     /// The dots an OR-Set remove observed.
     pub fn observed(&self, op: &OpRecord) -> impl Iterator<Item = Dot> + '_ {
-        self.segments(op)
-            .map(|(_, d)| d)
-            .unwrap_or(&[])
-            .iter()
-            .map(|w| unpack_dot(*w))
+        let mut seg = self.segment(op).filter(|_| op.f == Function::Remove);
+        let len = seg.as_mut().map_or(0, |s| {
+            s.skip_clock();
+            s.next_u64()
+        });
+        (0..len).filter_map(move |_| {
+            let seg = seg.as_mut()?;
+            let replica = seg.next_u64() as ReplicaId;
+            Some(Dot::new(replica, seg.next_u64()))
+        })
     }
 
     /// The result of a read operation.
     pub fn read_value(&self, op: &OpRecord) -> Option<&Value> {
-        if op.f != Function::Read || op.payload == 0 {
+        if op.f != Function::Read || op.slot == 0 {
             return None;
         }
-        self.reads.get(op.payload as usize - 1)
+        self.reads.get(op.slot as usize - 1)
     }
 
     /// The part of the history about one key: its ops (with their payloads),
@@ -348,7 +461,13 @@ impl History {
         for (i, op) in self.ops.iter().enumerate().filter(|(_, op)| op.key == key) {
             let observed: Vec<Dot> = self.observed(op).collect();
             // Payloads were valid in `self`, so pushing them again cannot fail.
-            let _ = sub.push(*op, self.clock(op), &observed, self.read_value(op).cloned());
+            let clock = self.clock(op);
+            let _ = sub.push(
+                *op,
+                clock.as_deref(),
+                &observed,
+                self.read_value(op).cloned(),
+            );
             index.push(i);
         }
         sub.finals = self
@@ -366,22 +485,123 @@ impl History {
         (sub, index)
     }
 
-    /// Approximate bytes held per operation (records + arena + reads).
+    /// Releases the slack growth left in the history's vectors; call once
+    /// the history is complete.
+    pub fn shrink_to_fit(&mut self) {
+        self.ops.shrink_to_fit();
+        self.arena.shrink_to_fit();
+        self.reads.shrink_to_fit();
+    }
+
+    /// Bytes the history holds per operation: every allocation it owns,
+    /// capacity included (records, arena, reads with their heap parts, final
+    /// reads and probes).
     pub fn bytes_per_op(&self) -> f64 {
         if self.ops.is_empty() {
             return 0.0;
         }
-        let reads: usize = self
-            .reads
-            .iter()
-            .map(|v| match v {
-                Value::Int(_) => 32,
-                Value::Elems(e) => 32 + e.len() * 8,
-                Value::Map(m) => 32 + m.len() * 16,
-            })
-            .sum();
-        let bytes = self.ops.len() * std::mem::size_of::<OpRecord>() + self.arena.len() * 8 + reads;
+        fn value_heap(v: &Value) -> usize {
+            match v {
+                Value::Int(_) => 0,
+                Value::Elems(e) => e.capacity() * std::mem::size_of::<u64>(),
+                Value::Map(m) => m.capacity() * std::mem::size_of::<(u32, u64)>(),
+            }
+        }
+        let option_heap = |v: &Option<Value>| v.as_ref().map_or(0, value_heap);
+        let bytes = self.ops.capacity() * std::mem::size_of::<OpRecord>()
+            + self.arena.capacity()
+            + self.reads.capacity() * std::mem::size_of::<Value>()
+            + self.reads.iter().map(value_heap).sum::<usize>()
+            + self.finals.capacity() * std::mem::size_of::<FinalRead>()
+            + self
+                .finals
+                .iter()
+                .map(|f| value_heap(&f.value))
+                .sum::<usize>()
+            + self.probes.capacity() * std::mem::size_of::<Probe>()
+            + self
+                .probes
+                .iter()
+                .map(|p| option_heap(&p.before) + option_heap(&p.after))
+                .sum::<usize>();
         bytes as f64 / self.ops.len() as f64
+    }
+}
+
+/// 1 + an offset, as [`OpRecord::slot`] stores it.
+fn slot_of(offset: usize) -> Result<u32, String> {
+    u32::try_from(offset + 1).map_err(|_| "history arena exceeds 4 GiB".to_string())
+}
+
+/// Completed operations on their way to the history writer, with every
+/// clock kept (the JSONL file has them all, whatever the workload) and
+/// read back in order.
+#[derive(Clone, Debug, Default)]
+pub struct OpBatch {
+    /// The operations, [`OpRecord::slot`] holding only a put's or delete's field.
+    pub ops: Vec<OpRecord>,
+    /// Per op: clock length (`u32::MAX` when none), observed dots, has a read.
+    shapes: Vec<(u32, u32, bool)>,
+    clocks: Vec<u64>,
+    dots: Vec<Dot>,
+    reads: Vec<Value>,
+}
+
+/// One operation of an [`OpBatch`] with its variable-size data.
+pub struct BatchOp<'a> {
+    /// The record.
+    pub record: &'a OpRecord,
+    /// Its vector clock, if it reported one.
+    pub clock: Option<&'a [u64]>,
+    /// Dots an OR-Set remove observed.
+    pub observed: &'a [Dot],
+    /// What a read returned.
+    pub read: Option<&'a Value>,
+}
+
+impl OpBatch {
+    /// Appends an operation with its variable-size data.
+    pub fn push(
+        &mut self,
+        record: OpRecord,
+        clock: Option<&[u64]>,
+        observed: &[Dot],
+        read: Option<Value>,
+    ) {
+        let clock_len = clock.map_or(u32::MAX, |c| c.len() as u32);
+        self.clocks.extend_from_slice(clock.unwrap_or(&[]));
+        self.dots.extend_from_slice(observed);
+        self.shapes
+            .push((clock_len, observed.len() as u32, read.is_some()));
+        self.reads.extend(read);
+        self.ops.push(record);
+    }
+
+    /// The operations in order, with their data.
+    pub fn iter(&self) -> impl Iterator<Item = BatchOp<'_>> + '_ {
+        let (mut clock_at, mut dot_at, mut read_at) = (0, 0, 0);
+        self.ops
+            .iter()
+            .zip(&self.shapes)
+            .map(move |(record, &(clock_len, dots_len, has_read))| {
+                let clock = (clock_len != u32::MAX).then(|| {
+                    let clock = &self.clocks[clock_at..clock_at + clock_len as usize];
+                    clock_at += clock_len as usize;
+                    clock
+                });
+                let observed = &self.dots[dot_at..dot_at + dots_len as usize];
+                dot_at += dots_len as usize;
+                let read = has_read.then(|| {
+                    read_at += 1;
+                    &self.reads[read_at - 1]
+                });
+                BatchOp {
+                    record,
+                    clock,
+                    observed,
+                    read,
+                }
+            })
     }
 }
 

@@ -9,6 +9,7 @@ use super::{AutomergeConfig, AutomergeFault};
 use crate::error::{Error, Result};
 use crate::generator::derive_seed;
 use crate::history::jsonl::{HistoryWriter, WriterMsg};
+use crate::history::OpBatch;
 use crate::history::{
     FinalRead, Function, Header, History, OpRecord, Outcome, Probe, ProbeKind, Quiescence,
     SCHEMA_VERSION,
@@ -80,7 +81,7 @@ struct Run<'a> {
     wire: Wire,
     links: Links,
     snapshots: Vec<AutoCommit>,
-    batch: History,
+    batch: OpBatch,
     sender: Sender<WriterMsg>,
     next_tag: u64,
     next_char: u32,
@@ -158,7 +159,7 @@ fn drive(
         wire: Wire::new(nemesis),
         links: Links::new(config.replicas, policy),
         snapshots: Vec::new(),
-        batch: History::default(),
+        batch: OpBatch::default(),
         sender,
         next_tag: 1,
         next_char: FIRST_CHAR,
@@ -264,17 +265,15 @@ impl Run<'_> {
             latency_ns: u32::try_from((now - invoke).as_nanos()).unwrap_or(u32::MAX),
             process: writer,
             key,
-            field: 0,
+            slot: 0,
             clock_sum: 0,
-            payload: 0,
             replica,
             f,
             outcome: Outcome::Ok,
         };
         let observed: Vec<Dot> = observed.iter().map(|t| Dot::new(0, *t)).collect();
-        self.batch
-            .push(record, None, &observed, None)
-            .map_err(Error::Config)
+        self.batch.push(record, None, &observed, None);
+        Ok(())
     }
 
     fn key_index(&mut self) -> u32 {

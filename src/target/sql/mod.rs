@@ -26,6 +26,7 @@ pub mod template;
 use crate::error::{Error, Result};
 use crate::generator::{derive_seed, Generator, Mix, Step};
 use crate::history::jsonl::{HistoryWriter, WriterMsg};
+use crate::history::OpBatch;
 use crate::history::{
     FinalRead, Function, Header, History, OpRecord, Outcome, Probe, ProbeKind, Quiescence,
     SCHEMA_VERSION, UNKNOWN_AUX,
@@ -344,8 +345,8 @@ impl Shared {
     }
 
     fn record(&self, record: OpRecord, read: Option<Value>) -> Result<()> {
-        let mut batch = History::default();
-        batch.push(record, None, &[], read).map_err(Error::Config)?;
+        let mut batch = OpBatch::default();
+        batch.push(record, None, &[], read);
         self.sender
             .send(WriterMsg::Ops(Box::new(batch)))
             .map_err(|_| Error::Target {
@@ -629,9 +630,8 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
             latency_ns: 0,
             process: w,
             key: 0,
-            field: 0,
+            slot: 0,
             clock_sum: 0,
-            payload: 0,
             replica: replica as u16,
             f: Function::Read,
             outcome: Outcome::Ok,
