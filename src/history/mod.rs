@@ -377,7 +377,7 @@ impl History {
                         push_varint(&mut self.arena, zigzag(entry.wrapping_sub(previous) as i64));
                         previous = entry;
                     }
-                    if record.f == Function::Remove {
+                    if carries_observed(record.f) {
                         push_varint(&mut self.arena, observed.len() as u64);
                         for dot in observed {
                             push_varint(&mut self.arena, u64::from(dot.replica));
@@ -427,7 +427,7 @@ impl History {
 
     /// The dots an OR-Set remove observed.
     pub fn observed(&self, op: &OpRecord) -> impl Iterator<Item = Dot> + '_ {
-        let mut seg = self.segment(op).filter(|_| op.f == Function::Remove);
+        let mut seg = self.segment(op).filter(|_| carries_observed(op.f));
         let len = seg.as_mut().map_or(0, |s| {
             s.skip_clock();
             s.next_u64()
@@ -603,6 +603,12 @@ impl OpBatch {
                 }
             })
     }
+}
+
+/// Ops whose arena segment lists observed dots: OR-Set removes, and writes
+/// that overwrote what they saw (automerge puts).
+fn carries_observed(f: Function) -> bool {
+    matches!(f, Function::Remove | Function::Write)
 }
 
 /// Whether a workload's checker needs full update clocks.
