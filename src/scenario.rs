@@ -73,12 +73,14 @@ pub struct Scenario {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetTable {
-    /// `in-process`, `maelstrom` or `sql`.
+    /// `in-process`, `maelstrom`, `sql`, `http` or `automerge`.
     pub kind: Option<TargetKind>,
     /// `[target.maelstrom]`.
     pub maelstrom: Option<MaelstromTable>,
     /// `[target.sql]`.
     pub sql: Option<SqlSpec>,
+    /// `[target.http]`: the same table as an `--http-config` file.
+    pub http: Option<crate::target::http::HttpTargetConfig>,
 }
 
 /// `[target.maelstrom]`: the maelstrom flags.
@@ -188,6 +190,8 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
             args.target = kind;
         } else if target.sql.is_some() {
             args.target = TargetKind::Sql;
+        } else if target.http.is_some() {
+            args.target = TargetKind::Http;
         }
     }
     if let Some(m) = target.maelstrom {
@@ -205,6 +209,7 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
         fill_opt!(m, bin);
     }
     args.sql = target.sql;
+    args.http = target.http;
     args.explicit.extend(filled.into_iter().map(String::from));
     if let Some(slo) = s.slo {
         // Gates from flags win over the file's, gate by gate.

@@ -366,3 +366,58 @@ fn the_reference_service_on_postgres_is_valid_and_its_lost_update_is_caught() {
         }
     }
 }
+
+/// An `--http-config` file mounted as `[target.http]` of a scenario: top-level
+/// keys move under the table, and every sub-table header gains the prefix.
+fn as_scenario(dir: &Path, name: &str, run_keys: &str) -> PathBuf {
+    let text = std::fs::read_to_string(example(name)).expect("example");
+    let mut scenario = format!("{run_keys}\n[target.http]\n");
+    for line in text.lines() {
+        match line.strip_prefix('[') {
+            Some(rest) => scenario.push_str(&format!("[target.http.{rest}\n")),
+            None => scenario.push_str(&format!("{line}\n")),
+        }
+    }
+    let path = dir.join(format!("scenario-{name}"));
+    std::fs::write(&path, scenario).expect("write scenario");
+    path
+}
+
+#[test]
+fn a_scenario_with_target_http_runs_and_its_slo_gates_decide_the_exit_code() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run_keys = "writers = 8\nops = 600\nseed = 4\nnemesis = \"partition\"";
+    let scenario = as_scenario(dir.path(), "http-serve-counter-ok.toml", run_keys);
+    let met = dir.path().join("met");
+    let result = finish(
+        converge()
+            .args(["run", "--scenario"])
+            .arg(&scenario)
+            .args(["--slo", "p95_ms=60000", "--slo", "data_loss=0", "--out"])
+            .arg(&met),
+    );
+    result.no_panic().expect_code(0);
+    assert_eq!(result.seed(), 4);
+    let report = read_json(&met.join("report.json"));
+    assert_eq!(report["target"], "http");
+    let slo = report["slo"].as_array().expect("slo rows");
+    assert!(slo.iter().all(|row| row["status"] == "valid"), "{report:#}");
+
+    // The same run with a gate nobody meets: exit 1, the row says so.
+    let missed = dir.path().join("missed");
+    let result = finish(
+        converge()
+            .args(["run", "--scenario"])
+            .arg(&scenario)
+            .args(["--slo", "p95_ms=0.000001", "--out"])
+            .arg(&missed),
+    );
+    result.no_panic().expect_code(1);
+    let markdown = std::fs::read_to_string(missed.join("report.md")).expect("report.md");
+    let row = markdown
+        .lines()
+        .find(|l| l.contains("SLO p95_ms") && l.contains("FAIL"))
+        .unwrap_or_else(|| panic!("no missed p95 row in\n{markdown}"));
+    assert!(row.contains("0.000001"), "{row}");
+    result.mentions("reproduce: converge run --target http --scenario");
+}

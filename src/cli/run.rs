@@ -152,6 +152,9 @@ pub struct RunArgs {
     /// `[target.sql]` of the scenario.
     #[arg(skip)]
     pub sql: Option<crate::target::sql::SqlSpec>,
+    /// `[target.http]` of the scenario.
+    #[arg(skip)]
+    pub http: Option<crate::target::http::HttpTargetConfig>,
     /// The SLO gates in force (scenario, overridden gate by gate by `--slo`).
     #[arg(skip)]
     pub slo_spec: crate::slo::SloSpec,

@@ -1,8 +1,8 @@
 //! `converge run --target automerge`: drive automerge documents over their
 //! sync protocol, check, report.
 
+use super::default_out;
 use super::run::{random_seed, RunArgs};
-use super::{default_out, Format};
 use crate::checker::check_all;
 use crate::error::Error;
 use crate::nemesis::NemesisSpec;
@@ -65,34 +65,28 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.fault = config.fault.map(|f| f.name().to_string());
     report.workload = "automerge".into();
-    if let Err(e) = report.write(&config.out) {
-        return Ok(super::check::fail(&e));
+    if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
+        return Ok(code);
     }
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Human => {
-            print!("{}", report.human());
-            let links = result.links;
-            println!(
-                "sync: {} links, {} messages generated, {} link restarts, {} receive errors, {} dropped by the wrapper; ticks: {} writing, {} final",
-                result.link_count,
-                links.generated,
-                links.resets,
-                links.receive_errors,
-                links.dropped_by_wrapper,
-                result.ticks.0,
-                result.ticks.1
-            );
-            for e in &result.link_errors {
-                println!("  receive error: {e}");
-            }
-            super::print_footer(
-                &config.out,
-                config.seed,
-                report.verdict,
-                &config.reproduce(),
-            );
-        }
+    let links = result.links;
+    println!(
+        "sync: {} links, {} messages generated, {} link restarts, {} receive errors, {} dropped by the wrapper; ticks: {} writing, {} final",
+        result.link_count,
+        links.generated,
+        links.resets,
+        links.receive_errors,
+        links.dropped_by_wrapper,
+        result.ticks.0,
+        result.ticks.1
+    );
+    for e in &result.link_errors {
+        println!("  receive error: {e}");
     }
+    super::print_footer(
+        &config.out,
+        config.seed,
+        report.verdict,
+        &config.reproduce(),
+    );
     Ok(report.verdict.exit_code())
 }

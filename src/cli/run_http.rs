@@ -1,27 +1,38 @@
 //! `converge run --target http`: drive a service over HTTP, check, report.
 
+use super::default_out;
 use super::run::{random_seed, RunArgs};
-use super::{default_out, Format};
 use crate::checker::{check_all, findings_check};
 use crate::error::Error;
 use crate::generator::Mix;
+use crate::interpreter::shell_quote;
 use crate::report::{LiveFigures, Report};
 use crate::target::http::{run, HttpFaults, HttpRunConfig, HttpTargetConfig};
-use crate::verdict::Verdict;
 
 /// Resolves the flags and the `--http-config` file of an http run.
 pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
-    let path = args
-        .http_config
-        .clone()
-        .ok_or_else(|| Error::Config("--target http needs --http-config FILE.toml".into()))?;
-    let target = HttpTargetConfig::load(&path)?;
+    let quoted = |p: &std::path::Path| shell_quote(&p.display().to_string());
+    let (target, config_flag) = match (&args.http_config, &args.http, &args.scenario) {
+        (Some(path), _, _) => (
+            HttpTargetConfig::load(path)?,
+            format!("--http-config {}", quoted(path)),
+        ),
+        (None, Some(table), Some(scenario)) => {
+            table.validate()?;
+            (table.clone(), format!("--scenario {}", quoted(scenario)))
+        }
+        _ => {
+            return Err(Error::Config(
+                "--target http needs --http-config FILE.toml or a scenario with [target.http]"
+                    .into(),
+            ))
+        }
+    };
     if let Some(w) = &args.workload {
         if *w != target.workload {
             return Err(Error::Config(format!(
-                "--workload {w} differs from workload = \"{}\" in {}",
-                target.workload,
-                path.display()
+                "--workload {w} differs from workload = \"{}\" of {config_flag}",
+                target.workload
             )));
         }
     }
@@ -43,7 +54,7 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
         faults,
         seed,
         out,
-        config_path: path,
+        config_flag,
         target,
     };
     config.validate()?;
@@ -81,44 +92,37 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         nemesis_log: result.nemesis_log.clone(),
     };
     let mut report = Report::build(&result.history, &checks, Some(&live));
+    report.memory.service_rss_peak_mb = result.service.as_ref().map(|s| s.rss_peak_mb);
     report.service = result.service.clone();
-    if let Err(e) = report.write(&config.out) {
-        return Ok(super::check::fail(&e));
+    report.reproduce = config.reproduce();
+    // JSON output (or a write error) is complete; the human report gets the
+    // target's own lines.
+    if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
+        return Ok(code);
     }
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Human => {
-            print!("{}", report.human());
-            println!("replicas: {}", result.replicas.join(" "));
-            println!(
-                "retries: {} writes sent twice with the same idempotency key",
-                result.retries
-            );
-            let fd = result.fd_limit;
-            println!(
-                "open files: soft limit {} -> {} (hard {}); at most {} connections per replica",
-                fd.before, fd.after, fd.hard, result.connections_per_host
-            );
-            if let Some(s) = &result.service {
-                println!(
-                    "service: RSS peak {:.1} MB, mean {:.1} MB, CPU {:.2} s, {} restarts (log: {})",
-                    s.rss_peak_mb,
-                    s.rss_mean_mb,
-                    s.cpu_s,
-                    s.restarts,
-                    config.out.join("service.log").display()
-                );
-            }
-            if let Some(apart) = &result.divergence {
-                println!("replicas did not agree: {apart}");
-            }
-            println!("history: {}", config.out.join("history.jsonl").display());
-            println!("report:  {}", config.out.join("report.md").display());
-            println!("seed: {}", config.seed);
-            if report.verdict != Verdict::Valid {
-                println!("reproduce: {}", config.reproduce());
-            }
-        }
+    println!("replicas: {}", result.replicas.join(" "));
+    println!(
+        "retries: {} writes sent twice with the same idempotency key",
+        result.retries
+    );
+    let fd = result.fd_limit;
+    println!(
+        "open files: soft limit {} -> {} (hard {}); at most {} connections per replica",
+        fd.before, fd.after, fd.hard, result.connections_per_host
+    );
+    if let Some(s) = &result.service {
+        println!(
+            "service: RSS peak {:.1} MB, mean {:.1} MB, CPU {:.2} s, {} restarts (log: {})",
+            s.rss_peak_mb,
+            s.rss_mean_mb,
+            s.cpu_s,
+            s.restarts,
+            config.out.join("service.log").display()
+        );
     }
+    if let Some(apart) = &result.divergence {
+        println!("replicas did not agree: {apart}");
+    }
+    super::print_footer(&config.out, config.seed, report.verdict, &report.reproduce);
     Ok(report.verdict.exit_code())
 }

@@ -104,8 +104,9 @@ impl HttpFaults {
 pub struct HttpRunConfig {
     /// The target's configuration.
     pub target: HttpTargetConfig,
-    /// Where it was read from (for the reproduce command).
-    pub config_path: PathBuf,
+    /// Where it was read from, as the flag that names it (`--http-config
+    /// FILE` or `--scenario FILE`), for the reproduce command.
+    pub config_flag: String,
     /// Concurrent clients (each one request in flight).
     pub writers: u32,
     /// Operations over all clients.
@@ -149,8 +150,8 @@ impl HttpRunConfig {
     /// The command that reproduces this run.
     pub fn reproduce(&self) -> String {
         format!(
-            "converge run --target http --http-config {} --writers {} --ops {} --read-ratio {} --remove-ratio {} --nemesis {} --seed {} --out {}",
-            shell_quote(&self.config_path.display().to_string()),
+            "converge run --target http {} --writers {} --ops {} --read-ratio {} --remove-ratio {} --nemesis {} --seed {} --out {}",
+            self.config_flag,
             self.writers,
             self.ops,
             self.read_ratio,
