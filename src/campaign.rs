@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::generator::{derive_seed, Mix};
 use crate::interpreter::{run, RunConfig, MAX_REPLICAS};
 use crate::nemesis::{Fault, NemesisSpec};
-use crate::report::{Counterexample, LiveFigures, Report};
+use crate::report::{Counterexample, Report};
 use crate::shrink::counterexample;
 use crate::verdict::Verdict;
 use converge_models::ModelInfo;
@@ -312,7 +312,7 @@ pub fn run_campaign(
         summary.runs += 1;
         summary.ops += config.ops;
         summary.runs_per_model[slot].1 += 1;
-        let result = match outcome {
+        let mut result = match outcome {
             Ok(r) => r,
             // A run that dies is a finding too: keep what it recorded.
             Err(e) => {
@@ -336,12 +336,7 @@ pub fn run_campaign(
             }
         };
         let checks = check_all(&result.history);
-        let live = LiveFigures {
-            write_phase_s: result.write_phase.as_secs_f64(),
-            duration_s: result.total.as_secs_f64(),
-            rss_start_mb: result.rss_start_mb,
-            nemesis_log: result.nemesis_log,
-        };
+        let live = result.live_figures();
         let mut report = Report::build(&result.history, &checks, Some(&live));
         if report.verdict != Verdict::Valid {
             let found_after_s = started.elapsed().as_secs_f64();

@@ -194,6 +194,18 @@ pub struct RunResult {
     pub rss_start_mb: f64,
 }
 
+impl RunResult {
+    /// The live figures for the report; takes the nemesis log.
+    pub fn live_figures(&mut self) -> crate::report::LiveFigures {
+        crate::report::LiveFigures {
+            write_phase_s: self.write_phase.as_secs_f64(),
+            duration_s: self.total.as_secs_f64(),
+            rss_start_mb: self.rss_start_mb,
+            nemesis_log: std::mem::take(&mut self.nemesis_log),
+        }
+    }
+}
+
 /// Below this many new updates per tick the network thread naps.
 const NETWORK_BATCH: usize = 1024;
 /// Writers report progress every this many ops (the nemesis phases on it).

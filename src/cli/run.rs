@@ -8,7 +8,7 @@ use crate::interpreter::{
     run, RunConfig, DEFAULT_MAX_ROUNDS, DEFAULT_OPS, DEFAULT_REPLICAS, DEFAULT_WRITERS,
 };
 use crate::nemesis::NemesisSpec;
-use crate::report::{LiveFigures, Report};
+use crate::report::Report;
 use crate::shrink::counterexample;
 use crate::verdict::Verdict;
 use clap::Args;
@@ -289,17 +289,12 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
         Err(e) => return Ok(super::check::fail(&e)),
     };
     eprintln!("seed: {}", config.seed);
-    let result = match run(&config) {
+    let mut result = match run(&config) {
         Ok(r) => r,
         Err(e) => return Ok(super::check::fail(&e)),
     };
     let checks = check_all(&result.history);
-    let live = LiveFigures {
-        write_phase_s: result.write_phase.as_secs_f64(),
-        duration_s: result.total.as_secs_f64(),
-        rss_start_mb: result.rss_start_mb,
-        nemesis_log: result.nemesis_log,
-    };
+    let live = result.live_figures();
     let mut report = Report::build(&result.history, &checks, Some(&live));
     if report.verdict == Verdict::Invalid && !args.no_shrink {
         if args.format == Format::Human {

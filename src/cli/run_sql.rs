@@ -143,14 +143,9 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(super::check::fail(&e)),
     };
-    eprintln!("seed: {}", config.seed);
-    let result = match run(&config) {
+    let result = match super::start_run(config.seed, || config.reproduce.clone(), || run(&config)) {
         Ok(r) => r,
-        Err(e) => {
-            let code = super::check::fail(&e);
-            eprintln!("reproduce: {}", config.reproduce);
-            return Ok(code);
-        }
+        Err(code) => return Ok(code),
     };
     let checks = check_all(&result.history);
     let live = LiveFigures {
