@@ -196,7 +196,7 @@ impl Nemesis {
         if self.healed || !self.spec.has(Fault::Partition) || self.replicas < 2 {
             return None;
         }
-        if phase % 2 == 0 {
+        if phase.is_multiple_of(2) {
             if self.partitioned {
                 self.partitioned = false;
                 return Some("heal partition".into());

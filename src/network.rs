@@ -186,7 +186,7 @@ impl<M: Crdt> Network<M> {
             }
         }
         self.deliver_ready(cluster);
-        if self.tick % self.gossip_every == 0 && self.replicas > 1 {
+        if self.tick.is_multiple_of(self.gossip_every) && self.replicas > 1 {
             self.gossip(cluster);
         }
         shipped

@@ -69,12 +69,12 @@ fn intent(workload: Workload, b: &mut Bytes<'_>) -> Intent {
         Workload::GCounter => Intent::Increment(i64::from(v % 10)),
         Workload::PnCounter => Intent::Increment(i64::from(v % 20) - 10),
         Workload::GSet => Intent::Add(u64::from(v % 8)),
-        Workload::TwoPSet if tag % 2 == 0 => Intent::Add(u64::from(v % 5)),
+        Workload::TwoPSet if tag.is_multiple_of(2) => Intent::Add(u64::from(v % 5)),
         Workload::TwoPSet => Intent::Remove(u64::from(v % 5)),
-        Workload::OrSet if tag % 2 == 0 => Intent::Add(u64::from(v % 4)),
+        Workload::OrSet if tag.is_multiple_of(2) => Intent::Add(u64::from(v % 4)),
         Workload::OrSet => Intent::Remove(u64::from(v % 4)),
         Workload::LwwRegister | Workload::MvRegister => Intent::Write(u64::from(v % 4)),
-        Workload::LwwMap if tag % 2 == 0 => Intent::Put {
+        Workload::LwwMap if tag.is_multiple_of(2) => Intent::Put {
             field: u32::from(v % 3),
             value: u64::from(tag / 2 % 4),
         },

@@ -235,7 +235,7 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
             break Outcome::Linearizable(stack.iter().map(|(op, _)| *op).collect());
         }
         steps += 1;
-        if steps % BUDGET_CHECK_EVERY == 0 {
+        if steps.is_multiple_of(BUDGET_CHECK_EVERY) {
             if budget.cancel.load(Ordering::Relaxed) {
                 break Outcome::Unknown("cancelled".into());
             }

@@ -212,10 +212,10 @@ impl Run<'_> {
                 }
             }
             self.sync_tick(SYNC_EVERY_TICKS);
-            if self.tick % MERGE_EVERY_TICKS == 0 {
+            if self.tick.is_multiple_of(MERGE_EVERY_TICKS) {
                 self.gossip_merge()?;
             }
-            if self.tick % SAVE_EVERY_TICKS == 0 {
+            if self.tick.is_multiple_of(SAVE_EVERY_TICKS) {
                 let r = self.wire.nemesis().pick(self.replicas.len());
                 self.round_trip(r)?;
             }

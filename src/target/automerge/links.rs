@@ -142,7 +142,7 @@ impl Links {
                     link.reply_due = true;
                     self.stats.resets += 1;
                 }
-                let due = (tick + r as u64) % throttle == 0;
+                let due = (tick + r as u64).is_multiple_of(throttle);
                 if !link.reply_due && (link.seen_version == replica.version || !due) {
                     continue;
                 }
@@ -152,7 +152,9 @@ impl Links {
                     continue;
                 };
                 self.stats.generated += 1;
-                if self.policy == SyncPolicy::DropEveryThird && self.stats.generated % 3 == 0 {
+                if self.policy == SyncPolicy::DropEveryThird
+                    && self.stats.generated.is_multiple_of(3)
+                {
                     self.stats.dropped_by_wrapper += 1;
                     continue;
                 }
