@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod counter;
+pub mod dot_context;
 pub mod faulty;
 pub mod laws;
 pub mod map;

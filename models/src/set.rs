@@ -1,5 +1,6 @@
 //! Reference sets: [`GSet`], [`TwoPSet`] and [`OrSet`].
 
+pub use crate::dot_context::DotContext;
 use crate::{Crdt, Dot, Intent, OpMeta, Rejected, ReplicaId, UpdateCtx, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -154,82 +155,6 @@ pub struct OrSet {
     entries: BTreeMap<u64, BTreeSet<Dot>>,
     /// Every dot this replica has seen, live or removed.
     context: DotContext,
-}
-
-/// A set of dots, kept as a version vector (every counter up to `vv[r]` of
-/// replica `r`) plus the dots seen beyond a gap.
-#[derive(Clone, Debug, Default)]
-pub struct DotContext {
-    vv: Vec<u64>,
-    cloud: BTreeSet<Dot>,
-}
-
-impl PartialEq for DotContext {
-    fn eq(&self, other: &Self) -> bool {
-        let len = self.vv.len().max(other.vv.len());
-        let get = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
-        self.cloud == other.cloud && (0..len).all(|i| get(&self.vv, i) == get(&other.vv, i))
-    }
-}
-
-impl Eq for DotContext {}
-
-impl DotContext {
-    /// Whether `dot` has been seen.
-    pub fn contains(&self, dot: Dot) -> bool {
-        dot.counter <= self.vv.get(dot.replica as usize).copied().unwrap_or(0)
-            || self.cloud.contains(&dot)
-    }
-
-    /// Records `dot` as seen, in O(log cloud): only `dot`'s replica can
-    /// extend its version-vector entry.
-    pub fn insert(&mut self, dot: Dot) {
-        if self.contains(dot) {
-            return;
-        }
-        let r = dot.replica as usize;
-        if self.vv.len() <= r {
-            self.vv.resize(r + 1, 0);
-        }
-        if dot.counter != self.vv[r] + 1 {
-            self.cloud.insert(dot);
-            return;
-        }
-        self.vv[r] = dot.counter;
-        while self.cloud.remove(&Dot::new(dot.replica, self.vv[r] + 1)) {
-            self.vv[r] += 1;
-        }
-    }
-
-    /// Joins another context into this one.
-    pub fn merge(&mut self, other: &DotContext) {
-        if self.vv.len() < other.vv.len() {
-            self.vv.resize(other.vv.len(), 0);
-        }
-        for (mine, theirs) in self.vv.iter_mut().zip(&other.vv) {
-            *mine = (*mine).max(*theirs);
-        }
-        self.cloud.extend(other.cloud.iter().copied());
-        self.compact();
-    }
-
-    /// Moves cloud dots that extend the version vector into it. The cloud is
-    /// ordered by (replica, counter), so one pass suffices.
-    fn compact(&mut self) {
-        let vv = &mut self.vv;
-        self.cloud.retain(|d| {
-            let r = d.replica as usize;
-            if vv.len() <= r {
-                vv.resize(r + 1, 0);
-            }
-            if d.counter == vv[r] + 1 {
-                vv[r] += 1;
-                false
-            } else {
-                d.counter > vv[r]
-            }
-        });
-    }
 }
 
 /// An [`OrSet`] op.
