@@ -487,20 +487,20 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
                 record.key = key;
                 (record.f, record.value, record.slot) = describe(&intent);
                 let applied = ctx.cluster[ctx.replica as usize].originate(&ctx.backlog, |r| {
-                    r.update(key, &intent).map(|a| (a.msg.clone(), a))
+                    r.update(key, &intent).map(|a| (a.msg, a.stamp))
                 });
                 record.latency_ns = latency_since(ctx.start, invoke);
                 match applied {
-                    Ok(applied) => {
-                        record.clock_sum = u32::try_from(applied.clock_sum).unwrap_or(u32::MAX);
+                    Ok(stamp) => {
+                        record.clock_sum = u32::try_from(stamp.clock_sum).unwrap_or(u32::MAX);
                         let mut observed = Vec::new();
-                        match applied.meta {
+                        match stamp.meta {
                             OpMeta::None => {}
                             OpMeta::Dot(d) => record.aux = d.counter,
                             OpMeta::Timestamp(ts) => record.aux = ts,
                             OpMeta::Observed(dots) => observed = dots,
                         }
-                        batch.push(record, Some(&applied.msg.clock.0), &observed, None);
+                        batch.push(record, Some(&stamp.clock), &observed, None);
                     }
                     Err(_) => {
                         record.outcome = Outcome::Fail;

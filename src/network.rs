@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One replica as writers and the network share it, with its outbox.
-pub type Cell<M> = ReplicaCell<Replica<M>, Arc<UpdateMsg<M>>>;
+pub type Cell<M> = ReplicaCell<Replica<M>, UpdateMsg<M>>;
 
 /// Replicas shared between writers and the network.
 pub type Cluster<M> = Arc<Vec<Cell<M>>>;
@@ -28,14 +28,75 @@ pub const MAX_SNAPSHOTS: usize = 8;
 /// Most delivered messages kept for redelivery probes.
 pub const MAX_SAMPLED: usize = 64;
 
-#[derive(Debug)]
-struct InFlight<M: Crdt> {
+/// One copy of an update on its way to one replica.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
     dst: usize,
     src: usize,
-    msg: Arc<UpdateMsg<M>>,
+    /// The update, in [`Slab`].
+    msg: u32,
     duplicate: bool,
     /// A dropped message comes back through the nemesis when it is resent.
     retransmit: bool,
+}
+
+/// Updates in flight, each stored once however many copies travel. The
+/// network thread alone touches it, so a copy is an index and a plain
+/// count instead of an atomically counted pointer, and freed slots are
+/// reused: the messages of a run stay in a small, hot region of memory.
+#[derive(Debug)]
+struct Slab<M: Crdt> {
+    slots: Vec<Option<Shipped<M>>>,
+    free: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Shipped<M: Crdt> {
+    msg: UpdateMsg<M>,
+    /// Copies not yet delivered.
+    copies: u32,
+}
+
+impl<M: Crdt> Slab<M> {
+    fn insert(&mut self, msg: UpdateMsg<M>) -> u32 {
+        let shipped = Some(Shipped { msg, copies: 0 });
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = shipped;
+                i
+            }
+            None => {
+                self.slots.push(shipped);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn get(&self, i: u32) -> Option<&UpdateMsg<M>> {
+        self.slots[i as usize].as_ref().map(|s| &s.msg)
+    }
+
+    fn add_copy(&mut self, i: u32) {
+        if let Some(s) = self.slots[i as usize].as_mut() {
+            s.copies += 1;
+        }
+    }
+
+    /// One copy of update `i` was delivered; the last one frees the slot.
+    fn delivered(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        if let Some(s) = slot.as_mut() {
+            s.copies -= 1;
+            if s.copies == 0 {
+                *slot = None;
+                self.free.push(i);
+            }
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
 }
 
 /// The network between replicas.
@@ -46,16 +107,21 @@ pub struct Network<M: Crdt> {
     phase: u64,
     ops_per_phase: u64,
     gossip_every: u64,
-    timed: BTreeMap<u64, Vec<InFlight<M>>>,
-    held: Vec<InFlight<M>>,
-    ready: Vec<Vec<(Arc<UpdateMsg<M>>, bool)>>,
+    slab: Slab<M>,
+    timed: BTreeMap<u64, Vec<InFlight>>,
+    held: Vec<InFlight>,
+    ready: Vec<Vec<(u32, bool)>>,
+    /// Buffers kept between ticks so that neither the delivery queues nor
+    /// the outboxes reallocate (and fault in fresh pages) every tick.
+    spare: Vec<(u32, bool)>,
+    shipped: Vec<UpdateMsg<M>>,
     backlog: Arc<Backlog>,
     /// Message counters.
     pub stats: NetworkStats,
     /// Earlier replica states, for stale-merge probes.
     pub snapshots: Vec<Replica<M>>,
     /// Delivered messages, for redelivery probes.
-    pub sampled: Vec<Arc<UpdateMsg<M>>>,
+    pub sampled: Vec<UpdateMsg<M>>,
     /// What the nemesis did, in order.
     pub log: Vec<String>,
 }
@@ -77,9 +143,15 @@ impl<M: Crdt> Network<M> {
             phase: 0,
             ops_per_phase: ops_per_phase.max(1),
             gossip_every: 64,
+            slab: Slab {
+                slots: Vec::new(),
+                free: Vec::new(),
+            },
             timed: BTreeMap::new(),
             held: Vec::new(),
             ready: (0..replicas).map(|_| Vec::new()).collect(),
+            spare: Vec::new(),
+            shipped: Vec::new(),
             backlog,
             stats: NetworkStats::default(),
             snapshots: Vec::new(),
@@ -95,7 +167,7 @@ impl<M: Crdt> Network<M> {
             + self.ready.iter().map(Vec::len).sum::<usize>()
     }
 
-    fn route(&mut self, m: InFlight<M>) {
+    fn route(&mut self, m: InFlight) {
         if !self.nemesis.connected(m.src, m.dst) {
             self.stats.delayed += 1;
             self.hold(m);
@@ -124,7 +196,7 @@ impl<M: Crdt> Network<M> {
     /// Advances the network one tick. Returns how many new updates it shipped.
     pub fn tick(&mut self, cluster: &Cluster<M>, completed_ops: u64) -> usize {
         self.tick += 1;
-        let mut shipped = 0;
+        let mut fresh = 0;
         let phase = completed_ops / self.ops_per_phase;
         if phase != self.phase {
             self.phase = phase;
@@ -155,51 +227,54 @@ impl<M: Crdt> Network<M> {
             }
         }
         // New updates.
+        let mut shipped = std::mem::take(&mut self.shipped);
         for src in 0..self.replicas {
-            let fresh = cluster[src].ship(&self.backlog, (self.replicas - 1) as u64);
-            shipped += fresh.len();
-            for msg in fresh {
+            fresh +=
+                cluster[src].ship_into(&self.backlog, (self.replicas - 1) as u64, &mut shipped);
+            for msg in shipped.drain(..) {
+                let msg = self.slab.insert(msg);
                 for dst in (0..self.replicas).filter(|d| *d != src) {
                     self.stats.sent += 1;
+                    let copy = InFlight {
+                        dst,
+                        src,
+                        msg,
+                        duplicate: false,
+                        retransmit: false,
+                    };
                     if let Some(ticks) = self.nemesis.duplicate() {
                         self.stats.duplicated += 1;
                         self.backlog.add(1);
+                        self.slab.add_copy(msg);
                         self.timed
                             .entry(self.tick + ticks)
                             .or_default()
                             .push(InFlight {
-                                dst,
-                                src,
-                                msg: msg.clone(),
                                 duplicate: true,
-                                retransmit: false,
+                                ..copy
                             });
                     }
-                    self.route(InFlight {
-                        dst,
-                        src,
-                        msg: msg.clone(),
-                        duplicate: false,
-                        retransmit: false,
-                    });
+                    self.slab.add_copy(msg);
+                    self.route(copy);
                 }
             }
         }
+        self.shipped = shipped;
         self.deliver_ready(cluster);
         if self.tick.is_multiple_of(self.gossip_every) && self.replicas > 1 {
             self.gossip(cluster);
         }
-        shipped
+        fresh
     }
 
     /// Messages held by a partition leave the backlog: writers must keep
     /// going (and so reach the heal) however much a partition holds.
-    fn hold(&mut self, m: InFlight<M>) {
+    fn hold(&mut self, m: InFlight) {
         self.backlog.remove(1);
         self.held.push(m);
     }
 
-    fn route_released(&mut self, m: InFlight<M>) {
+    fn route_released(&mut self, m: InFlight) {
         if m.retransmit {
             self.route(InFlight {
                 retransmit: false,
@@ -217,7 +292,8 @@ impl<M: Crdt> Network<M> {
             if self.ready[dst].is_empty() {
                 continue;
             }
-            let mut batch = std::mem::take(&mut self.ready[dst]);
+            let mut batch = std::mem::take(&mut self.spare);
+            std::mem::swap(&mut batch, &mut self.ready[dst]);
             if batch.len() > 1 && self.nemesis.reorder() {
                 self.stats.reordered += 1;
                 self.nemesis.shuffle(&mut batch);
@@ -226,7 +302,7 @@ impl<M: Crdt> Network<M> {
             // bounded chunk at a time, not for the whole batch.
             for chunk in batch.chunks(DELIVERY_CHUNK) {
                 let mut replica = cluster[dst].lock();
-                for (msg, _) in chunk {
+                for msg in chunk.iter().filter_map(|(i, _)| self.slab.get(*i)) {
                     replica.deliver(msg);
                 }
             }
@@ -235,9 +311,13 @@ impl<M: Crdt> Network<M> {
             self.stats.duplicates_delivered += batch.iter().filter(|(_, d)| *d).count() as u64;
             self.backlog.remove(n);
             if self.sampled.len() < MAX_SAMPLED {
-                let i = self.nemesis.pick(batch.len());
-                self.sampled.push(batch[i].0.clone());
+                let i = batch[self.nemesis.pick(batch.len())].0;
+                self.sampled.extend(self.slab.get(i).cloned());
             }
+            for (i, _) in batch.drain(..) {
+                self.slab.delivered(i);
+            }
+            self.spare = batch;
         }
     }
 
@@ -288,6 +368,7 @@ impl<M: Crdt> Network<M> {
             self.deliver_ready(cluster);
             let outboxes_empty = cluster.iter().all(|r| r.outbox_is_empty());
             if self.in_flight() == 0 && outboxes_empty {
+                debug_assert_eq!(self.slab.live(), 0, "every copy was delivered");
                 break;
             }
         }

@@ -64,10 +64,16 @@ impl VClock {
 
     /// Pointwise maximum, in place.
     pub fn merge(&mut self, other: &VClock) {
-        if self.0.len() < other.0.len() {
-            self.0.resize(other.0.len(), 0);
+        self.merge_entries(&other.0);
+    }
+
+    /// Pointwise maximum with a clock given as its entries, in place.
+    #[inline]
+    pub fn merge_entries(&mut self, other: &[u64]) {
+        if self.0.len() < other.len() {
+            self.0.resize(other.len(), 0);
         }
-        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
+        for (mine, theirs) in self.0.iter_mut().zip(other) {
             if *theirs > *mine {
                 *mine = *theirs;
             }

@@ -2,10 +2,15 @@
 //! per-key vector clock that stamps every update for the history.
 
 use converge_models::{Crdt, Intent, OpMeta, Rejected, ReplicaId, UpdateCtx, VClock, Value};
-use std::sync::Arc;
+use smallvec::SmallVec;
+
+/// An update's vector clock as its message carries it: inline for up to 8
+/// replicas, so the four deliveries of an update read it from the message's
+/// own allocation instead of chasing a second one.
+pub type MsgClock = SmallVec<[u64; 8]>;
 
 /// An update on its way from its origin to the other replicas.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct UpdateMsg<M: Crdt> {
     /// Origin replica.
     pub origin: ReplicaId,
@@ -14,7 +19,7 @@ pub struct UpdateMsg<M: Crdt> {
     /// The model's op.
     pub op: M::Op,
     /// Per-key vector clock of the update.
-    pub clock: VClock,
+    pub clock: MsgClock,
 }
 
 /// One key's state on one replica.
@@ -30,11 +35,20 @@ pub struct KeyState<M: Crdt> {
 #[derive(Debug)]
 pub struct Applied<M: Crdt> {
     /// The message to ship to the other replicas.
-    pub msg: Arc<UpdateMsg<M>>,
-    /// What the history must record.
+    pub msg: UpdateMsg<M>,
+    /// What the history records of it.
+    pub stamp: Stamp,
+}
+
+/// What the history records of a successful update.
+#[derive(Debug)]
+pub struct Stamp {
+    /// Dot, timestamp or observed dots, as the model reports them.
     pub meta: OpMeta,
     /// Sum of the update's clock.
     pub clock_sum: u64,
+    /// The update's clock.
+    pub clock: MsgClock,
 }
 
 /// One replica: a model per key. Its outbox is kept beside it, in the
@@ -69,27 +83,35 @@ impl<M: Crdt> Replica<M> {
             .keys
             .get_mut(key as usize)
             .ok_or(Rejected::Unsupported)?;
-        let mut clock = state.clock.clone();
-        let dot = clock.increment(id);
+        // The key's clock advances in place (undone if the model rejects
+        // the intent): the update's clock is the key's clock afterwards.
+        let dot = state.clock.increment(id);
         let ctx = UpdateCtx {
             replica: id,
             dot,
-            clock: &clock,
+            clock: &state.clock,
         };
-        let op = state.model.update(intent, &ctx)?;
-        let meta = M::meta(&op);
-        state.clock.merge(&clock);
-        let clock_sum = clock.total();
-        let msg = Arc::new(UpdateMsg {
-            origin: id,
-            key,
-            op,
-            clock,
-        });
+        let op = match state.model.update(intent, &ctx) {
+            Ok(op) => op,
+            Err(rejected) => {
+                state.clock.0[id as usize] -= 1;
+                return Err(rejected);
+            }
+        };
+        let clock = MsgClock::from_slice(&state.clock.0);
+        let stamp = Stamp {
+            meta: M::meta(&op),
+            clock_sum: state.clock.total(),
+            clock: clock.clone(),
+        };
         Ok(Applied {
-            msg,
-            meta,
-            clock_sum,
+            msg: UpdateMsg {
+                origin: id,
+                key,
+                op,
+                clock,
+            },
+            stamp,
         })
     }
 
@@ -97,7 +119,7 @@ impl<M: Crdt> Replica<M> {
     pub fn deliver(&mut self, msg: &UpdateMsg<M>) {
         if let Some(state) = self.keys.get_mut(msg.key as usize) {
             state.model.apply(&msg.op);
-            state.clock.merge(&msg.clock);
+            state.clock.merge_entries(&msg.clock);
         }
     }
 

@@ -61,11 +61,22 @@ impl<S, U> ReplicaCell<S, U> {
     /// Takes every queued update, turning each into `copies_each` counted
     /// copies in `backlog` (one per other replica).
     pub fn ship(&self, backlog: &Backlog, copies_each: u64) -> Vec<U> {
-        let fresh = std::mem::take(&mut self.slot.lock().outbox);
-        if !fresh.is_empty() {
-            backlog.fan_out(fresh.len() as u64, copies_each);
-        }
+        let mut fresh = Vec::new();
+        self.ship_into(backlog, copies_each, &mut fresh);
         fresh
+    }
+
+    /// [`ship`](Self::ship) into `into`, which must be empty: the outbox
+    /// and `into` swap buffers, so a network that hands back its drained
+    /// buffer every time makes no allocation per shipment. Returns how many
+    /// updates were taken.
+    pub fn ship_into(&self, backlog: &Backlog, copies_each: u64, into: &mut Vec<U>) -> usize {
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut self.slot.lock().outbox, into);
+        if !into.is_empty() {
+            backlog.fan_out(into.len() as u64, copies_each);
+        }
+        into.len()
     }
 
     /// True when no update waits for the network.
