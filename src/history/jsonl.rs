@@ -52,6 +52,9 @@ pub fn send_op(sender: &Sender<WriterMsg>, record: OpRecord, read: Option<Value>
         })
 }
 
+/// Most ops [`HistoryWriter::start`] reserves room for (48 MiB of records).
+const MAX_RESERVED_OPS: u64 = 1 << 20;
+
 /// Handle to the writer thread. Dropping every sender ends it.
 pub struct HistoryWriter {
     sender: Sender<WriterMsg>,
@@ -68,7 +71,14 @@ impl HistoryWriter {
         out.write_all(b"\n").map_err(|e| Error::io(path, e))?;
         out.flush().map_err(|e| Error::io(path, e))?;
         let (sender, receiver) = channel::bounded(4096);
-        let history = History::new(header);
+        let mut history = History::new(header);
+        // Most runs record the ops their header plans: reserving them once
+        // spares the recorder a doubling copy (and its page faults) as it
+        // grows. Capped so a huge planned run does not reserve up front.
+        let planned = history.header.as_ref().map_or(0, |h| h.ops);
+        history
+            .ops
+            .reserve_exact(planned.min(MAX_RESERVED_OPS) as usize);
         let path = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("history-writer".into())

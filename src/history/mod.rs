@@ -560,6 +560,18 @@ pub struct BatchOp<'a> {
 }
 
 impl OpBatch {
+    /// An empty batch with room for `ops` updates of `clock_len`-entry
+    /// clocks, so a writer filling it does not reallocate as it goes.
+    pub fn with_capacity(ops: usize, clock_len: usize) -> Self {
+        OpBatch {
+            ops: Vec::with_capacity(ops),
+            shapes: Vec::with_capacity(ops),
+            clocks: Vec::with_capacity(ops * clock_len),
+            dots: Vec::new(),
+            reads: Vec::new(),
+        }
+    }
+
     /// Appends an operation with its variable-size data.
     pub fn push(
         &mut self,
