@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod counter;
 pub mod dot_context;
+pub mod dot_set;
 pub mod faulty;
 pub mod laws;
 pub mod map;

@@ -1,6 +1,7 @@
 //! Reference sets: [`GSet`], [`TwoPSet`] and [`OrSet`].
 
 pub use crate::dot_context::DotContext;
+pub use crate::dot_set::DotSet;
 use crate::{Crdt, Dot, Intent, OpMeta, Rejected, ReplicaId, UpdateCtx, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -152,7 +153,7 @@ impl Crdt for TwoPSet {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrSet {
     /// Live dots per element; an element with no live dot is absent.
-    entries: BTreeMap<u64, BTreeSet<Dot>>,
+    entries: BTreeMap<u64, DotSet>,
     /// Every dot this replica has seen, live or removed.
     context: DotContext,
 }
@@ -183,7 +184,11 @@ pub enum OrSetOp {
 impl OrSet {
     /// The live dots of `elem` (empty when absent).
     pub fn dots(&self, elem: u64) -> impl Iterator<Item = Dot> + '_ {
-        self.entries.get(&elem).into_iter().flatten().copied()
+        self.entries
+            .get(&elem)
+            .into_iter()
+            .flat_map(|d| d.iter())
+            .copied()
     }
 
     /// Every dot seen so far, live or removed.
@@ -208,7 +213,7 @@ impl Crdt for OrSet {
             }
             Intent::Remove(elem) => {
                 let observed: Vec<Dot> = match self.entries.remove(&elem) {
-                    Some(dots) => dots.into_iter().collect(),
+                    Some(dots) => dots.iter().copied().collect(),
                     None => Vec::new(),
                 };
                 self.context.insert(ctx.dot);

@@ -1,8 +1,9 @@
-//! [`DotContext`] against the obvious reference, a `BTreeSet<Dot>`: the
-//! bitmap representation must answer every lookup the same way after any
-//! sequence of inserts and merges, and compare equal exactly when the sets do.
+//! [`DotContext`] and [`DotSet`] against the obvious reference, a
+//! `BTreeSet<Dot>`: each representation must answer every lookup the same
+//! way after any sequence of updates, and compare equal exactly when the
+//! sets do.
 
-use converge_models::set::DotContext;
+use converge_models::set::{DotContext, DotSet};
 use converge_models::Dot;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -87,4 +88,59 @@ fn a_gap_filled_late_compacts_to_the_same_context() {
     assert!(!reordered.contains(Dot::new(1, 1)));
     reordered.insert(Dot::new(1, 1));
     assert_eq!(in_order, reordered);
+}
+
+#[derive(Clone, Debug)]
+enum SetStep {
+    Insert(usize, Dot),
+    Remove(usize, Dot),
+    /// Keeps the dots whose counter is not a multiple of the value.
+    RetainNotMultipleOf(usize, u64),
+}
+
+fn set_step() -> impl Strategy<Value = SetStep> {
+    // Few distinct dots, so removes hit and sets cross the inline limit both
+    // ways.
+    let small = (0u16..3, 1u64..40).prop_map(|(r, c)| Dot::new(r, c));
+    prop_oneof![
+        6 => (0..2usize, small.clone()).prop_map(|(i, d)| SetStep::Insert(i, d)),
+        3 => (0..2usize, small).prop_map(|(i, d)| SetStep::Remove(i, d)),
+        1 => (0..2usize, 2u64..5).prop_map(|(i, m)| SetStep::RetainNotMultipleOf(i, m)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn dot_set_behaves_like_a_btree_set(steps in prop::collection::vec(set_step(), 0..300)) {
+        let mut sets = vec![DotSet::default(); 2];
+        let mut reference = vec![BTreeSet::new(); 2];
+        for step in steps {
+            match step {
+                SetStep::Insert(i, d) => {
+                    prop_assert_eq!(sets[i].insert(d), reference[i].insert(d));
+                }
+                SetStep::Remove(i, d) => {
+                    prop_assert_eq!(sets[i].remove(&d), reference[i].remove(&d));
+                }
+                SetStep::RetainNotMultipleOf(i, m) => {
+                    sets[i].retain(|d| d.counter % m != 0);
+                    reference[i].retain(|d| d.counter % m != 0);
+                }
+            }
+        }
+        for (set, reference) in sets.iter().zip(&reference) {
+            prop_assert!(set.iter().copied().eq(reference.iter().copied()));
+            prop_assert_eq!(set.len(), reference.len());
+            prop_assert_eq!(set.is_empty(), reference.is_empty());
+            for r in 0u16..3 {
+                for c in 0u64..41 {
+                    let d = Dot::new(r, c);
+                    prop_assert_eq!(set.contains(&d), reference.contains(&d));
+                }
+            }
+        }
+        prop_assert_eq!(sets[0] == sets[1], reference[0] == reference[1]);
+    }
 }
