@@ -145,12 +145,20 @@ impl ReadStore {
         };
         let at = u32::try_from(self.diffs.len())
             .map_err(|_| "history read diffs exceed 4 GiB".to_string())?;
-        let (prev, (removed, added)) = match self.last.get(&(replica, key)) {
-            Some((prev_index, prev)) => (prev_index + 1, diff(prev, &elems)),
-            None => (0, (Vec::new(), elems.clone())),
+        let prev = match self.last.get(&(replica, key)) {
+            Some((prev_index, prev)) => {
+                let (removed, added) = diff(prev, &elems);
+                push_list(&mut self.diffs, &removed);
+                push_list(&mut self.diffs, &added);
+                prev_index + 1
+            }
+            None => {
+                // A chain start: nothing removed, everything added.
+                push_list(&mut self.diffs, &[]);
+                push_list(&mut self.diffs, &elems);
+                0
+            }
         };
-        push_list(&mut self.diffs, &removed);
-        push_list(&mut self.diffs, &added);
         self.entries.push(Entry { at, prev });
         self.last.insert((replica, key), (index, elems));
         Ok(index)
