@@ -369,8 +369,10 @@ fn different_heads_with_equal_values_do_not_converge() {
     let mut h = acknowledged();
     finish(&mut h, &correct_reads());
     let heads = layout().key(Slot::Heads);
-    let last = h.finals.iter_mut().rfind(|f| f.key == heads).unwrap();
+    let mut finals: Vec<FinalRead> = h.finals.to_vec();
+    let last = finals.iter_mut().rfind(|f| f.key == heads).unwrap();
     last.value = Value::Elems(vec![1, 2, 3, 5]);
+    h.finals = finals.into_iter().collect();
     let checks = check_all(&h);
     assert_eq!(
         verdict_of(&checks, "convergence"),

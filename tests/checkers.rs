@@ -181,7 +181,7 @@ impl Hb {
             .ops
             .iter()
             .map(|o| o.key)
-            .chain(h.finals.iter().map(|f| f.key))
+            .chain(h.finals.keys())
             .chain(h.probes.iter().map(|p| p.key))
             .max()
             .unwrap_or(0);
@@ -787,7 +787,10 @@ fn history_arena_round_trips_clocks_dots_and_fields() {
     assert_eq!(h.observed(&h.ops[1]).collect::<Vec<_>>(), dots.to_vec());
     assert_eq!(h.ops[2].field(), 9);
     assert_eq!(h.clock(&h.ops[2]), None);
-    assert_eq!(h.read_value(&h.ops[3]), Some(&Value::Elems(vec![1])));
+    assert_eq!(
+        h.read_cursor().value(&h.ops[3]),
+        Some(&Value::Elems(vec![1]))
+    );
     assert_eq!(h.ops[3].field(), 0);
     assert!(h.bytes_per_op() >= std::mem::size_of::<OpRecord>() as f64);
 }
@@ -1436,12 +1439,13 @@ fn to_jsonl(h: &History) -> String {
         serde_json::to_string(&v).unwrap() + "\n"
     }
     let mut out = tagged("header", h.header.as_ref().unwrap()).into_bytes();
+    let mut reads = h.read_cursor();
     for (i, o) in h.ops.iter().enumerate() {
-        format_op(&mut out, i as u64, o, h);
+        format_op(&mut out, i as u64, o, h, &mut reads);
     }
     let mut s = String::from_utf8(out).unwrap();
-    for f in &h.finals {
-        s += &tagged("final", f);
+    for f in &h.finals.decode() {
+        s += &tagged("final", &f);
     }
     for p in &h.probes {
         s += &tagged("probe", p);

@@ -121,7 +121,7 @@ pub fn data_loss(history: &History) -> Check {
     let mut tally = Tally::default();
     let mut findings = Vec::new();
     let mut judged = 0u64;
-    for read in &history.finals {
+    for read in &history.finals.decode() {
         let e = expected.get(&read.key).unwrap_or(&empty);
         let mut finding = |message: String, ops: Vec<usize>, want: String, got: String| {
             findings.push(Finding {
@@ -133,7 +133,7 @@ pub fn data_loss(history: &History) -> Check {
                 actual: Some(got),
             })
         };
-        match (layout.slot(read.key), &read.value) {
+        match (layout.slot(read.key), read.value) {
             (Some(Slot::Counter(i)), Value::Int(v)) => {
                 judged += 1;
                 let (low, high) = (e.sum + e.maybe_low, e.sum + e.maybe_high);
@@ -221,7 +221,7 @@ pub fn data_loss(history: &History) -> Check {
                         format!("{what} lost {item}: acknowledged, never overwritten or deleted, absent"),
                         vec![op],
                         format!("{item} present"),
-                        crate::report::short_value(&read.value),
+                        crate::report::short_value(read.value),
                     );
                 }
             }
@@ -272,13 +272,13 @@ pub fn conflicts(history: &History) -> Check {
     let Ok(layout) = layout(history) else {
         return Check::new("conflicts", Verdict::Valid, "no automerge layout");
     };
-    let first = history.finals.first().map(|f| f.replica);
-    let siblings: u64 = history
-        .finals
+    let first = history.finals.replicas_and_keys().next().map(|(r, _)| r);
+    let finals = history.finals.decode();
+    let siblings: u64 = finals
         .iter()
         .filter(|f| Some(f.replica) == first)
         .filter(|f| matches!(layout.slot(f.key), Some(Slot::Register(_))))
-        .map(|f| match &f.value {
+        .map(|f| match f.value {
             Value::Elems(v) => v.len().saturating_sub(1) as u64,
             _ => 0,
         })

@@ -88,17 +88,18 @@ pub fn check(history: &History) -> Check {
             Value::Map(_) => {}
         }
     };
+    let mut values = history.read_cursor();
     for (i, op) in history.ops.iter().enumerate() {
         if op.f != Function::Read || op.outcome != Outcome::Ok {
             continue;
         }
-        if let Some(value) = history.read_value(op) {
+        if let Some(value) = values.value(op) {
             let returned = op.invoke_ns + op.latency_ns as u64;
             judge(&mut check, value, returned, op.replica, Some(i));
         }
     }
-    for f in &history.finals {
-        judge(&mut check, &f.value, u64::MAX, f.replica, None);
+    for f in &history.finals.decode() {
+        judge(&mut check, f.value, u64::MAX, f.replica, None);
     }
     check.count("reads", reads);
     check.count("out_of_bounds", out_of_bounds);

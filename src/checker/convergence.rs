@@ -8,7 +8,8 @@ use rustc_hash::FxHashSet;
 
 /// Checks that all final reads of each key are equal.
 pub fn check(history: &History) -> Check {
-    let by_key = finals_by_key(history);
+    let finals = history.finals.decode();
+    let by_key = finals_by_key(&finals);
     let mut diverged = Vec::new();
     for (key, reads) in &by_key {
         let first = reads[0].1;

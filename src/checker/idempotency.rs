@@ -112,8 +112,8 @@ pub fn black_box(history: &History) -> Check {
                     _ => {}
                 }
             }
-            for f in &history.finals {
-                let Value::Int(v) = f.value else { continue };
+            for f in &history.finals.decode() {
+                let &Value::Int(v) = f.value else { continue };
                 let hi = highest.get(&f.key).copied().unwrap_or_default();
                 let v = v as i128;
                 if v > hi {
@@ -139,14 +139,10 @@ pub fn black_box(history: &History) -> Check {
             };
         }
         Some(Workload::MvRegister) => {
-            let reads = history
-                .ops
-                .iter()
-                .enumerate()
-                .filter_map(|(i, op)| history.read_value(op).map(|v| (Some(i), op.replica, v)))
-                .chain(history.finals.iter().map(|f| (None, f.replica, &f.value)));
-            for (op, replica, value) in reads {
-                let Value::Elems(items) = value else { continue };
+            // Read values are lent by a cursor one at a time, so in-run
+            // reads and final reads are judged in two loops.
+            let mut judge = |op: Option<usize>, replica: u16, value: &Value| {
+                let Value::Elems(items) = value else { return };
                 if let Some(w) = items.windows(2).find(|w| w[0] == w[1]) {
                     violations += 1;
                     check.find(Finding {
@@ -160,6 +156,15 @@ pub fn black_box(history: &History) -> Check {
                         ..Finding::default()
                     });
                 }
+            };
+            let mut values = history.read_cursor();
+            for (i, op) in history.ops.iter().enumerate() {
+                if let Some(value) = values.value(op) {
+                    judge(Some(i), op.replica, value);
+                }
+            }
+            for f in &history.finals.decode() {
+                judge(None, f.replica, f.value);
             }
             check.summary = if violations == 0 {
                 "no MV-register read holds the same write twice".into()

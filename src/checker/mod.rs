@@ -13,7 +13,7 @@ pub mod linearizable;
 pub mod monotonic;
 pub mod opaque;
 
-use crate::history::History;
+use crate::history::{DecodedFinals, History};
 use crate::verdict::Verdict;
 use converge_models::Value;
 use rustc_hash::FxHashMap;
@@ -184,11 +184,13 @@ pub fn ops_by_key(history: &History) -> BTreeMap<u32, Vec<usize>> {
     by_key.into_iter().collect()
 }
 
-/// Final reads grouped by key: (replica, value) in history order.
-pub fn finals_by_key(history: &History) -> BTreeMap<u32, Vec<(u16, &Value)>> {
+/// Final reads grouped by key: (replica, value) in history order. Takes
+/// the decoded finals ([`crate::history::Finals::decode`]) the values are
+/// lent from.
+pub fn finals_by_key<'a>(finals: &'a DecodedFinals<'_>) -> BTreeMap<u32, Vec<(u16, &'a Value)>> {
     let mut by_key: BTreeMap<u32, Vec<(u16, &Value)>> = BTreeMap::new();
-    for f in &history.finals {
-        by_key.entry(f.key).or_default().push((f.replica, &f.value));
+    for f in finals {
+        by_key.entry(f.key).or_default().push((f.replica, f.value));
     }
     by_key
 }

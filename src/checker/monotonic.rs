@@ -36,11 +36,12 @@ pub fn check(history: &History) -> Check {
     }
     // (replica, key) -> ok reads
     let mut reads: BTreeMap<(u16, u32), Vec<TimedRead>> = BTreeMap::new();
+    let mut values = history.read_cursor();
     for (i, op) in history.ops.iter().enumerate() {
         if op.f != Function::Read || op.outcome != Outcome::Ok {
             continue;
         }
-        if let Some(Value::Int(v)) = history.read_value(op) {
+        if let Some(Value::Int(v)) = values.value(op) {
             let ret = op.invoke_ns + op.latency_ns as u64;
             reads
                 .entry((op.replica, op.key))

@@ -30,7 +30,7 @@ pub fn check(history: &History) -> Check {
         .ops
         .iter()
         .map(|op| op.key)
-        .chain(history.finals.iter().map(|f| f.key))
+        .chain(history.finals.keys())
         .collect();
     if keys.len() <= 1 {
         return check_one_key(history);
@@ -108,8 +108,8 @@ fn check_one_key(history: &History) -> Check {
     let workload = history.workload();
     let mut lost = 0u64;
     let mut unexpected = 0u64;
-    for f in &history.finals {
-        let Value::Elems(items) = &f.value else {
+    for f in &history.finals.decode() {
+        let Value::Elems(items) = f.value else {
             continue;
         };
         let present: BTreeSet<u64> = items.iter().copied().collect();

@@ -12,7 +12,7 @@
 
 use super::{
     FinalRead, Function, Header, History, NetworkStats, OpBatch, OpRecord, Outcome, Probe,
-    Quiescence, SCHEMA_VERSION, UNKNOWN_AUX,
+    Quiescence, ReadCursor, SCHEMA_VERSION, UNKNOWN_AUX,
 };
 use crate::error::{Error, Result};
 use converge_models::{Dot, Value};
@@ -202,7 +202,15 @@ fn push_int(line: &mut Vec<u8>, n: impl itoa::Integer) {
 }
 
 /// Formats one operation of `src` as its invoke line and its completion line.
-pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
+/// `reads` is a cursor of `src` ([`History::read_cursor`]), reused from op to
+/// op so that formatting a history in order decodes each read once.
+pub fn format_op(
+    line: &mut Vec<u8>,
+    id: u64,
+    op: &OpRecord,
+    src: &History,
+    reads: &mut ReadCursor<'_>,
+) {
     let clock = src.clock(op);
     format_parts(
         line,
@@ -210,7 +218,7 @@ pub fn format_op(line: &mut Vec<u8>, id: u64, op: &OpRecord, src: &History) {
         op,
         clock.as_deref(),
         src.observed(op),
-        src.read_value(op),
+        reads.value(op),
     );
 }
 

@@ -163,6 +163,7 @@ pub fn from_history(history: &super::History) -> Result<LinHistory, String> {
         );
     }
     let mut ops = Vec::with_capacity(history.ops.len());
+    let mut reads = history.read_cursor();
     for record in &history.ops {
         let f = match record.f {
             Function::Read => LinFn::Read,
@@ -174,7 +175,7 @@ pub fn from_history(history: &super::History) -> Result<LinHistory, String> {
                 ))
             }
         };
-        let output = match history.read_value(record) {
+        let output = match reads.value(record) {
             None => LinValue::Nil,
             Some(Value::Int(i)) => LinValue::Int(*i),
             Some(Value::Elems(items)) => match (history.workload(), items.as_slice()) {

@@ -5,15 +5,23 @@
 //! In memory an operation is one fixed-size [`OpRecord`] of 48 bytes (invoke
 //! and completion merged); variable-size data (vector clocks of MV-register
 //! writes, dots observed by OR-Set removes) lives in a shared byte arena as
-//! LEB128 varints, and read results in a side table. On disk it is JSON lines
+//! LEB128 varints, read results in a [`ReadStore`] (set reads as diffs
+//! against the previous read of their replica and key, read back through a
+//! [`ReadCursor`]), and final reads in [`Finals`], each distinct value once
+//! per key. On disk it is JSON lines
 //! ([`jsonl`]). Writers hand ops to the history writer in [`OpBatch`]es, which
 //! keep every clock so that `history.jsonl` has them all.
 
 pub mod detect;
 pub mod edn;
+pub mod finals;
 pub mod jepsen;
 pub mod jsonl;
 pub mod lin;
+pub mod reads;
+
+pub use finals::{DecodedFinals, FinalView, Finals, FinalsIter};
+pub use reads::{ReadCursor, ReadStore};
 
 use converge_models::{Dot, ReplicaId, Value, Workload};
 use serde::{Deserialize, Serialize};
@@ -88,9 +96,10 @@ pub struct OpRecord {
     /// are in its causal past, itself included. Zero for reads and failures.
     pub clock_sum: u32,
     /// The map field of a put or delete (read it with [`OpRecord::field`]).
-    /// For every other op [`History::push`] sets it to 1 + the offset of the
-    /// op's variable-size data in [`History::reads`] (reads) or
-    /// [`History::arena`] (updates), 0 when there is none. One slot serves
+    /// For every other op [`History::push`] sets it to 1 + the op's read
+    /// number in [`History::reads`] (reads) or the offset of its
+    /// variable-size data in [`History::arena`] (updates), 0 when there is
+    /// none. One slot serves
     /// both because puts and deletes never carry a clock or observed dots in
     /// memory (only the MV-register checker needs clocks).
     pub slot: u32,
@@ -225,10 +234,11 @@ pub struct History {
     /// are close (replicas see each other's updates of a key), so deltas take
     /// a byte or two where whole entries of a hot key take three.
     pub arena: Vec<u8>,
-    /// Read results, referenced by read records.
-    pub reads: Vec<Value>,
+    /// Read results, referenced by read records; decode them with
+    /// [`History::read_cursor`].
+    pub reads: ReadStore,
     /// Final reads, one per replica and key.
-    pub finals: Vec<FinalRead>,
+    pub finals: Finals,
     /// Idempotency probes.
     pub probes: Vec<Probe>,
     /// End of the final phase; `None` if the run never got there (killed).
@@ -269,6 +279,31 @@ impl OpRecord {
     fn has_field(&self) -> bool {
         matches!(self.f, Function::Put | Function::Delete)
     }
+}
+
+/// Heap bytes behind a value, capacity included.
+fn value_heap(v: &Value) -> usize {
+    match v {
+        Value::Int(_) => 0,
+        Value::Elems(e) => e.capacity() * std::mem::size_of::<u64>(),
+        Value::Map(m) => m.capacity() * std::mem::size_of::<(u32, u64)>(),
+    }
+}
+
+/// Heap bytes of a hash map's table (not of what its entries own): std's
+/// `HashMap` is hashbrown, one entry plus one control byte per bucket, with
+/// buckets a power of two kept at most 7/8 full.
+fn map_heap<K, V, S>(map: &std::collections::HashMap<K, V, S>) -> usize {
+    let capacity = map.capacity();
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    buckets * (std::mem::size_of::<(K, V)>() + 1)
 }
 
 fn push_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -364,9 +399,13 @@ impl History {
         }
         if !record.has_field() {
             record.slot = 0;
-            if let Some(value) = read {
-                self.reads.push(value);
-                record.slot = slot_of(self.reads.len() - 1)?;
+            if record.f == Function::Read {
+                // Only reads keep a read value: the slot of an update points
+                // into the arena.
+                if let Some(value) = read {
+                    let index = self.reads.push(record.replica, record.key, value)?;
+                    record.slot = slot_of(index as usize)?;
+                }
             } else {
                 let clock = clock.filter(|_| self.keep_clocks).unwrap_or(&[]);
                 if !clock.is_empty() || !observed.is_empty() {
@@ -439,12 +478,10 @@ impl History {
         })
     }
 
-    /// The result of a read operation.
-    pub fn read_value(&self, op: &OpRecord) -> Option<&Value> {
-        if op.f != Function::Read || op.slot == 0 {
-            return None;
-        }
-        self.reads.get(op.slot as usize - 1)
+    /// A decoder for the results of read operations
+    /// ([`ReadCursor::value`]); fastest when ops are visited in history order.
+    pub fn read_cursor(&self) -> ReadCursor<'_> {
+        self.reads.cursor()
     }
 
     /// The part of the history about one key: its ops (with their payloads),
@@ -458,23 +495,20 @@ impl History {
             ..History::default()
         };
         let mut index = Vec::new();
+        let mut reads = self.read_cursor();
         for (i, op) in self.ops.iter().enumerate().filter(|(_, op)| op.key == key) {
             let observed: Vec<Dot> = self.observed(op).collect();
             // Payloads were valid in `self`, so pushing them again cannot fail.
             let clock = self.clock(op);
-            let _ = sub.push(
-                *op,
-                clock.as_deref(),
-                &observed,
-                self.read_value(op).cloned(),
-            );
+            let _ = sub.push(*op, clock.as_deref(), &observed, reads.value(op).cloned());
             index.push(i);
         }
         sub.finals = self
             .finals
+            .decode()
             .iter()
             .filter(|f| f.key == key)
-            .cloned()
+            .map(FinalRead::from)
             .collect();
         sub.probes = self
             .probes
@@ -485,39 +519,29 @@ impl History {
         (sub, index)
     }
 
-    /// Releases the slack growth left in the history's vectors; call once
-    /// the history is complete.
+    /// Releases the slack growth left in the history's vectors and the
+    /// caches only recording needs; call once the history is complete.
     pub fn shrink_to_fit(&mut self) {
         self.ops.shrink_to_fit();
         self.arena.shrink_to_fit();
         self.reads.shrink_to_fit();
+        self.finals.shrink_to_fit();
+        self.probes.shrink_to_fit();
     }
 
     /// Bytes the history holds per operation: every allocation it owns,
-    /// capacity included (records, arena, reads with their heap parts, final
-    /// reads and probes).
+    /// capacity included (records, arena, the read store with its recording
+    /// cache while it lives, final reads with each shared value once, and
+    /// probes).
     pub fn bytes_per_op(&self) -> f64 {
         if self.ops.is_empty() {
             return 0.0;
         }
-        fn value_heap(v: &Value) -> usize {
-            match v {
-                Value::Int(_) => 0,
-                Value::Elems(e) => e.capacity() * std::mem::size_of::<u64>(),
-                Value::Map(m) => m.capacity() * std::mem::size_of::<(u32, u64)>(),
-            }
-        }
         let option_heap = |v: &Option<Value>| v.as_ref().map_or(0, value_heap);
         let bytes = self.ops.capacity() * std::mem::size_of::<OpRecord>()
             + self.arena.capacity()
-            + self.reads.capacity() * std::mem::size_of::<Value>()
-            + self.reads.iter().map(value_heap).sum::<usize>()
-            + self.finals.capacity() * std::mem::size_of::<FinalRead>()
-            + self
-                .finals
-                .iter()
-                .map(|f| value_heap(&f.value))
-                .sum::<usize>()
+            + self.reads.heap_bytes()
+            + self.finals.heap_bytes()
             + self.probes.capacity() * std::mem::size_of::<Probe>()
             + self
                 .probes
