@@ -593,6 +593,33 @@ fn stale_reads_are_counted_but_do_not_invalidate() {
 }
 
 #[test]
+fn stale_reads_are_counted_along_each_replicas_reads_as_sets_shrink_grow_and_disorder() {
+    // The checker follows each replica's sorted reads by their differences;
+    // an unsorted read restarts the replica's chain.
+    let read = |replica, t, e: &[u64]| (at(ok(Function::Read, replica, 0, 0), t, 1), elems(e));
+    let mut b = Hb::new(Workload::GSet, 2)
+        .op(at(ok(Function::Add, 0, 0, 1), 0, 10))
+        .op(at(ok(Function::Add, 1, 0, 2), 0, 10))
+        .op(at(ok(Function::Add, 0, 0, 3), 40, 10));
+    for (replica, t, e) in [
+        (0, 20, &[1, 2][..]), // fresh
+        (1, 21, &[1]),        // stale: misses 2
+        (0, 22, &[1]),        // stale: 2 disappeared
+        (0, 23, &[2, 1]),     // fresh, out of order
+        (0, 24, &[1, 2]),     // fresh
+        (0, 60, &[1, 2]),     // stale: 3 was acknowledged at 50
+        (1, 61, &[1, 2, 3]),  // fresh
+    ] {
+        let (op, value) = read(replica, t, e);
+        b = b.read(op, value);
+    }
+    let c = loss(&b.build(), elems(&[1, 2, 3]));
+    assert_loss(&c, Verdict::Valid, 0, 0, 0);
+    assert_eq!(count(&c, "stale_reads"), 3);
+    assert_eq!(count(&c, "never_read"), 0);
+}
+
+#[test]
 fn stale_read_is_not_masked_by_a_duplicate() {
     // 1 and 2 are acknowledged before the read starts; the read misses 2 but
     // repeats 1, so `seen` (2) equals `known` (2) and it is not counted stale.

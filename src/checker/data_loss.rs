@@ -10,6 +10,7 @@
 //! - LWW-Register / LWW-Map: the write with the greatest (timestamp, replica).
 
 use super::{finals_by_key, finals_undecidable, ops_by_key, Check, Finding};
+use crate::history::reads::strictly_increasing;
 use crate::history::{Function, History, OpRecord, Outcome};
 use crate::report::short_value;
 use crate::verdict::Verdict;
@@ -277,6 +278,25 @@ impl<'a> KeyJudge<'a> {
         ack_times.sort_unstable();
         let mut stale_reads = 0u64;
         let mut ever_read: HashSet<u64> = HashSet::default();
+        // A replica's successive reads of a growing set differ by a few
+        // elements: following each replica's reads by their differences
+        // (a linear merge) and counting its acknowledged elements by ack
+        // rank in a Fenwick tree costs a lookup per changed element, where
+        // looking up every element of every read cost a minute on 1M ops.
+        let ack_rank: HashMap<u64, usize> = {
+            let mut by_time: Vec<(u64, u64)> = ok_added
+                .iter()
+                .filter(|(e, _)| !any_removed.contains(e))
+                .map(|(e, (_, t))| (*t, *e))
+                .collect();
+            by_time.sort_unstable();
+            by_time
+                .into_iter()
+                .enumerate()
+                .map(|(rank, (_, e))| (e, rank))
+                .collect()
+        };
+        let mut chains: HashMap<u16, ReadChain> = HashMap::default();
         let mut values = self.history.read_cursor();
         for &i in self.ops {
             let op = &self.history.ops[i];
@@ -284,19 +304,32 @@ impl<'a> KeyJudge<'a> {
                 continue;
             };
             let known = ack_times.partition_point(|t| *t < op.invoke_ns);
-            let distinct: HashSet<&u64> = elems.iter().collect();
-            let seen = distinct
-                .into_iter()
-                .filter(|e| {
-                    ok_added
-                        .get(e)
-                        .is_some_and(|(_, t)| *t < op.invoke_ns && !any_removed.contains(e))
-                })
-                .count();
+            let chain = chains
+                .entry(op.replica)
+                .or_insert_with(|| ReadChain::new(ack_times.len()));
+            let seen = if strictly_increasing(elems) {
+                chain.advance(elems, |e, delta| {
+                    if delta > 0 {
+                        ever_read.insert(e);
+                    }
+                    ack_rank.get(&e).map(|r| (*r, delta))
+                });
+                chain.acknowledged_below(known)
+            } else {
+                // Duplicates or disorder (an external target): count this
+                // read on its own; the chain stays at the replica's last
+                // sorted read, which the next one is compared with.
+                ever_read.extend(elems.iter().copied());
+                elems
+                    .iter()
+                    .collect::<HashSet<&u64>>()
+                    .into_iter()
+                    .filter(|e| ack_rank.get(e).is_some_and(|r| *r < known))
+                    .count()
+            };
             if seen < known {
                 stale_reads += 1;
             }
-            ever_read.extend(elems.iter().copied());
         }
         let (mut lost, mut unexpected) = (0u64, 0u64);
         let mut stable = 0u64;
@@ -306,13 +339,28 @@ impl<'a> KeyJudge<'a> {
                 self.wrong_shape(check, *replica, value, "a list of elements");
                 continue;
             };
-            let present: HashSet<u64> = elems.iter().copied().collect();
+            // A sorted read is walked alongside the (sorted) adds; anything
+            // else is hashed.
+            let sorted = strictly_increasing(elems);
+            let present: HashSet<u64> = if sorted {
+                HashSet::default()
+            } else {
+                elems.iter().copied().collect()
+            };
+            let mut next = 0;
+            let mut contains = |e: u64| {
+                if !sorted {
+                    return present.contains(&e);
+                }
+                next += elems[next..].partition_point(|x| *x < e);
+                elems.get(next) == Some(&e)
+            };
             ever_read.extend(elems.iter().copied());
             for (e, (i, _)) in &ok_added {
                 if any_removed.contains(e) {
                     continue;
                 }
-                if present.contains(e) {
+                if contains(*e) {
                     stable += 1;
                 } else {
                     lost += 1;
@@ -326,7 +374,14 @@ impl<'a> KeyJudge<'a> {
                     );
                 }
             }
-            for e in &BTreeSet::from_iter(present.iter().copied()) {
+            let in_order: Vec<u64> = if sorted {
+                Vec::new()
+            } else {
+                BTreeSet::from_iter(present.iter().copied())
+                    .into_iter()
+                    .collect()
+            };
+            for e in if sorted { elems } else { &in_order } {
                 if !any_added.contains(e) || ok_removed.contains(e) {
                     unexpected += 1;
                     self.lost(
@@ -817,5 +872,80 @@ impl SubsetSums {
         } else {
             format!("a subset sum in [{}, {}]", self.low, self.high)
         }
+    }
+}
+
+/// One replica's in-run reads of a set, followed by their differences: the
+/// last strictly increasing read, and how many of its elements have each
+/// acknowledgement rank (a Fenwick tree over ranks).
+struct ReadChain {
+    last: Vec<u64>,
+    by_rank: Vec<i64>,
+}
+
+impl ReadChain {
+    fn new(ranks: usize) -> Self {
+        ReadChain {
+            last: Vec::new(),
+            by_rank: vec![0; ranks + 1],
+        }
+    }
+
+    fn add(&mut self, rank: usize, delta: i64) {
+        let mut i = rank + 1;
+        while i < self.by_rank.len() {
+            self.by_rank[i] += delta;
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// Elements of the last read whose acknowledgement rank is below `rank`.
+    fn acknowledged_below(&self, rank: usize) -> usize {
+        let (mut i, mut sum) = (rank.min(self.by_rank.len() - 1), 0i64);
+        while i > 0 {
+            sum += self.by_rank[i];
+            i -= i & i.wrapping_neg();
+        }
+        sum.max(0) as usize
+    }
+
+    /// Moves to the strictly increasing read `elems`. `changed(e, +1 | -1)`
+    /// hears of each element that appeared or disappeared and returns its
+    /// acknowledgement rank, if it has one.
+    fn advance(
+        &mut self,
+        elems: &[u64],
+        mut changed: impl FnMut(u64, i64) -> Option<(usize, i64)>,
+    ) {
+        let (mut a, mut b) = (0, 0);
+        let last = std::mem::take(&mut self.last);
+        while a < last.len() || b < elems.len() {
+            let (e, delta) = match (last.get(a), elems.get(b)) {
+                (Some(x), Some(y)) if x == y => {
+                    a += 1;
+                    b += 1;
+                    continue;
+                }
+                (Some(x), Some(y)) if x < y => {
+                    a += 1;
+                    (*x, -1)
+                }
+                (Some(x), None) => {
+                    a += 1;
+                    (*x, -1)
+                }
+                (_, Some(y)) => {
+                    b += 1;
+                    (*y, 1)
+                }
+                (None, None) => break,
+            };
+            if let Some((rank, delta)) = changed(e, delta) {
+                self.add(rank, delta);
+            }
+        }
+        self.last = last;
+        self.last.clear();
+        self.last.extend_from_slice(elems);
     }
 }

@@ -63,7 +63,7 @@ pub struct ReadStore {
 
 /// True for elements a diff can encode: strictly increasing, so the removed
 /// and added lists are too and their gaps are positive.
-pub(super) fn strictly_increasing(elems: &[u64]) -> bool {
+pub fn strictly_increasing(elems: &[u64]) -> bool {
     elems.windows(2).all(|w| w[0] < w[1])
 }
 
