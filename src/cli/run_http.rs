@@ -67,6 +67,8 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(super::check::fail(&e)),
     };
+    // Taken before the run, so that rss_growth_mb is growth, not the peak.
+    let rss_start_mb = crate::metrics::rss_mb().map_or(0.0, |r| r.0);
     let result = match super::start_run(config.seed, || config.reproduce(), || run(&config)) {
         Ok(r) => r,
         Err(code) => return Ok(code),
@@ -83,7 +85,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let live = LiveFigures {
         write_phase_s: result.client_phase.as_secs_f64(),
         duration_s: result.total.as_secs_f64(),
-        rss_start_mb: 0.0,
+        rss_start_mb,
         nemesis_log: result.nemesis_log.clone(),
     };
     let mut report = Report::build(&result.history, &checks, Some(&live));
