@@ -7,6 +7,7 @@
 //! duplicate too. The network is driven in ticks by one thread.
 
 use crate::history::NetworkStats;
+use crate::interpreter::MAX_REPLICAS;
 use crate::nemesis::{Fate, Nemesis};
 use crate::target::in_process::{Replica, UpdateMsg};
 use converge_models::Crdt;
@@ -28,17 +29,23 @@ pub const MAX_SNAPSHOTS: usize = 8;
 /// Most delivered messages kept for redelivery probes.
 pub const MAX_SAMPLED: usize = 64;
 
-/// One copy of an update on its way to one replica.
+/// One copy of an update on its way to one replica: 8 bytes, since a
+/// partition can hold a few hundred thousand of them.
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
-    dst: usize,
-    src: usize,
+    /// Destination replica (at most [`MAX_REPLICAS`] of them fit a byte).
+    dst: u8,
+    /// Origin replica.
+    src: u8,
     /// The update, in [`Slab`].
     msg: u32,
     duplicate: bool,
     /// A dropped message comes back through the nemesis when it is resent.
     retransmit: bool,
 }
+
+const _: () = assert!(MAX_REPLICAS as usize <= u8::MAX as usize + 1);
+const _: () = assert!(std::mem::size_of::<InFlight>() == 8);
 
 /// Updates in flight, each stored once however many copies travel. The
 /// network thread alone touches it, so a copy is an index and a plain
@@ -131,13 +138,18 @@ pub struct Network<M: Crdt> {
 impl<M: Crdt> Network<M> {
     /// A network among `replicas` replicas. The nemesis changes its partition
     /// every `ops_per_phase` completed ops. `backlog` counts updates not yet
-    /// delivered everywhere; writers slow down when it grows.
+    /// delivered everywhere; writers slow down when it grows. At most
+    /// [`MAX_REPLICAS`] replicas.
     pub fn new(
         nemesis: Nemesis,
         replicas: usize,
         ops_per_phase: u64,
         backlog: Arc<Backlog>,
     ) -> Self {
+        debug_assert!(
+            replicas <= MAX_REPLICAS as usize,
+            "RunConfig::validate bounds replicas"
+        );
         Network {
             nemesis,
             replicas,
@@ -171,13 +183,13 @@ impl<M: Crdt> Network<M> {
     }
 
     fn route(&mut self, m: InFlight) {
-        if !self.nemesis.connected(m.src, m.dst) {
+        if !self.nemesis.connected(m.src as usize, m.dst as usize) {
             self.stats.delayed += 1;
             self.hold(m);
             return;
         }
         match self.nemesis.fate() {
-            Fate::Deliver => self.ready[m.dst].push((m.msg, m.duplicate)),
+            Fate::Deliver => self.ready[m.dst as usize].push((m.msg, m.duplicate)),
             Fate::Delay(ticks) => {
                 self.stats.delayed += 1;
                 self.timed.entry(self.tick + ticks).or_default().push(m);
@@ -215,7 +227,7 @@ impl<M: Crdt> Network<M> {
         if self.links_changed && !self.held.is_empty() {
             let held = std::mem::take(&mut self.held);
             for m in held {
-                if self.nemesis.connected(m.src, m.dst) {
+                if self.nemesis.connected(m.src as usize, m.dst as usize) {
                     self.backlog.add(1);
                     self.route_released(m);
                 } else {
@@ -243,8 +255,8 @@ impl<M: Crdt> Network<M> {
                 for dst in (0..self.replicas).filter(|d| *d != src) {
                     self.stats.sent += 1;
                     let copy = InFlight {
-                        dst,
-                        src,
+                        dst: dst as u8,
+                        src: src as u8,
                         msg,
                         duplicate: false,
                         retransmit: false,
@@ -287,8 +299,8 @@ impl<M: Crdt> Network<M> {
                 retransmit: false,
                 ..m
             });
-        } else if self.nemesis.connected(m.src, m.dst) {
-            self.ready[m.dst].push((m.msg, m.duplicate));
+        } else if self.nemesis.connected(m.src as usize, m.dst as usize) {
+            self.ready[m.dst as usize].push((m.msg, m.duplicate));
         } else {
             self.hold(m);
         }
