@@ -5,8 +5,8 @@ use converge_models::{Crdt, Intent, OpMeta, Rejected, ReplicaId, UpdateCtx, VClo
 use smallvec::SmallVec;
 
 /// An update's vector clock as its message carries it: inline for up to 8
-/// replicas, so the four deliveries of an update read it from the message's
-/// own allocation instead of chasing a second one.
+/// replicas, so the deliveries of an update read it from the message itself
+/// (in the network's slab) instead of chasing a separate allocation.
 pub type MsgClock = SmallVec<[u64; 8]>;
 
 /// An update on its way from its origin to the other replicas.
