@@ -107,7 +107,7 @@ fn check_duplicates(history: &History, check: &mut Check) -> u64 {
     // Reads from a file need not be sorted; most are, and a strictly
     // increasing list has no duplicate, which one pass over it shows.
     let has_dup = |v: &Value| match v {
-        Value::Elems(e) if e.windows(2).all(|w| w[0] < w[1]) => false,
+        Value::Elems(e) if strictly_increasing(e) => false,
         Value::Elems(e) => {
             let mut seen = HashSet::with_capacity_and_hasher(e.len(), Default::default());
             !e.iter().all(|x| seen.insert(*x))
