@@ -10,8 +10,8 @@
 //! - LWW-Register / LWW-Map: the write with the greatest (timestamp, replica).
 
 use super::{finals_by_key, finals_undecidable, ops_by_key, Check, Finding};
-use crate::history::reads::strictly_increasing;
-use crate::history::{Function, History, OpRecord, Outcome};
+use crate::history::reads::{difference, strictly_increasing};
+use crate::history::{Function, History, OpRecord, Outcome, SetDiff};
 use crate::report::short_value;
 use crate::verdict::Verdict;
 use converge_models::{Dot, Value, Workload};
@@ -119,7 +119,12 @@ fn check_duplicates(history: &History, check: &mut Check) -> u64 {
         Value::Int(_) => false,
     };
     let mut values = history.read_cursor();
+    // A read stored as a diff is a strictly increasing set: no need to
+    // build it.
     for (i, op) in history.ops.iter().enumerate() {
+        if values.is_diff(op) {
+            continue;
+        }
         if let Some(v) = values.value(op).filter(|v| has_dup(v)) {
             count += 1;
             check.find(Finding {
@@ -233,101 +238,109 @@ impl<'a> KeyJudge<'a> {
     }
 
     /// G-Set and 2P-Set: set-full classification against final reads.
+    ///
+    /// Every element any update names gets one entry in [`SetFates`],
+    /// sorted by element; reads are sorted too, so each read is judged by
+    /// walking the two side by side instead of hashing every element it
+    /// holds (a 1M-op G-Set history reads hundreds of millions of them).
     fn set(&self, check: &mut Check) -> (u64, u64, u64) {
-        // Element -> (first ok add index, completion time of earliest ok add, any add at all)
-        // Ordered maps keep findings deterministic between a run and a re-check.
-        let mut ok_added: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
-        let mut any_added: HashSet<u64> = HashSet::default();
-        let mut ok_removed: HashSet<u64> = HashSet::default();
-        let mut any_removed: HashSet<u64> = HashSet::default();
-        for (i, op) in self.updates() {
-            let e = op.value as u64;
+        let mut named: Vec<(u64, usize)> = self
+            .updates()
+            .filter(|(_, op)| matches!(op.f, Function::Add | Function::Remove))
+            .map(|(i, op)| (op.value as u64, i))
+            .collect();
+        named.sort_unstable();
+        let mut fates = SetFates::default();
+        for (e, i) in named {
+            if fates.elements.last() != Some(&e) {
+                fates.push(e);
+            }
+            let fate = fates.fates.last_mut().expect("pushed above");
+            let op = &self.history.ops[i];
             match (op.f, op.outcome) {
                 (Function::Add, Outcome::Ok) => {
                     let done = op.invoke_ns + op.latency_ns as u64;
-                    ok_added
-                        .entry(e)
-                        .and_modify(|(idx, t)| {
-                            if done < *t {
-                                *idx = i;
-                                *t = done;
-                            }
-                        })
-                        .or_insert((i, done));
-                    any_added.insert(e);
+                    // Ops come in index order: on equal times the first wins.
+                    if fate.first_ok_add.is_none_or(|(_, t)| done < t) {
+                        fate.first_ok_add = Some((i, done));
+                    }
+                    fate.added = true;
                 }
-                (Function::Add, _) => {
-                    any_added.insert(e);
-                }
-                (Function::Remove, Outcome::Ok) => {
-                    ok_removed.insert(e);
-                    any_removed.insert(e);
-                }
-                (Function::Remove, _) => {
-                    any_removed.insert(e);
+                (Function::Add, _) => fate.added = true,
+                (Function::Remove, outcome) => {
+                    fate.removed = true;
+                    fate.removed_ok |= outcome == Outcome::Ok;
                 }
                 _ => {}
             }
         }
-        // Stale: in-run reads that began after an add was acknowledged and miss it.
-        let mut ack_times: Vec<u64> = ok_added
+        // Stale: in-run reads that began after an add was acknowledged and
+        // miss it. Acknowledged adds no remove touched are ranked by their
+        // acknowledgement time; each replica's reads are followed by their
+        // differences (see `ReadChain`).
+        let mut by_time: Vec<(u64, usize)> = fates
+            .fates
             .iter()
-            .filter(|(e, _)| !any_removed.contains(e))
-            .map(|(_, (_, t))| *t)
+            .enumerate()
+            .filter(|(_, f)| !f.removed)
+            .filter_map(|(at, f)| f.first_ok_add.map(|(_, t)| (t, at)))
             .collect();
-        ack_times.sort_unstable();
+        by_time.sort_unstable();
+        for (rank, (_, at)) in by_time.iter().enumerate() {
+            fates.ranks[*at] = rank as u32;
+        }
+        let ack_times: Vec<u64> = by_time.iter().map(|(t, _)| *t).collect();
         let mut stale_reads = 0u64;
-        let mut ever_read: HashSet<u64> = HashSet::default();
-        // A replica's successive reads of a growing set differ by a few
-        // elements: following each replica's reads by their differences
-        // (a linear merge) and counting its acknowledged elements by ack
-        // rank in a Fenwick tree costs a lookup per changed element, where
-        // looking up every element of every read cost a minute on 1M ops.
-        let ack_rank: HashMap<u64, usize> = {
-            let mut by_time: Vec<(u64, u64)> = ok_added
-                .iter()
-                .filter(|(e, _)| !any_removed.contains(e))
-                .map(|(e, (_, t))| (*t, *e))
-                .collect();
-            by_time.sort_unstable();
-            by_time
-                .into_iter()
-                .enumerate()
-                .map(|(rank, (_, e))| (e, rank))
-                .collect()
-        };
         let mut chains: HashMap<u16, ReadChain> = HashMap::default();
         let mut values = self.history.read_cursor();
+        let mut diff = SetDiff::default();
         for &i in self.ops {
             let op = &self.history.ops[i];
-            let Some(Value::Elems(elems)) = values.value(op) else {
+            let Some(read) = values.read_number(op) else {
                 continue;
             };
             let known = ack_times.partition_point(|t| *t < op.invoke_ns);
             let chain = chains
                 .entry(op.replica)
                 .or_insert_with(|| ReadChain::new(ack_times.len()));
-            let seen = if strictly_increasing(elems) {
-                chain.advance(elems, |e, delta| {
-                    if delta > 0 {
-                        ever_read.insert(e);
-                    }
-                    ack_rank.get(&e).map(|r| (*r, delta))
-                });
-                chain.acknowledged_below(known)
+            // Most set reads are stored as the change from the replica's
+            // previous read of the key: when the chain is at that read, the
+            // change is all there is to follow.
+            if values.diff(op, &mut diff) && diff.base == chain.at {
+                chain.follow(&mut fates, &diff.removed, -1);
+                chain.follow(&mut fates, &diff.added, 1);
+                chain.at = Some(read);
             } else {
-                // Duplicates or disorder (an external target): count this
-                // read on its own; the chain stays at the replica's last
-                // sorted read, which the next one is compared with.
-                ever_read.extend(elems.iter().copied());
-                elems
-                    .iter()
-                    .collect::<HashSet<&u64>>()
-                    .into_iter()
-                    .filter(|e| ack_rank.get(e).is_some_and(|r| *r < known))
-                    .count()
-            };
-            if seen < known {
+                let earlier = chain.at.and_then(|at| match values.read(at as usize) {
+                    Some(Value::Elems(e)) => Some(e.clone()),
+                    _ => None,
+                });
+                let Some(Value::Elems(elems)) = values.value(op) else {
+                    continue;
+                };
+                if strictly_increasing(elems) {
+                    let (removed, added) = difference(earlier.as_deref().unwrap_or(&[]), elems);
+                    chain.follow(&mut fates, &removed, -1);
+                    chain.follow(&mut fates, &added, 1);
+                    chain.at = Some(read);
+                } else {
+                    // Duplicates or disorder (an external target): count
+                    // this read on its own; the chain stays at the
+                    // replica's last sorted read, which the next one is
+                    // compared with.
+                    let elems = sorted_distinct(elems);
+                    let mut seen = 0;
+                    fates.walk(&elems, |fates, at| {
+                        fates.read[at] = true;
+                        seen += usize::from(fates.rank(at).is_some_and(|r| r < known));
+                    });
+                    if seen < known {
+                        stale_reads += 1;
+                    }
+                    continue;
+                }
+            }
+            if !chain.has_all_below(known) {
                 stale_reads += 1;
             }
         }
@@ -339,28 +352,20 @@ impl<'a> KeyJudge<'a> {
                 self.wrong_shape(check, *replica, value, "a list of elements");
                 continue;
             };
-            // A sorted read is walked alongside the (sorted) adds; anything
-            // else is hashed.
-            let sorted = strictly_increasing(elems);
-            let present: HashSet<u64> = if sorted {
-                HashSet::default()
+            let distinct;
+            let elems: &[u64] = if strictly_increasing(elems) {
+                elems
             } else {
-                elems.iter().copied().collect()
+                distinct = sorted_distinct(elems);
+                &distinct
             };
             let mut next = 0;
-            let mut contains = |e: u64| {
-                if !sorted {
-                    return present.contains(&e);
-                }
-                next += elems[next..].partition_point(|x| *x < e);
-                elems.get(next) == Some(&e)
-            };
-            ever_read.extend(elems.iter().copied());
-            for (e, (i, _)) in &ok_added {
-                if any_removed.contains(e) {
+            for (&e, fate) in fates.elements.iter().zip(&fates.fates) {
+                let Some((i, _)) = fate.first_ok_add.filter(|_| !fate.removed) else {
                     continue;
-                }
-                if contains(*e) {
+                };
+                next = seek(elems, next, |x| *x < e);
+                if elems.get(next) == Some(&e) {
                     stable += 1;
                 } else {
                     lost += 1;
@@ -368,26 +373,27 @@ impl<'a> KeyJudge<'a> {
                         check,
                         *replica,
                         format!("acknowledged add of {e} is missing from the final read"),
-                        vec![*i],
+                        vec![i],
                         format!("contains {e}"),
                         format!("{} elements without {e}", elems.len()),
                     );
                 }
             }
-            let in_order: Vec<u64> = if sorted {
-                Vec::new()
-            } else {
-                BTreeSet::from_iter(present.iter().copied())
-                    .into_iter()
-                    .collect()
-            };
-            for e in if sorted { elems } else { &in_order } {
-                if !any_added.contains(e) || ok_removed.contains(e) {
+            let mut next = 0;
+            for &e in elems {
+                next = seek(&fates.elements, next, |x| *x < e);
+                let (added, removed_ok) = if fates.elements.get(next) == Some(&e) {
+                    fates.read[next] = true;
+                    (fates.fates[next].added, fates.fates[next].removed_ok)
+                } else {
+                    (false, false)
+                };
+                if !added || removed_ok {
                     unexpected += 1;
                     self.lost(
                         check,
                         *replica,
-                        if ok_removed.contains(e) {
+                        if removed_ok {
                             format!("element {e} was removed but is present")
                         } else {
                             format!("element {e} was never added but is present")
@@ -399,25 +405,19 @@ impl<'a> KeyJudge<'a> {
                 }
             }
         }
-        let never_read = any_added
+        let never_read = fates
+            .fates
             .iter()
-            .filter(|e| !ever_read.contains(e) && !any_removed.contains(e))
+            .zip(&fates.read)
+            .filter(|(f, read)| f.added && !f.removed && !**read)
             .count() as u64;
-        check
-            .counts
-            .entry("stable".into())
-            .and_modify(|c| *c += stable)
-            .or_insert(stable);
-        check
-            .counts
-            .entry("stale_reads".into())
-            .and_modify(|c| *c += stale_reads)
-            .or_insert(stale_reads);
-        check
-            .counts
-            .entry("never_read".into())
-            .and_modify(|c| *c += never_read)
-            .or_insert(never_read);
+        for (name, n) in [
+            ("stable", stable),
+            ("stale_reads", stale_reads),
+            ("never_read", never_read),
+        ] {
+            *check.counts.entry(name.into()).or_insert(0) += n;
+        }
         (lost, unexpected, 0)
     }
 
@@ -876,76 +876,143 @@ impl SubsetSums {
 }
 
 /// One replica's in-run reads of a set, followed by their differences: the
-/// last strictly increasing read, and how many of its elements have each
-/// acknowledgement rank (a Fenwick tree over ranks).
+/// last strictly increasing read, as the acknowledgement ranks its
+/// elements have (a bitmap), and the lowest rank that may be missing.
+///
+/// A read is stale when an element acknowledged before it began is
+/// missing, that is when the lowest missing rank is below the number of
+/// acknowledgements by then. Elements mostly appear and stay, so the lowest
+/// missing rank moves forward a word at a time and rarely back.
 struct ReadChain {
-    last: Vec<u64>,
-    by_rank: Vec<i64>,
+    /// The read number of the sorted read the chain is at; `None` before
+    /// the first (the empty set).
+    at: Option<u32>,
+    /// Bit `r` set: the element of rank `r` is in the read.
+    present: Vec<u64>,
+    /// Every rank below it is present.
+    lowest_missing: usize,
 }
 
 impl ReadChain {
     fn new(ranks: usize) -> Self {
         ReadChain {
-            last: Vec::new(),
-            by_rank: vec![0; ranks + 1],
+            at: None,
+            present: vec![0; ranks.div_ceil(64)],
+            lowest_missing: 0,
         }
     }
 
-    fn add(&mut self, rank: usize, delta: i64) {
-        let mut i = rank + 1;
-        while i < self.by_rank.len() {
-            self.by_rank[i] += delta;
-            i += i & i.wrapping_neg();
+    fn mark(&mut self, rank: usize, present: bool) {
+        let (word, bit) = (rank / 64, 1u64 << (rank % 64));
+        if present {
+            self.present[word] |= bit;
+        } else {
+            self.present[word] &= !bit;
+            self.lowest_missing = self.lowest_missing.min(rank);
         }
     }
 
-    /// Elements of the last read whose acknowledgement rank is below `rank`.
-    fn acknowledged_below(&self, rank: usize) -> usize {
-        let (mut i, mut sum) = (rank.min(self.by_rank.len() - 1), 0i64);
-        while i > 0 {
-            sum += self.by_rank[i];
-            i -= i & i.wrapping_neg();
-        }
-        sum.max(0) as usize
-    }
-
-    /// Moves to the strictly increasing read `elems`. `changed(e, +1 | -1)`
-    /// hears of each element that appeared or disappeared and returns its
-    /// acknowledgement rank, if it has one.
-    fn advance(
-        &mut self,
-        elems: &[u64],
-        mut changed: impl FnMut(u64, i64) -> Option<(usize, i64)>,
-    ) {
-        let (mut a, mut b) = (0, 0);
-        let last = std::mem::take(&mut self.last);
-        while a < last.len() || b < elems.len() {
-            let (e, delta) = match (last.get(a), elems.get(b)) {
-                (Some(x), Some(y)) if x == y => {
-                    a += 1;
-                    b += 1;
-                    continue;
-                }
-                (Some(x), Some(y)) if x < y => {
-                    a += 1;
-                    (*x, -1)
-                }
-                (Some(x), None) => {
-                    a += 1;
-                    (*x, -1)
-                }
-                (_, Some(y)) => {
-                    b += 1;
-                    (*y, 1)
-                }
-                (None, None) => break,
+    /// True when the read holds every element whose rank is below `rank`.
+    fn has_all_below(&mut self, rank: usize) -> bool {
+        while self.lowest_missing < rank {
+            let (word, bit) = (self.lowest_missing / 64, self.lowest_missing % 64);
+            let Some(bits) = self.present.get(word) else {
+                break;
             };
-            if let Some((rank, delta)) = changed(e, delta) {
-                self.add(rank, delta);
+            let run = (!(bits >> bit)).trailing_zeros() as usize;
+            self.lowest_missing += run.min(64 - bit);
+            if run < 64 - bit {
+                break;
             }
         }
-        self.last = last;
-        self.last.clear();
-        self.last.extend_from_slice(elems);
+        self.lowest_missing >= rank
     }
+
+    /// Counts `changed` (strictly increasing) as appeared (`delta` 1, which
+    /// also marks them read) or disappeared (-1).
+    fn follow(&mut self, fates: &mut SetFates, changed: &[u64], delta: i64) {
+        fates.walk(changed, |fates, at| {
+            fates.read[at] |= delta > 0;
+            if let Some(rank) = fates.rank(at) {
+                self.mark(rank, delta > 0);
+            }
+        });
+    }
+}
+
+/// What the updates of one key did to one element.
+#[derive(Clone, Copy, Debug, Default)]
+struct ElementFate {
+    /// Op index and completion time of the earliest acknowledged add.
+    first_ok_add: Option<(usize, u64)>,
+    /// Some add of it may have happened (ok or info).
+    added: bool,
+    /// Some remove of it may have happened.
+    removed: bool,
+    /// Some remove of it was acknowledged.
+    removed_ok: bool,
+}
+
+/// The elements of one key, sorted, each with its [`ElementFate`]. What a
+/// walk over a read touches is kept in narrow parallel vectors: a hot key
+/// holds hundreds of thousands of elements, and the walk is bound by the
+/// memory it streams through.
+#[derive(Debug, Default)]
+struct SetFates {
+    elements: Vec<u64>,
+    fates: Vec<ElementFate>,
+    /// Rank by acknowledgement time among acknowledged adds of elements no
+    /// remove names; [`NO_RANK`] for the others.
+    ranks: Vec<u32>,
+    /// Some read, in-run or final, returned it.
+    read: Vec<bool>,
+}
+
+/// [`SetFates::ranks`] of an element with no acknowledgement rank.
+const NO_RANK: u32 = u32::MAX;
+
+impl SetFates {
+    fn push(&mut self, element: u64) {
+        self.elements.push(element);
+        self.fates.push(ElementFate::default());
+        self.ranks.push(NO_RANK);
+        self.read.push(false);
+    }
+
+    fn rank(&self, at: usize) -> Option<usize> {
+        (self.ranks[at] != NO_RANK).then_some(self.ranks[at] as usize)
+    }
+
+    /// Calls `f` with the position of each element of `elems` (strictly
+    /// increasing) that has a fate.
+    fn walk(&mut self, elems: &[u64], mut f: impl FnMut(&mut Self, usize)) {
+        let mut at = 0;
+        for &e in elems {
+            at = seek(&self.elements, at, |x| *x < e);
+            if self.elements.get(at) == Some(&e) {
+                f(self, at);
+            }
+        }
+    }
+}
+
+/// The first position at or after `from` whose item is not `before` the
+/// sought one; `items` must be sorted so that `before` holds on a prefix.
+/// Gallops: the sought items of a read come in order and are usually near
+/// the last one found.
+fn seek<T>(items: &[T], from: usize, before: impl Fn(&T) -> bool) -> usize {
+    let rest = &items[from.min(items.len())..];
+    let mut step = 1;
+    while step < rest.len() && before(&rest[step]) {
+        step *= 2;
+    }
+    from + rest[..step.min(rest.len())].partition_point(before)
+}
+
+/// The distinct elements of `elems`, in increasing order.
+fn sorted_distinct(elems: &[u64]) -> Vec<u64> {
+    let mut sorted = elems.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
 }

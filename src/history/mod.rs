@@ -21,7 +21,7 @@ pub mod lin;
 pub mod reads;
 
 pub use finals::{DecodedFinals, FinalView, Finals, FinalsIter};
-pub use reads::{ReadCursor, ReadStore};
+pub use reads::{ReadCursor, ReadStore, SetDiff};
 
 use converge_models::{Dot, ReplicaId, Value, Workload};
 use serde::{Deserialize, Serialize};

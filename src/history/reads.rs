@@ -44,6 +44,22 @@ struct Entry {
 /// The last strictly increasing read of one `(replica, key)`, while recording.
 type Last = (u32, Vec<u64>);
 
+/// How one diff read changed its chain (see the module documentation):
+/// filled by [`ReadCursor::diff`], so that a checker following a replica's
+/// reads of a key pays for what changed, not for the whole set each time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetDiff {
+    /// The read number of the read this one changed.
+    pub read: u32,
+    /// The read number of the read it is a diff against; `None` when it is
+    /// a diff against the empty set.
+    pub base: Option<u32>,
+    /// Elements of the base missing from this read, strictly increasing.
+    pub removed: Vec<u64>,
+    /// Elements of this read missing from the base, strictly increasing.
+    pub added: Vec<u64>,
+}
+
 /// Read results, indexed by read number (the order they were pushed in).
 ///
 /// Equality compares decoded values, not the encoding: a store rebuilt after
@@ -79,22 +95,30 @@ pub(super) fn push_list(out: &mut Vec<u8>, list: &[u64]) {
 
 /// Decodes the list [`push_list`] wrote at `at`.
 pub(super) fn read_list(bytes: &[u8], at: usize) -> Vec<u64> {
+    let mut list = Vec::new();
+    read_list_into(bytes, at, &mut list);
+    list
+}
+
+/// Appends the list [`push_list`] wrote at `at` to `list` and gives the
+/// offset just past it.
+fn read_list_into(bytes: &[u8], at: usize, list: &mut Vec<u64>) -> usize {
     let mut v = Varints { bytes, at };
     // Each varint takes at least a byte: a count above what is left cannot
     // be right, and bounding it bounds the allocation.
     let len = v.next_u64().min(bytes.len().saturating_sub(v.at) as u64) as usize;
-    let mut list = Vec::with_capacity(len);
+    list.reserve(len);
     let mut previous = 0u64;
     for _ in 0..len {
         previous = previous.wrapping_add(v.next_u64());
         list.push(previous);
     }
-    list
+    v.at
 }
 
 /// The elements of `prev` missing from `next`, and those of `next` missing
 /// from `prev`; both inputs strictly increasing.
-fn diff(prev: &[u64], next: &[u64]) -> (Vec<u64>, Vec<u64>) {
+pub fn difference(prev: &[u64], next: &[u64]) -> (Vec<u64>, Vec<u64>) {
     let (mut removed, mut added) = (Vec::new(), Vec::new());
     let (mut i, mut j) = (0, 0);
     while i < prev.len() && j < next.len() {
@@ -147,7 +171,7 @@ impl ReadStore {
             .map_err(|_| "history read diffs exceed 4 GiB".to_string())?;
         let prev = match self.last.get(&(replica, key)) {
             Some((prev_index, prev)) => {
-                let (removed, added) = diff(prev, &elems);
+                let (removed, added) = difference(prev, &elems);
                 push_list(&mut self.diffs, &removed);
                 push_list(&mut self.diffs, &added);
                 prev_index + 1
@@ -263,10 +287,41 @@ impl<'a> ReadCursor<'a> {
     /// What `op` read; `None` for an update or a read with no value (failed
     /// or indeterminate). `op` must belong to the history this cursor reads.
     pub fn value(&mut self, op: &OpRecord) -> Option<&Value> {
-        if op.f != Function::Read || op.slot == 0 {
-            return None;
-        }
-        self.read(op.slot as usize - 1)
+        let read = self.read_number(op)?;
+        self.read(read as usize)
+    }
+
+    /// The read number of `op`'s result; `None` as for [`ReadCursor::value`].
+    pub fn read_number(&self, op: &OpRecord) -> Option<u32> {
+        (op.f == Function::Read && op.slot != 0).then(|| op.slot - 1)
+    }
+
+    /// True when `op`'s result is stored as a diff, which makes it a
+    /// strictly increasing set without decoding it.
+    pub fn is_diff(&self, op: &OpRecord) -> bool {
+        self.read_number(op)
+            .and_then(|i| self.store.entries.get(i as usize))
+            .is_some_and(|e| e.prev != EXACT)
+    }
+
+    /// Decodes the diff `op`'s result is stored as into `out`, without
+    /// building the set it reads; false (and `out` unspecified) when the
+    /// result is stored as is, or `op` read nothing.
+    pub fn diff(&self, op: &OpRecord, out: &mut SetDiff) -> bool {
+        let Some(read) = self.read_number(op) else {
+            return false;
+        };
+        let store = self.store;
+        let Some(entry) = store.entries.get(read as usize).filter(|e| e.prev != EXACT) else {
+            return false;
+        };
+        out.read = read;
+        out.base = entry.prev.checked_sub(1);
+        out.removed.clear();
+        out.added.clear();
+        let at = read_list_into(&store.diffs, entry.at as usize, &mut out.removed);
+        read_list_into(&store.diffs, at, &mut out.added);
+        true
     }
 
     /// The value of read number `index`, `None` past the last read.
