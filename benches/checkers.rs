@@ -1,6 +1,7 @@
 //! Checker speed: history events (invoke + completion = 2 per op) checked per
-//! second, on recorded G-Counter, OR-Set and MV-Register histories; and the
-//! history's memory (bytes per op) for every reference workload.
+//! second, on recorded G-Counter, G-Set, 2P-Set, OR-Set and MV-Register
+//! histories; and the history's memory (bytes per op) for every reference
+//! workload.
 //!
 //! `cargo bench --bench checkers`; the speed is in "thrpt" (events/s), the
 //! memory on stderr, one line per workload, before the timings.
@@ -13,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// Workloads whose checkers are timed; the others only have their memory
 /// printed, which keeps the bench short.
-const TIMED: [&str; 3] = ["g-counter", "or-set", "mv-register"];
+const TIMED: [&str; 5] = ["g-counter", "g-set", "2p-set", "or-set", "mv-register"];
 
 fn bench_checkers(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
