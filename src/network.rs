@@ -4,7 +4,9 @@
 //! message; every copy goes through the nemesis (partition, drop with later
 //! retransmission, duplicate, reorder, delay). Replicas also gossip whole
 //! states now and then (state-based merge), which the nemesis can drop or
-//! duplicate too. The network is driven in ticks by one thread.
+//! duplicate too. The network is driven in ticks by one thread; when a tick
+//! has many copies due, the replicas take theirs side by side on rayon's
+//! pool, since applying updates is most of the network's work.
 
 use crate::history::NetworkStats;
 use crate::interpreter::MAX_REPLICAS;
@@ -12,6 +14,7 @@ use crate::nemesis::{Fate, Nemesis};
 use crate::target::in_process::{Replica, UpdateMsg};
 use converge_models::Crdt;
 use converge_sync::{Backlog, ReplicaCell};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -23,6 +26,9 @@ pub type Cluster<M> = Arc<Vec<Cell<M>>>;
 
 /// Messages applied per acquisition of a replica's lock.
 const DELIVERY_CHUNK: usize = 128;
+/// From this many copies due in one tick, replicas take them in parallel:
+/// below it, waking the pool costs more than it saves.
+const PARALLEL_DELIVERY: usize = 2048;
 
 /// Most snapshots kept for stale-merge idempotency probes.
 pub const MAX_SNAPSHOTS: usize = 8;
@@ -120,9 +126,10 @@ pub struct Network<M: Crdt> {
     /// The partition changed since the held messages were last looked at.
     links_changed: bool,
     ready: Vec<Vec<(u32, bool)>>,
-    /// Buffers kept between ticks so that neither the delivery queues nor
-    /// the outboxes reallocate (and fault in fresh pages) every tick.
-    spare: Vec<(u32, bool)>,
+    /// Per replica, the batch being delivered. Buffers are kept between
+    /// ticks so that neither the delivery queues nor the outboxes reallocate
+    /// (and fault in fresh pages) every tick.
+    delivering: Vec<Vec<(u32, bool)>>,
     shipped: Vec<UpdateMsg<M>>,
     backlog: Arc<Backlog>,
     /// Message counters.
@@ -165,7 +172,7 @@ impl<M: Crdt> Network<M> {
             held: Vec::new(),
             links_changed: false,
             ready: (0..replicas).map(|_| Vec::new()).collect(),
-            spare: Vec::new(),
+            delivering: (0..replicas).map(|_| Vec::new()).collect(),
             shipped: Vec::new(),
             backlog,
             stats: NetworkStats::default(),
@@ -307,23 +314,45 @@ impl<M: Crdt> Network<M> {
     }
 
     fn deliver_ready(&mut self, cluster: &Cluster<M>) {
+        // The nemesis decides in replica order, so a seed replays the same
+        // reorderings however the deliveries below are scheduled.
         for dst in 0..self.replicas {
-            if self.ready[dst].is_empty() {
-                continue;
-            }
-            let mut batch = std::mem::take(&mut self.spare);
-            std::mem::swap(&mut batch, &mut self.ready[dst]);
+            std::mem::swap(&mut self.delivering[dst], &mut self.ready[dst]);
+            let batch = &mut self.delivering[dst];
             if batch.len() > 1 && self.nemesis.reorder() {
                 self.stats.reordered += 1;
-                self.nemesis.shuffle(&mut batch);
+                self.nemesis.shuffle(batch);
             }
+        }
+        let slab = &self.slab;
+        let deliver = |dst: usize, batch: &Vec<(u32, bool)>| {
             // Writers on this replica wait for the lock: hold it for a
             // bounded chunk at a time, not for the whole batch.
             for chunk in batch.chunks(DELIVERY_CHUNK) {
                 let mut replica = cluster[dst].lock();
-                for msg in chunk.iter().filter_map(|(i, _)| self.slab.get(*i)) {
+                for msg in chunk.iter().filter_map(|(i, _)| slab.get(*i)) {
                     replica.deliver(msg);
                 }
+            }
+        };
+        let total: usize = self.delivering.iter().map(Vec::len).sum();
+        if total >= PARALLEL_DELIVERY {
+            // Each replica is applied to by one thread at a time (its
+            // lock), so replicas take their updates side by side.
+            self.delivering
+                .par_iter()
+                .enumerate()
+                .for_each(|(dst, batch)| deliver(dst, batch));
+        } else {
+            for (dst, batch) in self.delivering.iter().enumerate() {
+                deliver(dst, batch);
+            }
+        }
+        for dst in 0..self.replicas {
+            let mut batch = std::mem::take(&mut self.delivering[dst]);
+            if batch.is_empty() {
+                self.delivering[dst] = batch;
+                continue;
             }
             let n = batch.len() as u64;
             self.stats.delivered += n;
@@ -336,7 +365,7 @@ impl<M: Crdt> Network<M> {
             for (i, _) in batch.drain(..) {
                 self.slab.delivered(i);
             }
-            self.spare = batch;
+            self.delivering[dst] = batch;
         }
     }
 
