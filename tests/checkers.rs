@@ -1847,6 +1847,36 @@ fn finding_op_indices_are_jsonl_op_ids() {
 }
 
 #[test]
+fn ops_land_in_id_order_past_uncompleted_ops_and_gaps_in_the_ids() {
+    // read_history pushes an op once every lower id is in: an op that never
+    // completes (op 0), completions that overtake (op 4 before op 1) and an
+    // id never used (op 3) must still leave the ops sorted by id.
+    let text = format!(
+        r#"{}
+{{"type":"invoke","op":0,"process":0,"replica":0,"key":0,"f":"add","value":10,"time_ns":10}}
+{{"type":"invoke","op":1,"process":1,"replica":0,"key":0,"f":"add","value":11,"time_ns":11}}
+{{"type":"invoke","op":4,"process":2,"replica":0,"key":0,"f":"add","value":14,"time_ns":12}}
+{{"type":"ok","op":4,"time_ns":20}}
+{{"type":"invoke","op":2,"process":3,"replica":0,"key":0,"f":"read","time_ns":13}}
+{{"type":"ok","op":1,"time_ns":21}}
+{{"type":"ok","op":2,"time_ns":22,"read":{{"elems":[11,14]}}}}
+{{"type":"final","replica":0,"key":0,"value":{{"elems":[10,11,14]}}}}
+{}"#,
+        header_line("g-set", 1),
+        tail_lines(1)
+    );
+    let read = read_text(&text).unwrap();
+    let history = &read.history;
+    let values: Vec<i64> = history.ops.iter().map(|op| op.value).collect();
+    assert_eq!(values, vec![10, 11, 0, 14]);
+    assert_eq!(history.ops[0].outcome, Outcome::Info);
+    assert_eq!(
+        history.read_cursor().value(&history.ops[2]),
+        Some(&elems(&[11, 14]))
+    );
+}
+
+#[test]
 fn duplicates_in_an_unsorted_read_are_detected() {
     // history.jsonl is an input of `converge check`, and nothing checks that
     // a read is sorted; windows(2) only sees adjacent repeats.
