@@ -484,27 +484,18 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
                 }
             }
             Line::Ok(c) => {
-                let c = complete(&mut pending, c, Outcome::Ok, line_no)
-                    .and_then(|c| check_dots(&history, c))
-                    .map_err(|m| bad(line_no, m))?;
-                ordered
-                    .accept(&mut history, c)
+                let c = (c, Outcome::Ok, line_no);
+                on_completion(&mut history, &mut pending, &mut ordered, c)
                     .map_err(|(line, m)| bad(line, m))?;
             }
             Line::Fail(c) => {
-                let c = complete(&mut pending, c, Outcome::Fail, line_no)
-                    .and_then(|c| check_dots(&history, c))
-                    .map_err(|m| bad(line_no, m))?;
-                ordered
-                    .accept(&mut history, c)
+                let c = (c, Outcome::Fail, line_no);
+                on_completion(&mut history, &mut pending, &mut ordered, c)
                     .map_err(|(line, m)| bad(line, m))?;
             }
             Line::Info(c) => {
-                let c = complete(&mut pending, c, Outcome::Info, line_no)
-                    .and_then(|c| check_dots(&history, c))
-                    .map_err(|m| bad(line_no, m))?;
-                ordered
-                    .accept(&mut history, c)
+                let c = (c, Outcome::Info, line_no);
+                on_completion(&mut history, &mut pending, &mut ordered, c)
                     .map_err(|(line, m)| bad(line, m))?;
             }
             Line::Final(f) => {
@@ -555,6 +546,19 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
     }
     history.shrink_to_fit();
     Ok(ReadHistory { history, warnings })
+}
+
+/// Matches a completion line to its invoke and hands the op to `ordered`.
+fn on_completion(
+    history: &mut History,
+    pending: &mut HashMap<u64, Pending>,
+    ordered: &mut InIdOrder,
+    (c, outcome, line): (Completion, Outcome, usize),
+) -> std::result::Result<(), (usize, String)> {
+    let c = complete(pending, c, outcome, line)
+        .and_then(|c| check_dots(history, c))
+        .map_err(|m| (line, m))?;
+    ordered.accept(history, c)
 }
 
 /// Observed dots must name replicas the header declares.
