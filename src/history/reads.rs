@@ -95,25 +95,62 @@ pub(super) fn push_list(out: &mut Vec<u8>, list: &[u64]) {
 
 /// Decodes the list [`push_list`] wrote at `at`.
 pub(super) fn read_list(bytes: &[u8], at: usize) -> Vec<u64> {
-    let mut list = Vec::new();
-    read_list_into(bytes, at, &mut list);
-    list
+    ListDecoder::new(bytes, at).collect()
 }
 
-/// Appends the list [`push_list`] wrote at `at` to `list` and gives the
-/// offset just past it.
-fn read_list_into(bytes: &[u8], at: usize, list: &mut Vec<u64>) -> usize {
-    let mut v = Varints { bytes, at };
-    // Each varint takes at least a byte: a count above what is left cannot
-    // be right, and bounding it bounds the allocation.
-    let len = v.next_u64().min(bytes.len().saturating_sub(v.at) as u64) as usize;
-    list.reserve(len);
-    let mut previous = 0u64;
-    for _ in 0..len {
-        previous = previous.wrapping_add(v.next_u64());
-        list.push(previous);
+/// The elements of a list [`push_list`] wrote, decoded one at a time.
+#[derive(Clone)]
+struct ListDecoder<'a> {
+    varints: Varints<'a>,
+    /// Elements not yet decoded.
+    left: u64,
+    previous: u64,
+}
+
+impl<'a> ListDecoder<'a> {
+    /// The list written at `at`.
+    fn new(bytes: &'a [u8], at: usize) -> Self {
+        let mut varints = Varints { bytes, at };
+        // Each varint takes at least a byte: a count above what is left
+        // cannot be right, and bounding it bounds allocations and loops.
+        let left = varints
+            .next_u64()
+            .min(bytes.len().saturating_sub(varints.at) as u64);
+        ListDecoder {
+            varints,
+            left,
+            previous: 0,
+        }
     }
-    v.at
+
+    /// The offset just past the list (where the next list starts).
+    fn end(mut self) -> usize {
+        while self.next().is_some() {}
+        self.varints.at
+    }
+}
+
+impl Iterator for ListDecoder<'_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        (self.left > 0).then(|| {
+            self.left -= 1;
+            self.previous = self.previous.wrapping_add(self.varints.next_u64());
+            self.previous
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+/// The removed and added lists of the diff written at `at`.
+fn diff_lists(bytes: &[u8], at: usize) -> (ListDecoder<'_>, ListDecoder<'_>) {
+    let removed = ListDecoder::new(bytes, at);
+    let added = ListDecoder::new(bytes, removed.clone().end());
+    (removed, added)
 }
 
 /// The elements of `prev` missing from `next`, and those of `next` missing
@@ -317,10 +354,11 @@ impl<'a> ReadCursor<'a> {
         };
         out.read = read;
         out.base = entry.prev.checked_sub(1);
+        let (removed, added) = diff_lists(&store.diffs, entry.at as usize);
         out.removed.clear();
+        out.removed.extend(removed);
         out.added.clear();
-        let at = read_list_into(&store.diffs, entry.at as usize, &mut out.removed);
-        read_list_into(&store.diffs, at, &mut out.added);
+        out.added.extend(added);
         true
     }
 
@@ -378,44 +416,14 @@ impl<'a> ReadCursor<'a> {
 /// `scratch`. Whole runs between changed positions are copied at once: a
 /// read usually changes a few elements of a large set.
 fn apply(bytes: &[u8], at: usize, elems: &mut Vec<u64>, scratch: &mut Vec<u64>) {
-    let mut removed = Varints { bytes, at };
-    // Each varint takes at least a byte: a count above what is left cannot
-    // be right, and bounding it keeps the loops finite.
-    let bound = |count: u64, v: &Varints<'_>| count.min(bytes.len().saturating_sub(v.at) as u64);
-    let removed_len = removed.next_u64();
-    let removed_len = bound(removed_len, &removed);
-    let mut added = removed.clone();
-    for _ in 0..removed_len {
-        added.next_u64();
-    }
-    let added_len = added.next_u64();
-    let added_len = bound(added_len, &added);
-    if removed_len == 0 && added_len == 0 {
+    let (mut removed, mut added) = diff_lists(bytes, at);
+    let added_len = added.left;
+    if removed.left == 0 && added_len == 0 {
         return;
     }
-    let mut next_removed = {
-        let (mut left, mut previous) = (removed_len, 0u64);
-        move || {
-            (left > 0).then(|| {
-                left -= 1;
-                previous = previous.wrapping_add(removed.next_u64());
-                previous
-            })
-        }
-    };
-    let mut next_added = {
-        let (mut left, mut previous) = (added_len, 0u64);
-        move || {
-            (left > 0).then(|| {
-                left -= 1;
-                previous = previous.wrapping_add(added.next_u64());
-                previous
-            })
-        }
-    };
     scratch.clear();
     scratch.reserve(elems.len() + added_len as usize);
-    let (mut r, mut a) = (next_removed(), next_added());
+    let (mut r, mut a) = (removed.next(), added.next());
     let mut pos = 0;
     loop {
         // The next change in element order; a removed element is never also
@@ -431,12 +439,12 @@ fn apply(bytes: &[u8], at: usize, elems: &mut Vec<u64>, scratch: &mut Vec<u64>) 
         pos += run;
         if is_add {
             scratch.push(target);
-            a = next_added();
+            a = added.next();
         } else {
             if elems.get(pos) == Some(&target) {
                 pos += 1;
             }
-            r = next_removed();
+            r = removed.next();
         }
     }
     scratch.extend_from_slice(&elems[pos..]);
