@@ -348,10 +348,8 @@ impl<M: Crdt> Network<M> {
                 deliver(dst, batch);
             }
         }
-        for dst in 0..self.replicas {
-            let mut batch = std::mem::take(&mut self.delivering[dst]);
+        for batch in &mut self.delivering {
             if batch.is_empty() {
-                self.delivering[dst] = batch;
                 continue;
             }
             let n = batch.len() as u64;
@@ -365,7 +363,6 @@ impl<M: Crdt> Network<M> {
             for (i, _) in batch.drain(..) {
                 self.slab.delivered(i);
             }
-            self.delivering[dst] = batch;
         }
     }
 
