@@ -305,12 +305,9 @@ impl<'a> KeyJudge<'a> {
                 .or_insert_with(|| ReadChain::new(ack_times.len()));
             // Most set reads are stored as the change from the replica's
             // previous read of the key: when the chain is at that read, the
-            // change is all there is to follow.
-            if values.diff(op, &mut diff) && diff.base == chain.at {
-                chain.follow(&mut fates, &diff.removed, -1);
-                chain.follow(&mut fates, &diff.added, 1);
-                chain.at = Some(read);
-            } else {
+            // stored change is all there is to follow; otherwise the change
+            // is worked out from the full values.
+            if !(values.diff(op, &mut diff) && diff.base == chain.at) {
                 let earlier = chain.at.and_then(|at| match values.read(at as usize) {
                     Some(Value::Elems(e)) => Some(e.clone()),
                     _ => None,
@@ -319,10 +316,8 @@ impl<'a> KeyJudge<'a> {
                     continue;
                 };
                 if strictly_increasing(elems) {
-                    let (removed, added) = difference(earlier.as_deref().unwrap_or(&[]), elems);
-                    chain.follow(&mut fates, &removed, -1);
-                    chain.follow(&mut fates, &added, 1);
-                    chain.at = Some(read);
+                    (diff.removed, diff.added) =
+                        difference(earlier.as_deref().unwrap_or(&[]), elems);
                 } else {
                     // Duplicates or disorder (an external target): count
                     // this read on its own; the chain stays at the
@@ -340,6 +335,9 @@ impl<'a> KeyJudge<'a> {
                     continue;
                 }
             }
+            chain.follow(&mut fates, &diff.removed, -1);
+            chain.follow(&mut fates, &diff.added, 1);
+            chain.at = Some(read);
             if !chain.has_all_below(known) {
                 stale_reads += 1;
             }
