@@ -109,6 +109,8 @@ pub struct MaelstromTable {
     pub quiet_window: Option<f64>,
     /// Settle limit, s.
     pub settle_limit: Option<f64>,
+    /// Broadcast topology: grid, line, total, tree2, tree3, tree4.
+    pub topology: Option<String>,
 }
 
 /// 1-based (line, column) of a byte offset.
@@ -206,7 +208,7 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
             latency_dist
         );
         fill!(m, request_timeout, quiet_window, settle_limit);
-        fill_opt!(m, bin);
+        fill_opt!(m, bin, topology);
     }
     args.sql = target.sql;
     args.http = target.http;

@@ -5,13 +5,16 @@
 
 pub mod automerge;
 pub mod bounds;
+pub mod client_ops;
 pub mod conflicts;
 pub mod convergence;
 pub mod data_loss;
 pub mod idempotency;
+pub mod kafka;
 pub mod linearizable;
 pub mod monotonic;
 pub mod opaque;
+pub mod unique_ids;
 
 use crate::history::{DecodedFinals, History};
 use crate::verdict::Verdict;

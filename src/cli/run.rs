@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// Maelstrom: bound on the final wait, seconds; past it the verdict is unknown.
     #[arg(long, default_value_t = 30.0)]
     pub settle_limit: f64,
+    /// Maelstrom broadcast: the `topology` nodes get, as Maelstrom computes
+    /// it: grid (Maelstrom's default), line, total, tree2, tree3, tree4.
+    #[arg(long)]
+    pub topology: Option<String>,
     /// Datatype: g-counter, pn-counter, g-set, 2p-set, or-set, lww-register, mv-register, lww-map;
     /// maelstrom also broadcast and lin-kv.
     #[arg(long)]
@@ -174,6 +178,11 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
     }
     let sql_only =
         args.duration.is_some() || args.retry_fraction != 0.0 || args.database_url.is_some();
+    if args.topology.is_some() && args.target != TargetKind::Maelstrom {
+        return Err(Error::Config(
+            "--topology is for --target maelstrom --workload broadcast".into(),
+        ));
+    }
     if args.target != TargetKind::Sql && sql_only {
         return Err(Error::Config(
             "--duration, --retry-fraction and --database-url are for --target sql".into(),

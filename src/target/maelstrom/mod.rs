@@ -10,12 +10,16 @@
 //! happens (`history.jsonl` for CRDT workloads, Jepsen EDN `history.edn`
 //! for lin-kv), so a run that dies leaves what it recorded.
 
+pub mod ops;
 pub mod process;
 pub mod protocol;
 pub mod router;
 pub mod services;
+pub mod topology;
 pub mod workload;
 
+use crate::checker::client_ops::ClientOp;
+use crate::checker::kafka::FinalPolls;
 use crate::error::{Error, Result};
 use crate::generator::derive_seed;
 use crate::history::jsonl::{HistoryWriter, WriterMsg};
@@ -36,6 +40,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+pub use topology::Topology;
 pub use workload::MaelstromWorkload;
 
 /// Faults the maelstrom nemesis can inject.
@@ -131,6 +136,8 @@ pub struct MaelstromConfig {
     pub quiet_window: Duration,
     /// Bound on the final wait; past it the verdict is unknown.
     pub settle_limit: Duration,
+    /// The broadcast workload's `topology` (Maelstrom's default: grid).
+    pub topology: Topology,
 }
 
 impl MaelstromConfig {
@@ -185,6 +192,10 @@ impl MaelstromConfig {
             self.seed,
             shell_quote(&self.out.display().to_string())
         );
+        if self.workload == MaelstromWorkload::Broadcast {
+            cmd.push_str(" --topology ");
+            cmd.push_str(&self.topology.name());
+        }
         for arg in &self.bin_args {
             cmd.push_str(" --bin-arg ");
             cmd.push_str(&shell_quote(arg));
@@ -210,6 +221,9 @@ pub struct MaelstromResult {
     pub nemesis_log: Vec<String>,
     /// How far apart the nodes were when the final wait gave up.
     pub divergence: Option<String>,
+    /// echo, unique-ids, kafka: every op with its bodies, and how kafka's
+    /// final polls ended (`Missing` for the others).
+    pub ops: Option<(Vec<ClientOp>, FinalPolls)>,
 }
 
 /// Streams a lin-kv history as Jepsen EDN, one event per line.
@@ -253,6 +267,10 @@ struct Recorder {
     lin: Vec<LinOp>,
     /// Replies that made no sense, each naming the node and quoting it.
     garbage: Vec<String>,
+    /// echo, unique-ids, kafka: `ops.jsonl`.
+    ops_log: Option<ops::OpsLog>,
+    /// echo, unique-ids, kafka: the ops so far.
+    ops: Vec<ClientOp>,
 }
 
 impl Recorder {
@@ -332,14 +350,11 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         }
     }
     if config.workload == MaelstromWorkload::Broadcast {
-        // Every node is every node's neighbour; nodes may ignore it.
-        let all: Vec<Value> = (0..config.nodes)
-            .map(|i| Value::from(format!("n{i}")))
-            .collect();
-        let mut topology = Map::new();
-        for i in 0..config.nodes {
-            topology.insert(format!("n{i}"), Value::from(all.clone()));
-        }
+        // As Maelstrom: each node gets the whole map right after init; a
+        // restarted node gets it again right after its new init_ok.
+        let node_ids: Vec<String> = (0..config.nodes).map(|i| format!("n{i}")).collect();
+        let topology = config.topology.to_json(&node_ids);
+        let _ = commands_tx.send(Command::SetTopology(topology.clone()));
         for i in 0..config.nodes {
             let (tx, rx) = oneshot::channel();
             let _ = commands_tx.send(Command::Request {
@@ -384,6 +399,9 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
                 events: 0,
             }),
         )
+    } else if config.workload.records_bodies() {
+        // Their ops go to `ops.jsonl`; a CRDT history would misdescribe them.
+        (None, None)
     } else {
         (
             Some(HistoryWriter::start(
@@ -400,6 +418,12 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         edn,
         lin: Vec::new(),
         garbage: Vec::new(),
+        ops_log: if config.workload.records_bodies() {
+            Some(ops::OpsLog::create(config.out.join("ops.jsonl"))?)
+        } else {
+            None
+        },
+        ops: Vec::new(),
     }));
 
     // Client phase.
@@ -408,13 +432,12 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     let nemesis = tokio::spawn(nemesis_task(config.clone(), commands_tx.clone(), deadline));
     let mut clients = Vec::new();
     for c in 0..config.clients {
-        clients.push(tokio::spawn(client_task(
-            config.clone(),
-            c,
-            commands_tx.clone(),
-            recorder.clone(),
-            deadline,
-        )));
+        let (config, commands, recorder) = (config.clone(), commands_tx.clone(), recorder.clone());
+        clients.push(if config.workload.records_bodies() {
+            tokio::spawn(ops::client_task(config, c, commands, recorder, deadline))
+        } else {
+            tokio::spawn(client_task(config, c, commands, recorder, deadline))
+        });
     }
     let mut client_error = None;
     for task in clients {
@@ -430,7 +453,17 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     // Final phase: heal, then wait for agreement that holds for a quiet window.
     let _ = commands_tx.send(Command::Heal);
     let mut divergence = None;
-    if client_error.is_none() && config.workload != MaelstromWorkload::LinKv {
+    let mut final_polls = FinalPolls::Missing;
+    if client_error.is_none() && config.workload == MaelstromWorkload::Kafka {
+        match ops::kafka_final_polls(config, &commands_tx, &recorder).await {
+            Ok(f) => final_polls = f,
+            Err(e) => client_error = Some(e),
+        }
+    }
+    if client_error.is_none()
+        && config.workload != MaelstromWorkload::LinKv
+        && !config.workload.records_bodies()
+    {
         let (finals, quiescence, apart) = settle(config, &commands_tx).await;
         divergence = apart;
         let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
@@ -465,6 +498,10 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     if let Some(e) = client_error {
         return Err(e);
     }
+    let ops = config
+        .workload
+        .records_bodies()
+        .then(|| (std::mem::take(&mut rec.ops), final_polls));
     let lin = rec.edn.as_ref().map(|_| LinHistory {
         ops: std::mem::take(&mut rec.lin),
         warnings: Vec::new(),
@@ -477,6 +514,7 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         total: started.elapsed(),
         nemesis_log,
         divergence,
+        ops,
     })
 }
 
@@ -562,7 +600,7 @@ async fn client_task(
                 tracing::warn!("node n{node} answered {name} with garbage ({why}): {quoted}");
                 let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
                 rec.garbage.push(format!(
-                    "node n{node} answered a client with garbage ({why}): {}",
+                    "node n{node} answered a client with garbage ({why}; rule: a reply is `<type>_ok` with the workload's fields, or `error` with a code): {}",
                     protocol::quote(&quoted)
                 ));
                 workload::Interpreted::unanswered(&planned)

@@ -27,12 +27,17 @@ pub struct Envelope {
     pub src: String,
     /// Receiver.
     pub dest: String,
-    /// Body: an object with at least `type`.
+    /// Body: any JSON object. Maelstrom's network passes bodies through
+    /// untouched, so neither `type` nor `msg_id` nor `in_reply_to` is
+    /// required, and either may be `null`.
     pub body: Map<String, Value>,
 }
 
 impl Envelope {
     /// Parses one line a node wrote; the error says what is wrong with it.
+    /// Only what Maelstrom itself cannot route is an error: a line that is
+    /// not a JSON object, or lacks a string `src`, a string `dest` or an
+    /// object `body`.
     pub fn parse(line: &str) -> Result<Envelope, String> {
         let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
         let Value::Object(mut object) = value else {
@@ -50,20 +55,6 @@ impl Envelope {
             Some(other) => return Err(format!("`body` is not an object: {other}")),
             None => return Err("missing `body`".into()),
         };
-        match body.get("type") {
-            Some(Value::String(_)) => {}
-            Some(other) => return Err(format!("`body.type` is not a string: {other}")),
-            None => return Err("missing `body.type`".into()),
-        }
-        for field in ["msg_id", "in_reply_to"] {
-            if let Some(v) = body.get(field) {
-                if v.as_u64().is_none() {
-                    return Err(format!(
-                        "`body.{field}` is not a 64-bit unsigned integer: {v}"
-                    ));
-                }
-            }
-        }
         Ok(Envelope { src, dest, body })
     }
 
@@ -171,21 +162,26 @@ mod tests {
             (r#"{"dest":"n0","body":{"type":"x"}}"#, "missing `src`"),
             (r#"{"src":"n0","dest":"c0"}"#, "missing `body`"),
             (
-                r#"{"src":"n0","dest":"c0","body":{}}"#,
-                "missing `body.type`",
+                r#"{"src":"n0","dest":7,"body":{}}"#,
+                "`dest` is not a string",
             ),
             (
-                r#"{"src":"n0","dest":"c0","body":{"type":"x","msg_id":-1}}"#,
-                "`body.msg_id` is not a 64-bit unsigned integer",
-            ),
-            (
-                r#"{"src":"n0","dest":"c0","body":{"type":"x","in_reply_to":1e30}}"#,
-                "`body.in_reply_to` is not a 64-bit unsigned integer",
+                r#"{"src":"n0","dest":"c0","body":[]}"#,
+                "`body` is not an object",
             ),
         ];
         for (line, expect) in cases {
             let err = Envelope::parse(line).unwrap_err();
             assert!(err.contains(expect), "{line}: {err}");
+        }
+        // Maelstrom routes these as they are: no type, null ids, odd ids.
+        for line in [
+            r#"{"src":"n0","dest":"n1","body":{}}"#,
+            r#"{"src":"n0","dest":"n1","body":{"type":"gossip","msg_id":null,"in_reply_to":null}}"#,
+            r#"{"src":"n0","dest":"n1","body":{"msg_id":-1,"in_reply_to":1e30}}"#,
+        ] {
+            let envelope = Envelope::parse(line).unwrap();
+            assert_eq!(envelope.in_reply_to(), None, "{line}");
         }
         assert!(is_indefinite(0) && is_indefinite(13) && is_indefinite(1000));
         assert!(!is_indefinite(20) && !is_indefinite(22) && !is_indefinite(11));

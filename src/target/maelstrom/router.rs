@@ -12,7 +12,7 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
@@ -130,6 +130,8 @@ pub enum Command {
     /// How long since a node last sent a node or service message, and how
     /// many messages are still in flight.
     Idle(oneshot::Sender<(Duration, usize)>),
+    /// The `topology` body to re-send to every node restarted from now on.
+    SetTopology(Map<String, Value>),
     /// Kill every node and report.
     Stop(oneshot::Sender<RouterReport>),
 }
@@ -153,7 +155,12 @@ pub struct RouterReport {
 }
 
 struct Pending {
+    /// Taken by the first reply; later replies to the same request are
+    /// ignored, as Maelstrom's client ignores them.
     reply: Option<oneshot::Sender<Map<String, Value>>>,
+    /// For the `init` of a restarted node: that node's index, so that its
+    /// `init_ok` is followed at once by the topology.
+    restarted: Option<usize>,
 }
 
 /// The router's state; see the module docs.
@@ -169,6 +176,10 @@ pub struct Router {
     next_seq: u64,
     next_msg_id: u64,
     pending: HashMap<(String, u64), Pending>,
+    /// Every client name that has sent a request: valid `src` and `dest`.
+    clients: HashSet<String>,
+    /// The broadcast workload's `topology` body, re-sent after every restart.
+    topology: Option<Map<String, Value>>,
     partition: Option<Partition>,
     loss: f64,
     duplicate: f64,
@@ -201,6 +212,8 @@ impl Router {
             next_seq: 0,
             next_msg_id: 1,
             pending: HashMap::new(),
+            clients: HashSet::new(),
+            topology: None,
             partition: None,
             loss: 0.0,
             duplicate: 0.0,
@@ -213,7 +226,19 @@ impl Router {
         }
     }
 
-    /// Starts node `i` (again) and sends it `init`; the `init_ok` goes to `reply`.
+    /// The node names, `n0` up.
+    pub fn node_ids(&self) -> &[String] {
+        &self.node_ids
+    }
+
+    /// The `topology` body a node gets right after its `init_ok` whenever
+    /// it is restarted (the first one is the run's to send and await).
+    pub fn set_topology(&mut self, topology: Map<String, Value>) {
+        self.topology = Some(topology);
+    }
+
+    /// Starts node `i` (again) and sends it `init`; the `init_ok` goes to
+    /// `reply`. A restart (`reply` is `None`) is followed by the topology.
     pub fn start_node(
         &mut self,
         i: usize,
@@ -238,7 +263,8 @@ impl Router {
                 ),
             ],
         );
-        self.send_from_client(format!("c-init-{i}"), i, init, reply);
+        let restarted = reply.is_none().then_some(i);
+        self.send_request(format!("c-init-{i}"), i, init, reply, restarted);
         Ok(())
     }
 
@@ -246,8 +272,19 @@ impl Router {
         &mut self,
         client: String,
         node: usize,
+        body: Map<String, Value>,
+        reply: Option<oneshot::Sender<Map<String, Value>>>,
+    ) {
+        self.send_request(client, node, body, reply, None);
+    }
+
+    fn send_request(
+        &mut self,
+        client: String,
+        node: usize,
         mut body: Map<String, Value>,
         reply: Option<oneshot::Sender<Map<String, Value>>>,
+        restarted: Option<usize>,
     ) {
         let msg_id = self.next_msg_id;
         self.next_msg_id += 1;
@@ -257,7 +294,11 @@ impl Router {
             dest: self.node_ids[node].clone(),
             body,
         };
-        self.pending.insert((client, msg_id), Pending { reply });
+        if !self.clients.contains(&client) {
+            self.clients.insert(client.clone());
+        }
+        self.pending
+            .insert((client, msg_id), Pending { reply, restarted });
         self.write_to_node(node, &envelope);
     }
 
@@ -350,64 +391,90 @@ impl Router {
             };
             let to = self.node_index(&reply.dest);
             self.transmit(reply, None, to);
+        } else if self.clients.contains(&envelope.dest) {
+            // A service answering a request a node sent in a client's name.
+            let line = Value::Object(envelope.body.clone()).to_string();
+            let from = envelope.src.clone();
+            self.reply_to_client(&from, envelope, &line);
         }
     }
 
-    /// Routes one line node `node` wrote: a reply to a client, a message
-    /// onto the faulty network, or a finding when it is malformed.
+    /// Routes one line node `node` wrote, by Maelstrom's rules: any body to
+    /// any known node or service, from any known `src` (a node may forward
+    /// a client's request under the client's name); a message to a client
+    /// must answer one of its requests. Only what Maelstrom itself cannot
+    /// route is a finding, and the finding names the rule.
     pub fn route_line(&mut self, node: usize, line: &str) {
         let name = self.node_ids[node].clone();
         let envelope = match Envelope::parse(line) {
             Ok(e) => e,
             Err(why) => {
                 self.finding(format!(
-                    "node {name} wrote a bad message ({why}): {}",
+                    "node {name} wrote a line Maelstrom cannot route ({why}; rule: each line is one JSON object with string `src` and `dest` and an object `body`): {}",
                     quote(line)
                 ));
                 return;
             }
         };
-        if envelope.src != name {
+        if !self.is_known(&envelope.src) {
             self.finding(format!(
-                "node {name} sent a message claiming src {:?}: {}",
+                "node {name} sent a message from unknown source {:?} (rule: `src` must name a node, client or service on the network): {}",
                 envelope.src,
                 quote(line)
             ));
             return;
         }
-        if envelope.dest.starts_with('c') {
-            let Some(id) = envelope.in_reply_to() else {
-                self.finding(format!(
-                    "node {name} sent a client a message without `in_reply_to`: {}",
-                    quote(line)
-                ));
-                return;
-            };
-            match self.pending.remove(&(envelope.dest.clone(), id)) {
-                Some(Pending { reply: Some(tx) }) => {
-                    let _ = tx.send(envelope.body);
-                }
-                Some(Pending { reply: None }) => {}
-                None => self.finding(format!(
-                    "node {name} replied to unknown msg_id {id} of {}: {}",
-                    envelope.dest,
-                    quote(line)
-                )),
-            }
-            return;
-        }
         if let Some(dest) = self.node_index(&envelope.dest) {
             self.last_node_send = Instant::now();
+            // Faults act on the link the message really takes: from the
+            // node that wrote it, whatever `src` it carries.
             self.transmit(envelope, Some(node), Some(dest));
         } else if SERVICES.contains(&envelope.dest.as_str()) {
             self.last_node_send = Instant::now();
             self.transmit(envelope, Some(node), None);
+        } else if self.clients.contains(&envelope.dest) {
+            self.reply_to_client(&name, envelope, line);
         } else {
             self.finding(format!(
-                "node {name} sent a message to unknown destination {:?}: {}",
+                "node {name} sent a message to unknown destination {:?} (rule: `dest` must name a node, client or service on the network): {}",
                 envelope.dest,
                 quote(line)
             ));
+        }
+    }
+
+    fn is_known(&self, name: &str) -> bool {
+        self.node_index(name).is_some() || SERVICES.contains(&name) || self.clients.contains(name)
+    }
+
+    /// A client takes a message only as the reply to a request it sent; a
+    /// second reply to the same request is ignored, as Maelstrom's client
+    /// ignores it (a duplicated forward can cause one).
+    fn reply_to_client(&mut self, name: &str, envelope: Envelope, line: &str) {
+        let Some(id) = envelope.in_reply_to() else {
+            self.finding(format!(
+                "node {name} sent client {} a message that answers nothing (rule: a message to a client is a reply and needs the integer `in_reply_to` of its request): {}",
+                envelope.dest,
+                quote(line)
+            ));
+            return;
+        };
+        let key = (envelope.dest.clone(), id);
+        let Some(pending) = self.pending.get_mut(&key) else {
+            self.finding(format!(
+                "node {name} replied to unknown msg_id {id} of {} (rule: a reply must answer a request the client sent): {}",
+                envelope.dest,
+                quote(line)
+            ));
+            return;
+        };
+        let restarted = pending.restarted.take();
+        if let Some(tx) = pending.reply.take() {
+            let _ = tx.send(envelope.body);
+        }
+        if let (Some(i), Some(topology)) = (restarted, self.topology.clone()) {
+            let body = body("topology", [("topology", Value::Object(topology))]);
+            self.send_from_client(format!("c-topology-{i}"), i, body, None);
         }
     }
 
@@ -487,6 +554,7 @@ impl Router {
             Command::Idle(tx) => {
                 let _ = tx.send((self.last_node_send.elapsed(), self.in_flight.len()));
             }
+            Command::SetTopology(t) => self.set_topology(t),
             Command::Stop(tx) => return Some(tx),
         }
         None

@@ -1,7 +1,10 @@
-//! The key-value services Maelstrom offers to nodes: `lin-kv`
-//! (linearizable), `seq-kv` (sequentially consistent: a node's reads may be
-//! stale but never go back) and `lww-kv` (reads may return any recent
-//! write). All randomness comes from the run's seeded generator.
+//! The services Maelstrom offers to nodes: `lin-kv` (linearizable),
+//! `seq-kv` (sequentially consistent over the whole store: each node sees
+//! the store's states in order, possibly late, never going back), `lww-kv`
+//! (reads may return any recent write) and `lin-tso` (a linearizable
+//! timestamp oracle counting from 0). Keys keep their JSON type: `1` and
+//! `"1"` are different keys, as in Maelstrom. All randomness comes from the
+//! run's seeded generator.
 
 use super::protocol::{body, error_body, KEY_DOES_NOT_EXIST, NOT_SUPPORTED, PRECONDITION_FAILED};
 use rand::RngExt;
@@ -10,109 +13,168 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// Names nodes may address.
-pub const SERVICES: [&str; 3] = ["lin-kv", "seq-kv", "lww-kv"];
+pub const SERVICES: [&str; 4] = ["lin-kv", "seq-kv", "lww-kv", "lin-tso"];
 
 /// How many recent versions an `lww-kv` read may return.
 const LWW_STALENESS: usize = 3;
+/// How many past states of the whole store a `seq-kv` read may see
+/// (Maelstrom keeps a ring buffer of 32).
+pub const SEQ_KV_STATES: u64 = 32;
 
+/// One key-value store. Every change makes a new state of the whole
+/// store, numbered from 1; each key keeps the states at which it changed.
 #[derive(Default)]
 struct Store {
-    /// Versions of each key in write order; `Value::Null` never appears.
-    versions: HashMap<String, Vec<Value>>,
-    /// `seq-kv`: the version each (node, key) last saw.
-    seen: HashMap<(String, String), usize>,
+    /// Key (canonical JSON) to `(state, value)` in state order.
+    versions: HashMap<String, Vec<(u64, Value)>>,
+    /// Number of the latest state (0: the empty store).
+    latest: u64,
+    /// `seq-kv`: the state each client last saw.
+    seen: HashMap<String, u64>,
 }
 
-/// All three services.
-#[derive(Default)]
-pub struct Services {
-    stores: HashMap<&'static str, Store>,
-}
+impl Store {
+    /// A key's value in state `at`.
+    fn value_at(&self, key: &str, at: u64) -> Option<&Value> {
+        let versions = self.versions.get(key)?;
+        let i = versions.partition_point(|(state, _)| *state <= at);
+        (i > 0).then(|| &versions[i - 1].1)
+    }
 
-fn key_of(body: &Map<String, Value>) -> String {
-    match body.get("key") {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => "null".into(),
+    fn set(&mut self, key: String, value: Value) {
+        self.latest += 1;
+        self.versions
+            .entry(key)
+            .or_default()
+            .push((self.latest, value));
     }
 }
 
+/// All four services.
+#[derive(Default)]
+pub struct Services {
+    stores: HashMap<&'static str, Store>,
+    next_ts: u64,
+}
+
+/// A key as Maelstrom compares keys: by JSON value, so `1` and `"1"` differ.
+fn key_of(body: &Map<String, Value>) -> String {
+    body.get("key").unwrap_or(&Value::Null).to_string()
+}
+
 impl Services {
-    /// Handles one request from `node` to `service`; returns the reply body.
+    /// Handles one request from `client` (the message's `src`) to
+    /// `service`; returns the reply body.
     pub fn handle(
         &mut self,
         service: &str,
-        node: &str,
+        client: &str,
         request: &Map<String, Value>,
         rng: &mut ChaCha8Rng,
     ) -> Map<String, Value> {
-        let Some(name) = SERVICES.iter().copied().find(|s| *s == service) else {
-            return error_body(None, NOT_SUPPORTED, "no such service");
-        };
-        let msg_id = request.get("msg_id").and_then(Value::as_u64);
-        let store = self.stores.entry(name).or_default();
-        let key = key_of(request);
+        let msg_id = request.get("msg_id").cloned();
         let kind = request.get("type").and_then(Value::as_str).unwrap_or("");
-        let mut reply = match kind {
-            "read" => {
-                let versions = store.versions.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-                if versions.is_empty() {
-                    error_body(None, KEY_DOES_NOT_EXIST, "key does not exist")
-                } else {
-                    let latest = versions.len() - 1;
-                    let at = match name {
-                        "lin-kv" => latest,
-                        "seq-kv" => {
-                            let seen = store
-                                .seen
-                                .entry((node.to_string(), key.clone()))
-                                .or_insert(0);
-                            let at = rng.random_range(*seen..=latest);
-                            *seen = at;
-                            at
-                        }
-                        _ => rng.random_range(latest.saturating_sub(LWW_STALENESS - 1)..=latest),
-                    };
-                    body("read_ok", [("value", versions[at].clone())])
-                }
+        let mut reply = match SERVICES.iter().copied().find(|s| *s == service) {
+            None => error_body(None, NOT_SUPPORTED, "no such service"),
+            Some("lin-tso") if kind == "ts" => {
+                self.next_ts += 1;
+                body("ts_ok", [("ts", Value::from(self.next_ts - 1))])
             }
-            "write" => {
-                let value = request.get("value").cloned().unwrap_or(Value::Null);
-                let versions = store.versions.entry(key.clone()).or_default();
-                versions.push(value);
-                let latest = versions.len() - 1;
-                store.seen.insert((node.to_string(), key), latest);
-                body("write_ok", [])
-            }
-            "cas" => {
-                let from = request.get("from").cloned().unwrap_or(Value::Null);
-                let to = request.get("to").cloned().unwrap_or(Value::Null);
-                let create = request
-                    .get("create_if_not_exists")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                let versions = store.versions.entry(key.clone()).or_default();
-                match versions.last() {
-                    None if !create => error_body(None, KEY_DOES_NOT_EXIST, "key does not exist"),
-                    Some(current) if *current != from => error_body(
-                        None,
-                        PRECONDITION_FAILED,
-                        &format!("expected {from}, but had {current}"),
-                    ),
-                    _ => {
-                        versions.push(to);
-                        let latest = versions.len() - 1;
-                        store.seen.insert((node.to_string(), key), latest);
-                        body("cas_ok", [])
+            Some("lin-tso") => error_body(None, NOT_SUPPORTED, &format!("lin-tso has no `{kind}`")),
+            Some(name) => {
+                let store = self.stores.entry(name).or_default();
+                // The state this request acts on: the latest, except for
+                // seq-kv, where a node may see any state since its last.
+                let at = match name {
+                    "seq-kv" => {
+                        let floor = store.latest.saturating_sub(SEQ_KV_STATES - 1);
+                        let seen = store.seen.get(client).copied().unwrap_or(0).max(floor);
+                        rng.random_range(seen..=store.latest)
                     }
+                    _ => store.latest,
+                };
+                let reply = kv(store, name, kind, request, at, rng);
+                if name == "seq-kv" {
+                    store.seen.insert(client.to_string(), reply.1);
+                }
+                reply.0
+            }
+        };
+        // Maelstrom answers `in_reply_to` = the request's `msg_id`, whatever it is.
+        reply.insert("in_reply_to".into(), msg_id.unwrap_or(Value::Null));
+        reply
+    }
+}
+
+/// One key-value request against `store` seen at state `at`; returns the
+/// reply and the state the client has now seen. A change always applies
+/// to the latest state (as Maelstrom's sequential store does: a request
+/// that would change a stale state is re-run on the latest).
+fn kv(
+    store: &mut Store,
+    name: &str,
+    kind: &str,
+    request: &Map<String, Value>,
+    at: u64,
+    rng: &mut ChaCha8Rng,
+) -> (Map<String, Value>, u64) {
+    let key = key_of(request);
+    match kind {
+        "read" => {
+            let value = if name == "lww-kv" {
+                let versions = store.versions.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+                (!versions.is_empty()).then(|| {
+                    let latest = versions.len() - 1;
+                    let i = rng.random_range(latest.saturating_sub(LWW_STALENESS - 1)..=latest);
+                    &versions[i].1
+                })
+            } else {
+                store.value_at(&key, at)
+            };
+            let reply = match value {
+                Some(v) => body("read_ok", [("value", v.clone())]),
+                None => error_body(None, KEY_DOES_NOT_EXIST, "key does not exist"),
+            };
+            (reply, at)
+        }
+        "write" => {
+            let value = request.get("value").cloned().unwrap_or(Value::Null);
+            store.set(key, value);
+            (body("write_ok", []), store.latest)
+        }
+        "cas" => {
+            let from = request.get("from").cloned().unwrap_or(Value::Null);
+            let to = request.get("to").cloned().unwrap_or(Value::Null);
+            let create = request
+                .get("create_if_not_exists")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let outcome = |current: Option<&Value>| match current {
+                None if !create => Err(error_body(None, KEY_DOES_NOT_EXIST, "key does not exist")),
+                Some(current) if *current != from => Err(error_body(
+                    None,
+                    PRECONDITION_FAILED,
+                    &format!("expected {from}, but had {current}"),
+                )),
+                _ => Ok(()),
+            };
+            // A cas that fails changes nothing, so it may fail on the state seen.
+            if let Err(reply) = outcome(store.value_at(&key, at)) {
+                return (reply, at);
+            }
+            let latest = store.latest;
+            match outcome(store.value_at(&key, latest)) {
+                Err(reply) => (reply, latest),
+                Ok(()) => {
+                    store.set(key, to);
+                    (body("cas_ok", []), store.latest)
                 }
             }
-            _ => error_body(None, NOT_SUPPORTED, &format!("{name} has no `{kind}`")),
-        };
-        if let Some(id) = msg_id {
-            reply.insert("in_reply_to".into(), Value::from(id));
         }
-        reply
+        _ => (
+            error_body(None, NOT_SUPPORTED, &format!("{name} has no `{kind}`")),
+            at,
+        ),
     }
 }
 
@@ -201,6 +263,77 @@ mod tests {
         assert!(stale, "seq-kv never returned a stale value");
         // The writer reads its own write.
         assert_eq!(s.handle("seq-kv", "n0", &read, &mut rng)["value"], 49);
+    }
+
+    #[test]
+    fn seq_kv_is_sequential_over_the_whole_store_not_per_key() {
+        let mut s = Services::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let write = |k: &str, v: i64| req("write", &[("key", k.into()), ("value", v.into())]);
+        s.handle("seq-kv", "n0", &write("a", 1), &mut rng);
+        for _ in 0..20 {
+            s.handle("seq-kv", "n0", &write("filler", 0), &mut rng);
+        }
+        // n1 writes a fresh key, so it has seen every state up to now: its
+        // read of another key cannot be stale any more.
+        s.handle("seq-kv", "n1", &write("fresh", 9), &mut rng);
+        for _ in 0..50 {
+            let r = s.handle(
+                "seq-kv",
+                "n1",
+                &req("read", &[("key", "a".into())]),
+                &mut rng,
+            );
+            assert_eq!(r["value"], 1, "{r:?}");
+        }
+        // A node that has seen nothing may read the empty store (each of
+        // these nodes reads once)...
+        let stale = |s: &mut Services, rng: &mut ChaCha8Rng, prefix: &str| {
+            (0..200).any(|i| {
+                let node = format!("{prefix}{i}");
+                let r = s.handle("seq-kv", &node, &req("read", &[("key", "a".into())]), rng);
+                code(&r) == Some(KEY_DOES_NOT_EXIST)
+            })
+        };
+        assert!(
+            stale(&mut s, &mut rng, "m"),
+            "seq-kv never served a stale state"
+        );
+        // ...but never one older than the last 32 states.
+        for _ in 0..SEQ_KV_STATES {
+            s.handle("seq-kv", "n0", &write("filler", 0), &mut rng);
+        }
+        assert!(!stale(&mut s, &mut rng, "z"));
+    }
+
+    #[test]
+    fn keys_keep_their_json_type_and_lin_tso_counts_from_zero() {
+        let mut s = Services::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        s.handle(
+            "lin-kv",
+            "n0",
+            &req("write", &[("key", 1.into()), ("value", 10.into())]),
+            &mut rng,
+        );
+        let read = |k: Value| req("read", &[("key", k)]);
+        assert_eq!(
+            s.handle("lin-kv", "n0", &read(1.into()), &mut rng)["value"],
+            10
+        );
+        assert_eq!(
+            code(&s.handle("lin-kv", "n0", &read("1".into()), &mut rng)),
+            Some(KEY_DOES_NOT_EXIST)
+        );
+        let ts: Vec<Value> = (0..3)
+            .map(|_| s.handle("lin-tso", "n1", &req("ts", &[]), &mut rng)["ts"].clone())
+            .collect();
+        assert_eq!(ts, vec![Value::from(0), 1.into(), 2.into()]);
+        let reply = s.handle("lin-tso", "n1", &req("ts", &[]), &mut rng);
+        assert_eq!(
+            (reply["type"].clone(), reply["in_reply_to"].clone()),
+            ("ts_ok".into(), 7.into())
+        );
     }
 
     #[test]

@@ -28,6 +28,13 @@ pub enum MaelstromWorkload {
     LwwRegister,
     /// Multi-value register with causal context (converge's own).
     MvRegister,
+    /// Maelstrom's `echo`: `echo{echo}` answered `echo_ok{echo}`.
+    Echo,
+    /// Maelstrom's `unique-ids`: `generate` answered `generate_ok{id}`.
+    UniqueIds,
+    /// Maelstrom's `kafka`: `send`, `poll`, `commit_offsets`,
+    /// `list_committed_offsets`.
+    Kafka,
 }
 
 impl MaelstromWorkload {
@@ -42,6 +49,9 @@ impl MaelstromWorkload {
             MaelstromWorkload::OrSet => "or-set",
             MaelstromWorkload::LwwRegister => "lww-register",
             MaelstromWorkload::MvRegister => "mv-register",
+            MaelstromWorkload::Echo => "echo",
+            MaelstromWorkload::UniqueIds => "unique-ids",
+            MaelstromWorkload::Kafka => "kafka",
         }
     }
 
@@ -62,8 +72,29 @@ impl MaelstromWorkload {
             MaelstromWorkload::OrSet => Some(Workload::OrSet),
             MaelstromWorkload::LwwRegister => Some(Workload::LwwRegister),
             MaelstromWorkload::MvRegister => Some(Workload::MvRegister),
-            MaelstromWorkload::LinKv => None,
+            MaelstromWorkload::LinKv
+            | MaelstromWorkload::Echo
+            | MaelstromWorkload::UniqueIds
+            | MaelstromWorkload::Kafka => None,
         }
+    }
+
+    /// Whether ops are recorded as request and reply bodies (`ops.jsonl`)
+    /// and judged by the workload's own checker, not as CRDT updates.
+    pub fn records_bodies(self) -> bool {
+        matches!(
+            self,
+            MaelstromWorkload::Echo | MaelstromWorkload::UniqueIds | MaelstromWorkload::Kafka
+        )
+    }
+
+    /// Every workload's name, for error messages.
+    pub fn names() -> String {
+        <Self as clap::ValueEnum>::value_variants()
+            .iter()
+            .map(|w| w.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The read request.
@@ -107,7 +138,8 @@ pub fn plan(
         value,
         lin: None,
     };
-    if read && workload != MaelstromWorkload::LinKv {
+    if (read && workload != MaelstromWorkload::LinKv) || workload.records_bodies() {
+        // Workloads that record bodies are planned in `ops`.
         return crdt(workload.read_request(), Function::Read, 0);
     }
     match workload {
@@ -177,6 +209,9 @@ pub fn plan(
             Function::Write,
             unique as i64,
         ),
+        MaelstromWorkload::Echo | MaelstromWorkload::UniqueIds | MaelstromWorkload::Kafka => {
+            crdt(workload.read_request(), Function::Read, 0)
+        }
         MaelstromWorkload::LinKv => {
             let key = rng.random_range(0..LIN_KV_KEYS);
             let roll: f64 = rng.random();
@@ -357,6 +392,9 @@ pub fn interpret(
                 })?]
             };
             (Some(CrdtValue::Elems(items)), LinValue::Nil)
+        }
+        MaelstromWorkload::Echo | MaelstromWorkload::UniqueIds | MaelstromWorkload::Kafka => {
+            (None, LinValue::Nil)
         }
         MaelstromWorkload::LinKv => {
             let output = if value.is_null() {
