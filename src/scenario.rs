@@ -55,8 +55,14 @@ pub struct Scenario {
     pub out: Option<PathBuf>,
     /// Output format.
     pub format: Option<crate::cli::Format>,
-    /// Anti-entropy bound.
+    /// Anti-entropy bound (in-process and automerge targets).
     pub max_rounds: Option<u32>,
+    /// Black-box targets: agreeing final reads unchanged this many seconds have converged.
+    pub quiet_window: Option<f64>,
+    /// Black-box targets: disagreeing final reads unchanged this many seconds have diverged.
+    pub stall_window: Option<f64>,
+    /// Black-box targets: bound on the final wait, seconds.
+    pub settle_limit: Option<f64>,
     /// Worker threads.
     pub threads: Option<usize>,
     /// Do not shrink.
@@ -184,7 +190,7 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
         linearizable,
         shrink_budget
     );
-    fill!(s, retry_fraction);
+    fill!(s, retry_fraction, quiet_window, stall_window, settle_limit);
     fill_opt!(s, workload, fault, read_ratio, seed, out, threads, duration, ops, keys);
     let target = s.target.unwrap_or_default();
     if !given("target") {

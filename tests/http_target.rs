@@ -115,8 +115,12 @@ fn each_serve_fault_is_invalid() {
         ("http-serve-bug-non-idempotent-retry.toml", "idempotency"),
         ("http-serve-bug-sibling-drop.toml", "data-loss"),
         ("http-serve-bug-no-anti-entropy.toml", "convergence"),
+        ("http-serve-bug-lww-wrong-key.toml", "data-loss"),
+        ("http-serve-bug-tombstone-element.toml", "data-loss"),
     ] {
         let out = dir.path().join(name);
+        // The point here is each bug, not the default stall window: a
+        // short one keeps the stuck replicas of no-anti-entropy quick.
         let result = run_http(
             &example(name),
             &out,
@@ -129,6 +133,8 @@ fn each_serve_fault_is_invalid() {
                 "0.3",
                 "--seed",
                 "1",
+                "--stall-window",
+                "3",
             ],
         );
         result.no_panic();
@@ -153,6 +159,138 @@ fn each_serve_fault_is_invalid() {
             result.dump()
         );
     }
+}
+
+#[test]
+fn a_service_with_three_second_anti_entropy_is_valid_with_the_default_settle_rule() {
+    // Replicas pull from each other every 3 s: after each heal they
+    // disagree, unchanged, for up to 3 s at a time. No settle flag is
+    // given: the defaults themselves must call this slow, not broken.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("slow");
+    let result = run_http(
+        &example("http-serve-counter-slow-anti-entropy-ok.toml"),
+        &out,
+        &[
+            "--writers",
+            "10",
+            "--ops",
+            "1500",
+            "--read-ratio",
+            "0.3",
+            "--seed",
+            "1",
+            "--nemesis",
+            "partition",
+        ],
+    );
+    result.no_panic().expect_code(0);
+    assert_eq!(check_verdict(&out, "convergence"), "valid");
+    let report = read_json(&out.join("report.json"));
+    assert!(report["convergence_ms"].as_f64().is_some(), "{report:#}");
+    assert!(
+        string(&report, "reproduce").contains("--stall-window 10"),
+        "the reproduce line carries the default settle windows\n{report:#}"
+    );
+}
+
+#[test]
+fn replicas_stuck_apart_are_invalid_only_after_the_stall_window() {
+    // no-anti-entropy: replicas never sync after a partition heals. Their
+    // values sit apart, unchanged: diverged once the stall window passes,
+    // long before the settle limit, though nothing proves they will never
+    // move again.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let name = "http-serve-bug-no-anti-entropy.toml";
+    let args = |stall: &'static str| {
+        [
+            "--writers",
+            "10",
+            "--ops",
+            "2000",
+            "--seed",
+            "1",
+            "--nemesis",
+            "partition",
+            "--stall-window",
+            stall,
+            "--settle-limit",
+            "30",
+        ]
+    };
+    let stuck = dir.path().join("stuck");
+    let result = run_http(&example(name), &stuck, &args("2"));
+    result.no_panic().expect_code(1);
+    assert_eq!(check_verdict(&stuck, "convergence"), "invalid");
+    let report = std::fs::read_to_string(stuck.join("report.md")).expect("report.md");
+    assert!(report.contains("no value changed for"), "{report}");
+    let json = read_json(&stuck.join("report.json"));
+    assert_eq!(json["quiescent"], true, "{json:#}");
+}
+
+#[test]
+fn a_read_pointer_that_never_yields_and_writes_the_api_refuses_are_config_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let name = "http-serve-counter-ok.toml";
+    let args = [
+        "--writers",
+        "4",
+        "--ops",
+        "200",
+        "--seed",
+        "1",
+        "--nemesis",
+        "none",
+    ];
+    let misspelled = variant(
+        dir.path(),
+        name,
+        &[("value = \"/value\"", "value = \"/valeu\"")],
+    );
+    let out = dir.path().join("pointer");
+    run_http(&misspelled, &out, &args)
+        .no_panic()
+        .expect_code(3)
+        .stderr_mentions("ops.read")
+        .stderr_mentions("/valeu");
+    assert!(out.join("history.jsonl").exists(), "the history is kept");
+    let wrong_path = variant(
+        dir.path(),
+        name,
+        &[(
+            "path = \"/counters/{key}/increment\"",
+            "path = \"/counter/{key}/increment\"",
+        )],
+    );
+    run_http(&wrong_path, &dir.path().join("path"), &args)
+        .no_panic()
+        .expect_code(3)
+        .stderr_mentions("ops.increment")
+        .stderr_mentions("HTTP 404");
+}
+
+#[test]
+fn settle_flags_are_refused_where_they_do_not_apply() {
+    let out = finish(converge().args(["run", "--stall-window", "5", "--ops", "10"]));
+    out.no_panic()
+        .expect_code(3)
+        .stderr_mentions("--stall-window");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = run_http(
+        &example("http-serve-counter-ok.toml"),
+        &dir.path().join("out"),
+        &[
+            "--stall-window",
+            "90",
+            "--settle-limit",
+            "60",
+            "--ops",
+            "10",
+        ],
+    );
+    out.no_panic()
+        .expect_code(3)
+        .stderr_mentions("--stall-window");
 }
 
 #[test]
@@ -329,6 +467,9 @@ fn every_http_example_is_covered_by_the_tests_above() {
         "http-serve-bug-non-idempotent-retry.toml",
         "http-serve-bug-sibling-drop.toml",
         "http-serve-bug-no-anti-entropy.toml",
+        "http-serve-bug-lww-wrong-key.toml",
+        "http-serve-bug-tombstone-element.toml",
+        "http-serve-counter-slow-anti-entropy-ok.toml",
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for entry in std::fs::read_dir(&dir).expect("examples/") {

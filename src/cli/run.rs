@@ -71,11 +71,18 @@ pub struct RunArgs {
     /// Maelstrom: a client gives up on a request after this many seconds.
     #[arg(long, default_value_t = 1.0)]
     pub request_timeout: f64,
-    /// Maelstrom: final reads must agree and stay put this many seconds.
-    #[arg(long, default_value_t = 1.0)]
+    /// Maelstrom, http, sql: final reads that agree and stay put this many
+    /// seconds have converged.
+    #[arg(long, default_value_t = crate::target::settle::DEFAULT_QUIET.as_secs_f64())]
     pub quiet_window: f64,
-    /// Maelstrom: bound on the final wait, seconds; past it the verdict is unknown.
-    #[arg(long, default_value_t = 30.0)]
+    /// Maelstrom, http, sql: final reads that disagree while no value changes
+    /// for this many seconds have diverged (long enough for the target's
+    /// slowest anti-entropy; at most --settle-limit).
+    #[arg(long, default_value_t = crate::target::settle::DEFAULT_STALL.as_secs_f64())]
+    pub stall_window: f64,
+    /// Maelstrom, http, sql: bound on the final wait, seconds; values still
+    /// changing then make the verdict unknown.
+    #[arg(long, default_value_t = crate::target::settle::DEFAULT_LIMIT.as_secs_f64())]
     pub settle_limit: f64,
     /// Maelstrom broadcast: the `topology` nodes get, as Maelstrom computes
     /// it: grid (Maelstrom's default), line, total, tree2, tree3, tree4.
@@ -187,6 +194,27 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
         return Err(Error::Config(
             "--duration, --retry-fraction and --database-url are for --target sql".into(),
         ));
+    }
+    let black_box = matches!(
+        args.target,
+        TargetKind::Maelstrom | TargetKind::Http | TargetKind::Sql
+    );
+    let settle_given = ["quiet_window", "stall_window", "settle_limit"]
+        .into_iter()
+        .find(|id| args.explicit.contains(*id));
+    if black_box && args.explicit.contains("max_rounds") {
+        return Err(Error::Config(
+            "--max-rounds is for the in-process and automerge targets; black-box targets \
+             settle by time (--quiet-window, --stall-window, --settle-limit)"
+                .into(),
+        ));
+    }
+    if let (false, Some(id)) = (black_box, settle_given) {
+        return Err(Error::Config(format!(
+            "--{}: the settle windows are for black-box targets (maelstrom, http, sql); \
+             the in-process and automerge targets settle in --max-rounds",
+            id.replace('_', "-")
+        )));
     }
     Ok(args)
 }

@@ -8,6 +8,7 @@ use crate::generator::Mix;
 use crate::interpreter::shell_quote;
 use crate::report::{LiveFigures, Report};
 use crate::target::http::{run, HttpFaults, HttpRunConfig, HttpTargetConfig};
+use crate::target::settle::SettleRule;
 
 /// Resolves the flags and the `--http-config` file of an http run.
 pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
@@ -28,6 +29,30 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
             ))
         }
     };
+    // The settle flags (or scenario keys) override the table's windows.
+    let mut target = target;
+    let given = |id: &str| args.explicit.contains(id);
+    if ["quiet_window", "stall_window", "settle_limit"]
+        .iter()
+        .any(|id| given(id))
+    {
+        let table = target.settle_rule();
+        let pick = |id: &str, flag: f64, table: std::time::Duration| {
+            if given(id) {
+                flag
+            } else {
+                table.as_secs_f64()
+            }
+        };
+        let rule = SettleRule::from_seconds(
+            pick("quiet_window", args.quiet_window, table.quiet),
+            pick("stall_window", args.stall_window, table.stall),
+            pick("settle_limit", args.settle_limit, table.limit),
+        )?;
+        target.quiet_window_ms = rule.quiet.as_millis() as u64;
+        target.stall_window_ms = rule.stall.as_millis() as u64;
+        target.settle_limit_ms = rule.limit.as_millis() as u64;
+    }
     if let Some(w) = &args.workload {
         if *w != target.workload {
             return Err(Error::Config(format!(
@@ -74,7 +99,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let mut checks = check_all(&result.history);
-    super::run_maelstrom::note_divergence(&mut checks, result.divergence.as_deref());
+    crate::target::settle::annotate(&mut checks, result.settle.as_ref());
     checks.push(findings_check(
         "target-responses",
         result.garbage_total,

@@ -96,20 +96,9 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
             .max(Duration::from_millis(1)),
         quiet_window: seconds("--quiet-window", args.quiet_window)?,
         settle_limit: seconds("--settle-limit", args.settle_limit)?,
+        stall_window: seconds("--stall-window", args.stall_window)?,
         topology,
     })
-}
-
-/// Puts how far apart replicas ended into the convergence check, so the
-/// report, not only the terminal, says it.
-pub fn note_divergence(checks: &mut [Check], apart: Option<&str>) {
-    let Some(apart) = apart else { return };
-    if let Some(convergence) = checks.iter_mut().find(|c| c.name == "convergence") {
-        convergence.find(Finding {
-            message: format!("final reads: {apart}"),
-            ..Finding::default()
-        });
-    }
 }
 
 /// Node misbehaviour seen on the wire, as a check: only what Maelstrom
@@ -185,7 +174,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         }
         (None, None) => check_all(&result.history),
     };
-    note_divergence(&mut checks, result.divergence.as_deref());
+    crate::target::settle::annotate(&mut checks, result.settle.as_ref());
     checks.push(protocol_check(&result, config.faults));
     let live = LiveFigures {
         write_phase_s: result.client_phase.as_secs_f64(),

@@ -9,6 +9,7 @@ use crate::generator::Mix;
 use crate::interpreter::shell_quote;
 use crate::nemesis::NemesisSpec;
 use crate::report::{LiveFigures, Report};
+use crate::target::settle::{SettleRule, SettleState};
 use crate::target::sql::spec::expand_env;
 use crate::target::sql::{redact_url, run, SqlRunConfig};
 use crate::verdict::Verdict;
@@ -92,8 +93,9 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         .clone()
         .unwrap_or_else(|| default_out(&model, seed));
     let nemesis = NemesisSpec::parse(&args.nemesis)?;
+    let settle = SettleRule::from_seconds(args.quiet_window, args.stall_window, args.settle_limit)?;
     let mut reproduce = format!(
-        "converge run --scenario {} --seed {seed} --writers {} --replicas {} --ops {} --keys {} --nemesis {} --retry-fraction {} --out {}",
+        "converge run --scenario {} --seed {seed} --writers {} --replicas {} --ops {} --keys {} --nemesis {} --retry-fraction {} --quiet-window {} --stall-window {} --settle-limit {} --out {}",
         shell_quote(&args.scenario.as_ref().map_or(String::new(), |p| p.display().to_string())),
         args.writers,
         args.replicas,
@@ -101,6 +103,9 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         keys,
         nemesis.to_spec(),
         args.retry_fraction,
+        args.quiet_window,
+        args.stall_window,
+        args.settle_limit,
         shell_quote(&out.display().to_string()),
     );
     if let Some(d) = args.duration {
@@ -131,7 +136,7 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         retry_fraction: args.retry_fraction,
         seed,
         nemesis,
-        max_rounds: args.max_rounds,
+        settle,
         out,
         reproduce,
     })
@@ -147,7 +152,8 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let checks = check_all(&result.history);
+    let mut checks = check_all(&result.history);
+    crate::target::settle::annotate(&mut checks, Some(&result.settle));
     let live = LiveFigures {
         write_phase_s: result.write_phase.as_secs_f64(),
         duration_s: result.total.as_secs_f64(),
@@ -165,6 +171,9 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     );
     for e in &result.errors {
         println!("database error: {e}");
+    }
+    if result.settle.state != SettleState::Converged {
+        println!("replicas did not agree: {}", result.settle.describe());
     }
     println!("history: {}", config.out.join("history.jsonl").display());
     println!("report:  {}", config.out.join("report.md").display());

@@ -42,6 +42,14 @@ pub enum ServeFault {
     SiblingDrop,
     /// After a partition heals, replicas never sync again.
     NoAntiEntropy,
+    /// LWW writes land on the wrong key: the write handler namespaces the
+    /// key by replica (`<key>@<replica>`), the read handler does not, so
+    /// acknowledged writes are never read back.
+    LwwWrongKey,
+    /// An OR-Set remove tombstones the element, not the adds it observed:
+    /// an element added again after any remove of it stays hidden (a
+    /// 2P-Set posing as an OR-Set), so acknowledged re-adds are lost.
+    TombstoneElement,
 }
 
 impl ServeFault {
@@ -52,6 +60,8 @@ impl ServeFault {
             ServeFault::NonIdempotentRetry => "non-idempotent-retry",
             ServeFault::SiblingDrop => "sibling-drop",
             ServeFault::NoAntiEntropy => "no-anti-entropy",
+            ServeFault::LwwWrongKey => "lww-wrong-key",
+            ServeFault::TombstoneElement => "tombstone-element",
         }
     }
 }

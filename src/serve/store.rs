@@ -330,10 +330,14 @@ impl Store {
                 .await?
                 .try_get(0)?;
                 let ts = now_micros().max(seen + 1);
+                let stored_key = match self.fault {
+                    Some(ServeFault::LwwWrongKey) => format!("{key}@{}", self.replica),
+                    _ => key.clone(),
+                };
                 sqlx::query("INSERT INTO lww_writes (origin, seq, key, value, ts) VALUES ($1, $2, $3, $4, $5)")
                     .bind(me)
                     .bind(seq)
-                    .bind(key.as_str())
+                    .bind(stored_key.as_str())
                     .bind(value.to_string())
                     .bind(ts)
                     .execute(&mut *tx)
@@ -421,13 +425,17 @@ impl Store {
 
     /// OR-Set elements: those with an add dot no tombstone covers.
     pub async fn set(&self, key: &str) -> Result<Vec<Value>, StoreError> {
-        let rows = sqlx::query(
+        let query = if self.fault == Some(ServeFault::TombstoneElement) {
+            // The bug: any remove of the element hides every add of it.
             "SELECT DISTINCT a.element FROM set_adds a WHERE a.key = $1 \
-             AND NOT EXISTS (SELECT 1 FROM set_removes r WHERE r.add_origin = a.origin AND r.add_seq = a.seq)",
-        )
-        .bind(key)
-        .fetch_all(&self.pool)
-        .await?;
+             AND NOT EXISTS (SELECT 1 FROM set_removes r JOIN set_adds b \
+             ON r.add_origin = b.origin AND r.add_seq = b.seq \
+             WHERE b.key = a.key AND b.element = a.element)"
+        } else {
+            "SELECT DISTINCT a.element FROM set_adds a WHERE a.key = $1 \
+             AND NOT EXISTS (SELECT 1 FROM set_removes r WHERE r.add_origin = a.origin AND r.add_seq = a.seq)"
+        };
+        let rows = sqlx::query(query).bind(key).fetch_all(&self.pool).await?;
         let mut elements = Vec::with_capacity(rows.len());
         for row in rows {
             let text: String = row.try_get(0)?;

@@ -8,4 +8,6 @@ pub mod automerge;
 pub mod http;
 pub mod in_process;
 pub mod maelstrom;
+pub mod misconfig;
+pub mod settle;
 pub mod sql;

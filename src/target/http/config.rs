@@ -51,6 +51,10 @@ pub struct HttpTargetConfig {
     /// Bound on the final wait, ms; past it the verdict is unknown.
     #[serde(default = "default_settle_limit_ms")]
     pub settle_limit_ms: u64,
+    /// Replicas that disagree while no value changes this long have
+    /// diverged, ms (long enough for the service's slowest anti-entropy).
+    #[serde(default = "default_stall_window_ms")]
+    pub stall_window_ms: u64,
     /// Length of one nemesis step (a partition lasts one step), ms.
     #[serde(default = "default_nemesis_step_ms")]
     pub nemesis_step_ms: u64,
@@ -159,7 +163,10 @@ fn default_quiet_window_ms() -> u64 {
     1000
 }
 fn default_settle_limit_ms() -> u64 {
-    30_000
+    crate::target::settle::DEFAULT_LIMIT.as_millis() as u64
+}
+fn default_stall_window_ms() -> u64 {
+    crate::target::settle::DEFAULT_STALL.as_millis() as u64
 }
 fn default_nemesis_step_ms() -> u64 {
     400
@@ -229,6 +236,8 @@ pub struct Request {
     pub method: reqwest::Method,
     /// Path template.
     pub path: Template,
+    /// The path as written in the configuration, to name the template in errors.
+    pub source: String,
     /// Header templates.
     pub headers: Vec<(reqwest::header::HeaderName, Template)>,
     /// Body template.
@@ -287,6 +296,7 @@ impl Request {
             kind,
             method,
             path,
+            source: config.path.clone(),
             headers,
             body,
             value: pointer(kind, "value", &config.value)?,
@@ -310,6 +320,17 @@ pub struct Requests {
 }
 
 impl HttpTargetConfig {
+    /// The settle rule of the final phase (`quiet_window_ms`,
+    /// `stall_window_ms`, `settle_limit_ms`).
+    pub fn settle_rule(&self) -> crate::target::settle::SettleRule {
+        use std::time::Duration;
+        crate::target::settle::SettleRule {
+            quiet: Duration::from_millis(self.quiet_window_ms),
+            stall: Duration::from_millis(self.stall_window_ms),
+            limit: Duration::from_millis(self.settle_limit_ms),
+        }
+    }
+
     /// Reads and checks a TOML file.
     pub fn load(path: &Path) -> Result<HttpTargetConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -421,6 +442,7 @@ impl HttpTargetConfig {
         if self.nemesis_step_ms == 0 {
             return bad("nemesis_step_ms must be positive".into());
         }
+        self.settle_rule().validate()?;
         for url in &self.replicas {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return bad(format!("replicas: '{url}' is not an http:// URL"));

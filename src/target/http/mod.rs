@@ -24,11 +24,12 @@ use crate::error::{Error, Result};
 use crate::generator::derive_seed;
 use crate::history::jsonl::{send_op, HistoryWriter, WriterMsg};
 use crate::history::{
-    FinalRead, Function, Header, History, OpRecord, Outcome, Quiescence, SCHEMA_VERSION,
-    UNKNOWN_AUX,
+    FinalRead, Function, Header, History, OpRecord, Outcome, SCHEMA_VERSION, UNKNOWN_AUX,
 };
 use crate::interpreter::shell_quote;
 use crate::report::ServiceFigures;
+use crate::target::misconfig::{Blame, FailureTally, ReadTally};
+use crate::target::settle::{Reads, SettleReport, SettleState, Settled, Settler};
 pub use config::HttpTargetConfig;
 use config::{Request, Requests};
 use converge_models::{Value as CrdtValue, Workload};
@@ -150,8 +151,11 @@ impl HttpRunConfig {
     /// The command that reproduces this run.
     pub fn reproduce(&self) -> String {
         format!(
-            "converge run --target http {} --writers {} --ops {} --read-ratio {} --remove-ratio {} --nemesis {} --seed {} --out {}",
+            "converge run --target http {} --quiet-window {} --stall-window {} --settle-limit {} --writers {} --ops {} --read-ratio {} --remove-ratio {} --nemesis {} --seed {} --out {}",
             self.config_flag,
+            self.target.quiet_window_ms as f64 / 1e3,
+            self.target.stall_window_ms as f64 / 1e3,
+            self.target.settle_limit_ms as f64 / 1e3,
             self.writers,
             self.ops,
             self.read_ratio,
@@ -222,6 +226,8 @@ pub struct HttpResult {
     pub nemesis_log: Vec<String>,
     /// How far apart replicas were at the end, if they were.
     pub divergence: Option<String>,
+    /// What the settle phase decided (none when the client phase failed).
+    pub settle: Option<SettleReport>,
     /// Figures of a service converge started.
     pub service: Option<ServiceFigures>,
     /// Writes sent a second time with the same idempotency key.
@@ -260,6 +266,10 @@ struct Shared {
     retries: AtomicU64,
     garbage: Mutex<Vec<String>>,
     garbage_total: AtomicU64,
+    /// Writes and why they failed, for a run that is a configuration mistake.
+    failures: FailureTally,
+    /// Reads that yielded a value, and answered ones that did not.
+    reads: ReadTally,
 }
 
 /// The error and its causes, one line.
@@ -358,12 +368,22 @@ fn interpret_update(
     fields: &Fields,
     reply: &Reply,
 ) -> Applied {
+    shared.failures.write();
+    let template = format!(
+        "{} ({} {})",
+        request.kind.name(),
+        request.method,
+        request.source
+    );
     let (status, body) = match reply {
         Reply::Transport(_) => {
+            shared
+                .failures
+                .failed(format!("{template}: no answer"), Blame::Target);
             return Applied {
                 outcome: Outcome::Info,
                 stamp: None,
-            }
+            };
         }
         Reply::Answer { status, body } => (*status, body),
     };
@@ -373,6 +393,18 @@ fn interpret_update(
         500..=599 if shared.definite_5xx => Outcome::Fail,
         _ => Outcome::Info,
     };
+    if outcome != Outcome::Ok {
+        // A request the API refuses (404, 400, 405, 422) is the template's
+        // mistake; timeouts, conflicts, throttling and 5xx are the service's.
+        let blame = match status {
+            408 | 409 | 423 | 425 | 429 => Blame::Target,
+            400..=499 => Blame::Config,
+            _ => Blame::Target,
+        };
+        shared
+            .failures
+            .failed(format!("{template} answered HTTP {status}"), blame);
+    }
     let mut stamp = None;
     if let (Outcome::Ok, Some(pointer)) = (outcome, &request.stamp) {
         match serde_json::from_slice::<Value>(body) {
@@ -392,6 +424,17 @@ fn interpret_update(
     Applied { outcome, stamp }
 }
 
+/// How [`parse_read`] says a pointer found nothing (the template's
+/// mistake when no answer ever has it), as opposed to an answer that is
+/// not JSON or holds the wrong type (the service's).
+const NOTHING_AT: &str = "nothing at";
+/// See [`NOTHING_AT`].
+const NO_CONTEXT_AT: &str = "no causal context at";
+
+fn pointer_missed(why: &str) -> bool {
+    why.starts_with(NOTHING_AT) || why.starts_with(NO_CONTEXT_AT)
+}
+
 /// A read's value and context from a 2xx answer; `Err` says what is wrong.
 fn parse_read(
     workload: Workload,
@@ -402,7 +445,7 @@ fn parse_read(
     let pointer = request.value.as_deref().unwrap_or("");
     let value = doc
         .pointer(pointer)
-        .ok_or_else(|| format!("nothing at {pointer}"))?;
+        .ok_or_else(|| format!("{NOTHING_AT} {pointer}"))?;
     let unsigned = |v: &Value| {
         v.as_u64()
             .ok_or_else(|| format!("{pointer} holds {v}, not an unsigned integer"))
@@ -432,7 +475,7 @@ fn parse_read(
         Some(p) => Some(
             doc.pointer(p)
                 .cloned()
-                .ok_or_else(|| format!("no causal context at {p}"))?,
+                .ok_or_else(|| format!("{NO_CONTEXT_AT} {p}"))?,
         ),
         None => None,
     };
@@ -446,8 +489,14 @@ async fn read(shared: &Shared, replica: usize, key: u32) -> (Option<CrdtValue>, 
     match shared.send(replica, request, &fields).await {
         Reply::Answer { status, body } if (200..300).contains(&status) => {
             match parse_read(shared.workload, request, &body) {
-                Ok((value, context)) => (Some(value), context),
+                Ok((value, context)) => {
+                    shared.reads.yielded();
+                    (Some(value), context)
+                }
                 Err(why) => {
+                    if pointer_missed(&why) {
+                        shared.reads.empty(&why);
+                    }
                     shared.garbage(replica, request, &fields, &why, &body);
                     (None, None)
                 }
@@ -572,6 +621,8 @@ async fn drive(
         retries: AtomicU64::new(0),
         garbage: Mutex::new(Vec::new()),
         garbage_total: AtomicU64::new(0),
+        failures: FailureTally::default(),
+        reads: ReadTally::default(),
     });
     // Every replica must answer before the run starts: a dead URL is a
     // target error naming it, not a history full of `info`.
@@ -634,18 +685,34 @@ async fn drive(
     let _ = done_tx.send(true);
     let nemesis_log = nemesis.await.unwrap_or_default();
 
-    let mut divergence = None;
+    let mut settled = None;
     if client_error.is_none() {
-        let (finals, quiescence, apart) = settle(&shared, target).await;
-        divergence = apart;
+        let outcome = settle(&shared, target).await;
         let sender = writer.sender();
-        for f in finals {
+        for f in finals_of(&outcome.reads) {
             let _ = sender.send(WriterMsg::Final(f));
         }
-        let _ = sender.send(WriterMsg::Quiescence(quiescence));
+        let _ = sender.send(WriterMsg::Quiescence(outcome.report.quiescence()));
+        settled = Some(outcome.report);
     }
     let history = writer.finish()?;
     if let Some(e) = client_error {
+        return Err(e);
+    }
+    // The history is on disk; a run that only shows a configuration
+    // mistake ends with it, not with a verdict about data.
+    if let Some(e) = shared.failures.verdict("the service") {
+        return Err(e);
+    }
+    let read = &shared.requests.read;
+    let read_template = format!(
+        "{} ({} {}, value = {:?})",
+        read.kind.name(),
+        read.method,
+        read.source,
+        read.value.as_deref().unwrap_or("")
+    );
+    if let Some(e) = shared.reads.verdict(&read_template) {
         return Err(e);
     }
     let garbage = std::mem::take(&mut *shared.garbage.lock());
@@ -657,7 +724,11 @@ async fn drive(
         client_phase,
         total: started.elapsed(),
         nemesis_log,
-        divergence,
+        divergence: settled
+            .as_ref()
+            .filter(|s| s.state != SettleState::Converged)
+            .map(SettleReport::describe),
+        settle: settled,
         service: None,
         retries: shared.retries.load(Ordering::Relaxed),
         fd_limit,
@@ -827,26 +898,15 @@ async fn client_task(
     Ok(())
 }
 
-/// Reads every key on every replica until they agree and stay agreed for
-/// the quiet window. Replicas that disagree while no value changes for the
-/// quiet window have stopped syncing: that is quiescence, and a divergence.
-async fn settle(
-    shared: &Shared,
-    target: &HttpTargetConfig,
-) -> (Vec<FinalRead>, Quiescence, Option<String>) {
+/// Polls every key on every replica until the shared settle rule decides
+/// ([`crate::target::settle`]).
+async fn settle(shared: &Shared, target: &HttpTargetConfig) -> Settled {
     let healed = Instant::now();
-    let quiet = Duration::from_millis(target.quiet_window_ms);
-    let limit = Duration::from_millis(target.settle_limit_ms);
-    let poll = (quiet / 4).clamp(Duration::from_millis(10), Duration::from_millis(100));
-    let max_rounds = (limit.as_secs_f64() / poll.as_secs_f64()).ceil() as u32;
+    let rule = target.settle_rule();
+    let mut settler = Settler::new(rule);
     let replicas = shared.permits.len();
-    let mut rounds = 0u32;
-    let mut previous: Option<Vec<Vec<Option<CrdtValue>>>> = None;
-    let mut unchanged_since = Instant::now();
-    let mut converged_at: Option<Duration> = None;
     loop {
-        rounds += 1;
-        let mut now: Vec<Vec<Option<CrdtValue>>> = Vec::with_capacity(replicas);
+        let mut now: Reads<CrdtValue> = Vec::with_capacity(replicas);
         for replica in 0..replicas {
             let mut row = Vec::with_capacity(target.keys as usize);
             for key in 0..target.keys {
@@ -854,43 +914,10 @@ async fn settle(
             }
             now.push(row);
         }
-        if previous.as_ref() != Some(&now) {
-            unchanged_since = Instant::now();
+        if let Some(settled) = settler.observe(healed.elapsed(), now) {
+            return settled;
         }
-        let answered = now.iter().all(|row| row.iter().all(Option::is_some));
-        let agreed = answered && now.windows(2).all(|w| w[0] == w[1]);
-        let still = unchanged_since.elapsed() >= quiet;
-        let quiescence = |reached, convergence_ns| Quiescence {
-            reached,
-            rounds,
-            max_rounds,
-            convergence_ns,
-        };
-        if agreed {
-            converged_at.get_or_insert(healed.elapsed());
-            if still {
-                let ns = converged_at.map(|d| d.as_nanos() as u64);
-                return (finals_of(&now), quiescence(true, ns), None);
-            }
-        } else {
-            converged_at = None;
-            if answered && still {
-                let apart = format!(
-                    "replicas stopped changing while they disagreed: {}",
-                    describe(&now)
-                );
-                return (finals_of(&now), quiescence(true, None), Some(apart));
-            }
-        }
-        if healed.elapsed() >= limit {
-            return (
-                finals_of(&now),
-                quiescence(false, None),
-                Some(describe(&now)),
-            );
-        }
-        previous = Some(now);
-        tokio::time::sleep(poll).await;
+        tokio::time::sleep(rule.poll_interval()).await;
     }
 }
 
@@ -908,22 +935,6 @@ fn finals_of(values: &[Vec<Option<CrdtValue>>]) -> Vec<FinalRead> {
         }
     }
     finals
-}
-
-fn describe(values: &[Vec<Option<CrdtValue>>]) -> String {
-    let mut parts = Vec::new();
-    for (replica, row) in values.iter().enumerate() {
-        for (key, value) in row.iter().enumerate().take(4) {
-            parts.push(match value {
-                None => format!("replica {replica} key {key}: no answer"),
-                Some(v) => format!(
-                    "replica {replica} key {key}: {}",
-                    crate::report::short_value(v)
-                ),
-            });
-        }
-    }
-    parts.join(", ")
 }
 
 /// Sends an admin request to every replica; returns what failed.

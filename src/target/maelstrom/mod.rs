@@ -24,10 +24,9 @@ use crate::error::{Error, Result};
 use crate::generator::derive_seed;
 use crate::history::jsonl::{HistoryWriter, WriterMsg};
 use crate::history::lin::{LinFn, LinHistory, LinOp, LinValue};
-use crate::history::{
-    FinalRead, Function, Header, History, OpRecord, Outcome, Quiescence, SCHEMA_VERSION,
-};
+use crate::history::{FinalRead, Function, Header, History, OpRecord, Outcome, SCHEMA_VERSION};
 use crate::interpreter::shell_quote;
+use crate::target::settle::{Reads, SettleReport, SettleRule, SettleState, Settled, Settler};
 use process::NodeCommand;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -136,6 +135,8 @@ pub struct MaelstromConfig {
     pub quiet_window: Duration,
     /// Bound on the final wait; past it the verdict is unknown.
     pub settle_limit: Duration,
+    /// Nodes that disagree while no value changes this long have diverged.
+    pub stall_window: Duration,
     /// The broadcast workload's `topology` (Maelstrom's default: grid).
     pub topology: Topology,
 }
@@ -168,13 +169,22 @@ impl MaelstromConfig {
         if !self.bin.exists() {
             return bad(format!("--bin {}: no such file", self.bin.display()));
         }
-        Ok(())
+        self.settle_rule().validate()
+    }
+
+    /// The settle rule of the final phase.
+    pub fn settle_rule(&self) -> SettleRule {
+        SettleRule {
+            quiet: self.quiet_window,
+            stall: self.stall_window,
+            limit: self.settle_limit,
+        }
     }
 
     /// The command that reproduces this run.
     pub fn reproduce(&self) -> String {
         let mut cmd = format!(
-            "converge run --target maelstrom --bin {} --workload {} --nodes {} --clients {} --rate {} --time-limit {} --latency {} --latency-dist {} --nemesis {} --read-ratio {} --seed {} --out {}",
+            "converge run --target maelstrom --bin {} --workload {} --nodes {} --clients {} --rate {} --time-limit {} --latency {} --latency-dist {} --nemesis {} --read-ratio {} --quiet-window {} --stall-window {} --settle-limit {} --seed {} --out {}",
             shell_quote(&self.bin.display().to_string()),
             self.workload.name(),
             self.nodes,
@@ -189,6 +199,9 @@ impl MaelstromConfig {
             },
             self.faults.to_spec(),
             self.read_ratio,
+            self.quiet_window.as_secs_f64(),
+            self.stall_window.as_secs_f64(),
+            self.settle_limit.as_secs_f64(),
             self.seed,
             shell_quote(&self.out.display().to_string())
         );
@@ -224,6 +237,9 @@ pub struct MaelstromResult {
     /// echo, unique-ids, kafka: every op with its bodies, and how kafka's
     /// final polls ended (`Missing` for the others).
     pub ops: Option<(Vec<ClientOp>, FinalPolls)>,
+    /// What the settle phase decided (none for lin-kv, the body-recording
+    /// workloads or a failed client phase).
+    pub settle: Option<SettleReport>,
 }
 
 /// Streams a lin-kv history as Jepsen EDN, one event per line.
@@ -453,6 +469,7 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     // Final phase: heal, then wait for agreement that holds for a quiet window.
     let _ = commands_tx.send(Command::Heal);
     let mut divergence = None;
+    let mut settle_report = None;
     let mut final_polls = FinalPolls::Missing;
     if client_error.is_none() && config.workload == MaelstromWorkload::Kafka {
         match ops::kafka_final_polls(config, &commands_tx, &recorder).await {
@@ -464,8 +481,12 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         && config.workload != MaelstromWorkload::LinKv
         && !config.workload.records_bodies()
     {
-        let (finals, quiescence, apart) = settle(config, &commands_tx).await;
-        divergence = apart;
+        let settled = settle(config, &commands_tx).await;
+        let quiescence = settled.report.quiescence();
+        divergence =
+            (settled.report.state != SettleState::Converged).then(|| settled.report.describe());
+        let finals = finals_of(&settled.reads);
+        settle_report = Some(settled.report);
         let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
         for f in finals {
             if let Some(w) = &rec.writer {
@@ -515,6 +536,7 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         nemesis_log,
         divergence,
         ops,
+        settle: settle_report,
     })
 }
 
@@ -670,147 +692,55 @@ async fn client_task(
     }
 }
 
-/// Polls reads until all nodes agree and stay agreed for the quiet window.
-async fn settle(
-    config: &MaelstromConfig,
-    commands: &UnboundedSender<Command>,
-) -> (Vec<FinalRead>, Quiescence, Option<String>) {
+/// Polls every node's read until the shared settle rule decides
+/// ([`crate::target::settle`]). Gossip still flowing does not matter: only
+/// whether the values change.
+async fn settle(config: &MaelstromConfig, commands: &UnboundedSender<Command>) -> Settled {
     let healed = Instant::now();
-    let poll = Duration::from_millis(100)
-        .min(config.quiet_window / 4)
-        .max(Duration::from_millis(10));
-    let mut rounds = 0u32;
-    let max_rounds = (config.settle_limit.as_secs_f64() / poll.as_secs_f64()).ceil() as u32;
-    let mut stable_since: Option<(Instant, Vec<Option<converge_models::Value>>)> = None;
-    let mut converged_at: Option<Duration> = None;
-    let mut last: Vec<Option<converge_models::Value>>;
+    let rule = config.settle_rule();
+    let mut settler = Settler::new(rule);
+    let planned = workload::Planned {
+        body: config.workload.read_request(),
+        f: Function::Read,
+        value: 0,
+        lin: None,
+    };
     loop {
-        rounds += 1;
-        let mut replies = Vec::with_capacity(config.nodes);
+        let mut reads = Vec::with_capacity(config.nodes);
         for node in 0..config.nodes {
-            let body = config.workload.read_request();
-            replies.push(
-                request(
-                    commands,
-                    format!("c-final-{node}"),
-                    node,
-                    body,
-                    config.request_timeout,
-                )
-                .await,
-            );
+            let reply = request(
+                commands,
+                format!("c-final-{node}"),
+                node,
+                config.workload.read_request(),
+                config.request_timeout,
+            )
+            .await;
+            let value = workload::interpret(config.workload, &planned, reply.as_ref())
+                .ok()
+                .and_then(|i| i.read);
+            // One key per node: the maelstrom workloads read the whole value.
+            reads.push(vec![value]);
         }
-        let planned = workload::Planned {
-            body: config.workload.read_request(),
-            f: Function::Read,
-            value: 0,
-            lin: None,
-        };
-        last = replies
-            .iter()
-            .map(|r| {
-                workload::interpret(config.workload, &planned, r.as_ref())
-                    .ok()
-                    .and_then(|i| i.read)
-            })
-            .collect();
-        let agreed = last.iter().all(|v| v.is_some()) && last.windows(2).all(|w| w[0] == w[1]);
-        if agreed {
-            converged_at.get_or_insert(healed.elapsed());
-            let same_as_before = stable_since.as_ref().is_some_and(|(_, prev)| *prev == last);
-            if !same_as_before {
-                stable_since = Some((Instant::now(), last.clone()));
-            }
-            if let Some((since, _)) = &stable_since {
-                if since.elapsed() >= config.quiet_window {
-                    break;
-                }
-            }
-        } else {
-            stable_since = None;
-            converged_at = None;
-            // Nodes that disagree while none of them sends anything and
-            // nothing is in flight will never agree: that is quiescence,
-            // and the divergence is a verdict, not a reason to wait longer.
-            let (tx, rx) = oneshot::channel();
-            let _ = commands.send(Command::Idle(tx));
-            if let Ok((idle, in_flight)) = rx.await {
-                let answered = last.iter().all(|v| v.is_some());
-                if answered
-                    && in_flight == 0
-                    && idle >= config.quiet_window
-                    && healed.elapsed() >= config.quiet_window
-                {
-                    return (
-                        finals_of(&last),
-                        Quiescence {
-                            reached: true,
-                            rounds,
-                            max_rounds,
-                            convergence_ns: None,
-                        },
-                        Some(format!(
-                            "nodes stopped talking while they disagreed: {}",
-                            describe_divergence(&last)
-                        )),
-                    );
-                }
-            }
+        if let Some(settled) = settler.observe(healed.elapsed(), reads) {
+            return settled;
         }
-        if healed.elapsed() >= config.settle_limit {
-            let finals = finals_of(&last);
-            let apart = describe_divergence(&last);
-            return (
-                finals,
-                Quiescence {
-                    reached: false,
-                    rounds,
-                    max_rounds,
-                    convergence_ns: None,
-                },
-                Some(apart),
-            );
-        }
-        tokio::time::sleep(poll).await;
+        tokio::time::sleep(rule.poll_interval()).await;
     }
-    (
-        finals_of(&last),
-        Quiescence {
-            reached: true,
-            rounds,
-            max_rounds,
-            convergence_ns: converged_at.map(|d| d.as_nanos() as u64),
-        },
-        None,
-    )
 }
 
-fn finals_of(values: &[Option<converge_models::Value>]) -> Vec<FinalRead> {
-    values
+fn finals_of(reads: &Reads<converge_models::Value>) -> Vec<FinalRead> {
+    reads
         .iter()
         .enumerate()
-        .filter_map(|(node, v)| {
-            v.clone().map(|value| FinalRead {
+        .filter_map(|(node, row)| {
+            row.first().cloned().flatten().map(|value| FinalRead {
                 replica: node as u16,
                 key: 0,
                 value,
             })
         })
         .collect()
-}
-
-fn describe_divergence(values: &[Option<converge_models::Value>]) -> String {
-    let parts: Vec<String> = values
-        .iter()
-        .enumerate()
-        .map(|(node, v)| match v {
-            None => format!("n{node}: no answer"),
-            Some(converge_models::Value::Int(i)) => format!("n{node}: {i}"),
-            Some(converge_models::Value::Elems(e)) => format!("n{node}: {} elements", e.len()),
-            Some(converge_models::Value::Map(m)) => format!("n{node}: {} fields", m.len()),
-        })
-        .collect();
-    parts.join(", ")
 }
 
 /// Schedules partitions, crashes and pauses during the client phase, and

@@ -8,8 +8,9 @@
 //! plus a merge: a state query on one replica whose rows feed merge
 //! statements on another. converge runs that anti-entropy between them
 //! under its nemesis (a partition suppresses it, drops skip a round,
-//! duplicates run it twice), heals, and repeats it until the reads stop
-//! changing, within `max_rounds`.
+//! duplicates run it twice), heals, and then runs a round before every poll
+//! of the final reads until the shared settle rule
+//! ([`crate::target::settle`]) decides.
 //!
 //! Writers are tokio tasks; each replica has one connection pool of
 //! `pool_size` connections (default on PostgreSQL, whose default
@@ -28,10 +29,12 @@ use crate::generator::{derive_seed, Generator, Mix, Step};
 use crate::history::jsonl::{HistoryWriter, WriterMsg};
 use crate::history::OpBatch;
 use crate::history::{
-    FinalRead, Function, Header, History, OpRecord, Outcome, Probe, ProbeKind, Quiescence,
-    SCHEMA_VERSION, UNKNOWN_AUX,
+    FinalRead, Function, Header, History, OpRecord, Outcome, Probe, ProbeKind, SCHEMA_VERSION,
+    UNKNOWN_AUX,
 };
 use crate::nemesis::{Nemesis, NemesisSpec};
+use crate::target::misconfig::{Blame, FailureTally, ReadTally};
+use crate::target::settle::{Reads, SettleReport, SettleRule, Settler};
 use converge_models::{Value, Workload};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -115,8 +118,8 @@ pub struct SqlRunConfig {
     pub seed: u64,
     /// Faults on anti-entropy (partition, drop, duplicate).
     pub nemesis: NemesisSpec,
-    /// Bound on final anti-entropy rounds.
-    pub max_rounds: u32,
+    /// When the final reads have converged, diverged, or are still changing.
+    pub settle: SettleRule,
     /// Output directory.
     pub out: PathBuf,
     /// Command that reproduces the run.
@@ -142,6 +145,8 @@ pub struct SqlResult {
     pub backend: Backend,
     /// Connections per replica.
     pub pool_size: u32,
+    /// What the settle phase decided.
+    pub settle: SettleReport,
 }
 
 /// A bound parameter value.
@@ -308,6 +313,12 @@ struct Shared {
     password: Option<String>,
     /// Every writer can keep a connection of its own.
     hold_connections: bool,
+    /// Writes and why they failed, for a run that is a configuration mistake.
+    failures: FailureTally,
+    /// Reads that yielded a value, and answered ones that did not.
+    reads: ReadTally,
+    /// A configuration mistake seen during the run; writers stop at once.
+    misconfigured: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -422,13 +433,66 @@ async fn execute(
     held: &mut Held,
     stmts: &[Template],
     env: &mut Env,
-) -> Outcome {
+) -> (Outcome, Option<Cause>) {
     let Some(conn) = connection(shared, replica, held).await else {
-        return Outcome::Fail;
+        return (
+            Outcome::Fail,
+            Some((
+                format!("no connection to replica r{replica}"),
+                Blame::Target,
+            )),
+        );
     };
-    let (outcome, broken) = run_statements(shared, conn, stmts, env).await;
+    let (outcome, broken, cause) = run_statements(shared, conn, stmts, env).await;
     release(shared, held, broken);
-    outcome
+    (outcome, cause)
+}
+
+/// A configuration mistake the run has shown so far: a read column absent
+/// from the read query's rows, writes mostly failing alike, or a read query
+/// that never yielded a value.
+fn mistake(shared: &Shared) -> Option<Error> {
+    let misconfigured = shared
+        .misconfigured
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(why) = misconfigured {
+        return Some(Error::Config(why));
+    }
+    let component = format!(
+        "database ({})",
+        shared
+            .config
+            .url
+            .as_deref()
+            .map_or("sqlite".into(), redact_url)
+    );
+    shared.failures.verdict(&component).or_else(|| {
+        shared
+            .reads
+            .verdict(&format!("target.sql.read ({})", shared.prepared.read.sql))
+    })
+}
+
+/// Why a write failed, and whose mistake that is.
+type Cause = (String, Blame);
+
+/// The cause of a failed statement: a database error names the statement
+/// (the user's SQL); contention (serialization failures, deadlocks, a busy
+/// SQLite file) is no mistake and not counted; anything else (a lost
+/// connection, a timeout) is the database's.
+fn cause_of(statement: &str, e: &sqlx::Error) -> Option<Cause> {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let contention = code.starts_with("40")
+                || code == "57014"
+                || matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517" | "773");
+            (!contention).then(|| (format!("{statement}: {}", db.message()), Blame::Config))
+        }
+        other => Some((format!("{statement}: {other}"), Blame::Target)),
+    }
 }
 
 /// The writer's connection, acquired if it holds none.
@@ -469,7 +533,7 @@ async fn run_statements(
     conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
     stmts: &[Template],
     env: &mut Env,
-) -> (Outcome, bool) {
+) -> (Outcome, bool, Option<Cause>) {
     let begin = shared.prepared.begin.as_deref();
     if let Some(begin) = begin {
         if let Err(e) = sqlx::raw_sql(AssertSqlSafe(begin))
@@ -477,7 +541,7 @@ async fn run_statements(
             .await
         {
             shared.note_error("BEGIN", &e);
-            return (classify(&e, false), true);
+            return (classify(&e, false), true, cause_of("BEGIN", &e));
         }
     }
     let mut maybe_applied = false;
@@ -504,7 +568,7 @@ async fn run_statements(
                     .await
                     .is_err();
             }
-            return (outcome, broken);
+            return (outcome, broken, cause_of(&stmt.sql, &e));
         }
         if begin.is_none()
             && !stmt
@@ -527,10 +591,10 @@ async fn run_statements(
                 sqlx::Error::Database(_) => classify(&e, false),
                 _ => Outcome::Info,
             };
-            return (outcome, true);
+            return (outcome, true, cause_of("COMMIT", &e));
         }
     }
-    (Outcome::Ok, false)
+    (Outcome::Ok, false, None)
 }
 
 /// Reads one key on one replica: the value, and for MV registers the merged clock.
@@ -560,10 +624,27 @@ async fn read_key(
         Ok(rows) => rows,
         Err(e) => {
             shared.note_error("read", &e);
+            if matches!(e, sqlx::Error::Database(_)) {
+                shared.reads.empty(&shared.scrub(e.to_string()));
+            }
             return None;
         }
     };
     let column = shared.prepared.read_column.as_str();
+    if let Some(row) = rows.first() {
+        if !row.columns().iter().any(|c| c.name() == column) {
+            let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+            shared.misconfigured.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| {
+                format!(
+                    "target.sql.read: column = \"{column}\" is not in the rows of the read query (it returns: {}): {}",
+                    names.join(", "),
+                    shared.prepared.read.sql
+                )
+            });
+            return None;
+        }
+    }
+    shared.reads.yielded();
     let value_of = |row: &AnyRow| -> Option<i64> {
         let index = row.columns().iter().position(|c| c.name() == column)?;
         match column_value(row, index) {
@@ -618,6 +699,14 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
     let mut held: Held = None;
     for seq in 0..share {
         if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if shared
+            .misconfigured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
             break;
         }
         let invoke_ns = shared.now_ns();
@@ -684,11 +773,16 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
                     ("process".into(), Param::Int(w as i64)),
                 ];
                 let stmts = &shared.prepared.ops[&f];
-                let mut outcome =
+                let (mut outcome, cause) =
                     execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
+                shared.failures.write();
+                if let Some((cause, blame)) = cause {
+                    shared.failures.failed(cause, blame);
+                }
                 if config.retry_fraction > 0.0 && rng.random_bool(config.retry_fraction) {
                     // A client or webhook retry: the same op id again.
-                    let again = execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
+                    let (again, _) =
+                        execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
                     outcome = match (outcome, again) {
                         (Outcome::Ok, _) | (_, Outcome::Ok) => Outcome::Ok,
                         (Outcome::Fail, Outcome::Fail) => Outcome::Fail,
@@ -1062,6 +1156,9 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         password,
         // One spare connection per replica for anti-entropy.
         hold_connections: pool_size > config.writers.div_ceil(config.replicas as u32),
+        failures: FailureTally::default(),
+        reads: ReadTally::default(),
+        misconfigured: Mutex::new(None),
     });
 
     let write_start = Instant::now();
@@ -1103,53 +1200,46 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
     let healed = Instant::now();
     let replicas = config.replicas as usize;
     let keys = config.mix.keys.max(1);
-    let mut previous: Option<Vec<Option<Value>>> = None;
-    let mut converged_at = None;
-    let mut rounds = 0;
-    let mut reached = false;
-    let mut last;
-    loop {
+    let mut settler = Settler::new(config.settle);
+    let settled = loop {
+        if let Some(e) = mistake(&shared) {
+            for pool in &shared.pools {
+                pool.close().await;
+            }
+            drop(shared);
+            let _ = history_writer.finish();
+            return Err(e);
+        }
         if replicas > 1 {
             anti_entropy_round(&shared, &mut nemesis).await;
         }
-        rounds += 1;
-        let mut reads = Vec::with_capacity(replicas * keys as usize);
+        let mut reads: Reads<Value> = Vec::with_capacity(replicas);
         for r in 0..replicas {
+            let mut row = Vec::with_capacity(keys as usize);
             for k in 0..keys {
-                reads.push(
+                row.push(
                     read_key(&shared, r, &mut None, k, u32::MAX)
                         .await
                         .map(|(v, _)| v),
                 );
             }
+            reads.push(row);
         }
-        let keys = keys as usize;
-        let equal = reads.iter().all(Option::is_some)
-            && (0..keys).all(|k| (1..replicas).all(|r| reads[r * keys + k] == reads[k]));
-        if equal {
-            converged_at.get_or_insert(healed.elapsed());
-        } else {
-            converged_at = None;
+        if let Some(settled) = settler.observe(healed.elapsed(), reads) {
+            break settled;
         }
-        let stable = previous.as_ref() == Some(&reads);
-        last = reads.clone();
-        previous = Some(reads);
-        if stable {
-            reached = true;
-            break;
-        }
-        if rounds >= config.max_rounds.max(2) {
-            break;
-        }
-    }
+        tokio::time::sleep(config.settle.poll_interval()).await;
+    };
     let sender = shared.sender.clone();
-    for (i, value) in last.into_iter().enumerate() {
-        if let Some(value) = value {
-            let _ = sender.send(WriterMsg::Final(FinalRead {
-                replica: (i / keys as usize) as u16,
-                key: (i % keys as usize) as u32,
-                value,
-            }));
+    for (replica, row) in settled.reads.iter().enumerate() {
+        for (key, value) in row.iter().enumerate() {
+            if let Some(value) = value {
+                let _ = sender.send(WriterMsg::Final(FinalRead {
+                    replica: replica as u16,
+                    key: key as u32,
+                    value: value.clone(),
+                }));
+            }
         }
     }
     // Redelivery probes: only a scenario that retries claims idempotency.
@@ -1162,7 +1252,7 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
                 .await
                 .map(|(v, _)| v);
             let stmts = &shared.prepared.ops[&f];
-            execute(&shared, r, &mut None, stmts, &mut env.clone()).await;
+            let _ = execute(&shared, r, &mut None, stmts, &mut env.clone()).await;
             let after = read_key(&shared, r, &mut None, key, u32::MAX)
                 .await
                 .map(|(v, _)| v);
@@ -1177,12 +1267,7 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
             }));
         }
     }
-    let _ = sender.send(WriterMsg::Quiescence(Quiescence {
-        reached,
-        rounds,
-        max_rounds: config.max_rounds.max(2),
-        convergence_ns: converged_at.map(|d| d.as_nanos() as u64),
-    }));
+    let _ = sender.send(WriterMsg::Quiescence(settled.report.quiescence()));
     drop(sender);
     let errors = std::mem::take(&mut *shared.errors.lock().unwrap_or_else(|p| p.into_inner()));
     let error_count = shared.error_count.load(Ordering::Relaxed);
@@ -1203,5 +1288,6 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         errors,
         backend,
         pool_size,
+        settle: settled.report,
     })
 }

@@ -1,0 +1,509 @@
+//! The settle rule every black-box target (HTTP, SQL, Maelstrom) shares.
+//!
+//! After the nemesis heals, the target polls a final read of every key on
+//! every replica until this rule decides:
+//!
+//! - **converged**: every replica answered, they agree on every key, and no
+//!   value has changed for the quiet window;
+//! - **diverged** (invalid): every replica answered, they disagree, and no
+//!   value has changed for the stall window. Whether the nodes still gossip
+//!   does not matter: a node that never gossips out, or a counter that
+//!   never replicates its decrements, reads the same forever;
+//! - **still changing** at the settle limit: unknown, with how far apart
+//!   the replicas were.
+//!
+//! The stall window is long (10 s by default) because a correct service may
+//! run anti-entropy every few seconds; it never exceeds the settle limit,
+//! whose default leaves several stall windows of room.
+//!
+//! [`Settler`] is a pure state machine over a sequence of polls stamped
+//! with their time since the heal, so the rule is tested without a clock.
+
+use crate::checker::{Check, Finding};
+use crate::error::{Error, Result};
+use crate::history::Quiescence;
+use converge_models::Value;
+use std::time::Duration;
+
+/// Default quiet window: agreeing values must stay put this long.
+pub const DEFAULT_QUIET: Duration = Duration::from_secs(1);
+/// Default stall window: disagreeing values unchanged this long have diverged.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(10);
+/// Default settle limit: past it, values still changing are unknown.
+pub const DEFAULT_LIMIT: Duration = Duration::from_secs(60);
+
+/// The three bounds of the settle rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SettleRule {
+    /// Agreeing values unchanged this long have converged.
+    pub quiet: Duration,
+    /// Disagreeing values unchanged this long have diverged.
+    pub stall: Duration,
+    /// Bound on the whole wait after the heal.
+    pub limit: Duration,
+}
+
+impl Default for SettleRule {
+    fn default() -> Self {
+        SettleRule {
+            quiet: DEFAULT_QUIET,
+            stall: DEFAULT_STALL,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+}
+
+impl SettleRule {
+    /// Checks that the windows fit in the limit, naming the settings.
+    pub fn validate(&self) -> Result<()> {
+        let s = |d: Duration| d.as_secs_f64();
+        if self.limit.is_zero() {
+            return Err(Error::Config("--settle-limit must be positive".into()));
+        }
+        if self.stall.is_zero() || self.stall > self.limit {
+            return Err(Error::Config(format!(
+                "--stall-window must be in (0, --settle-limit = {} s], got {} s",
+                s(self.limit),
+                s(self.stall)
+            )));
+        }
+        if self.quiet > self.limit {
+            return Err(Error::Config(format!(
+                "--quiet-window ({} s) must not exceed --settle-limit ({} s)",
+                s(self.quiet),
+                s(self.limit)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The rule from `--quiet-window`, `--stall-window` and `--settle-limit`
+    /// (seconds), validated.
+    pub fn from_seconds(quiet: f64, stall: f64, limit: f64) -> Result<SettleRule> {
+        let seconds = |flag: &str, v: f64| {
+            if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(Error::Config(format!(
+                    "{flag} must be seconds in [0, 86400], got {v}"
+                )))
+            }
+        };
+        let rule = SettleRule {
+            quiet: seconds("--quiet-window", quiet)?,
+            stall: seconds("--stall-window", stall)?,
+            limit: seconds("--settle-limit", limit)?,
+        };
+        rule.validate()?;
+        Ok(rule)
+    }
+
+    /// Time between two polls: a quarter of the quiet window, within 10..=100 ms.
+    pub fn poll_interval(&self) -> Duration {
+        (self.quiet / 4).clamp(Duration::from_millis(10), Duration::from_millis(100))
+    }
+
+    /// Most polls the limit allows at the poll interval.
+    pub fn max_polls(&self) -> u32 {
+        (self.limit.as_secs_f64() / self.poll_interval().as_secs_f64())
+            .ceil()
+            .min(u32::MAX as f64) as u32
+            + 1
+    }
+}
+
+/// One poll: per replica, per key, the value read, or `None` when the
+/// replica did not answer.
+pub type Reads<V> = Vec<Vec<Option<V>>>;
+
+/// How the wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleState {
+    /// Agreed and stayed put for the quiet window.
+    Converged,
+    /// Disagreed while nothing changed for the stall window.
+    Diverged,
+    /// Still changing (or a replica still silent) at the settle limit.
+    Unsettled,
+}
+
+/// What the settle phase found, without the values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettleReport {
+    /// The decision.
+    pub state: SettleState,
+    /// The rule applied.
+    pub rule: SettleRule,
+    /// Polls taken.
+    pub polls: u32,
+    /// How long the values had not changed at the last poll.
+    pub stable_for: Duration,
+    /// From the heal to the first poll of the final run of polls on which
+    /// every replica read the same (converged runs only).
+    pub converged_after: Option<Duration>,
+    /// How far apart the replicas were at the end (diverged or unsettled).
+    pub apart: Option<String>,
+}
+
+impl SettleReport {
+    /// The history's quiescence record: diverged values have quiesced too
+    /// (they stopped changing); only still-changing ones have not.
+    pub fn quiescence(&self) -> Quiescence {
+        Quiescence {
+            reached: self.state != SettleState::Unsettled,
+            rounds: self.polls,
+            max_rounds: self.rule.max_polls(),
+            convergence_ns: self.converged_after.map(|d| d.as_nanos() as u64),
+        }
+    }
+
+    /// One line for humans.
+    pub fn describe(&self) -> String {
+        let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+        match self.state {
+            SettleState::Converged => format!(
+                "replicas agreed {} after the heal; values stable for {} (quiet window {})",
+                self.converged_after.map_or("?".into(), s),
+                s(self.stable_for),
+                s(self.rule.quiet)
+            ),
+            SettleState::Diverged => format!(
+                "replicas disagreed while no value changed for {} (stall window {}): {}",
+                s(self.stable_for),
+                s(self.rule.stall),
+                self.apart.as_deref().unwrap_or("")
+            ),
+            SettleState::Unsettled => format!(
+                "values still changing at the settle limit ({}; last change {} before it): {}",
+                s(self.rule.limit),
+                s(self.stable_for),
+                self.apart.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}
+
+/// The decision and the last poll's reads.
+#[derive(Clone, Debug)]
+pub struct Settled {
+    /// What was decided.
+    pub report: SettleReport,
+    /// The last poll.
+    pub reads: Reads<Value>,
+}
+
+/// Applies the settle rule to polls fed one by one.
+#[derive(Clone, Debug)]
+pub struct Settler {
+    rule: SettleRule,
+    polls: u32,
+    /// Per cell, the last value a replica answered.
+    known: Reads<Value>,
+    /// When a known value last changed (or was first learned).
+    last_change: Duration,
+    /// First poll of the current run of agreeing polls.
+    agreed_since: Option<Duration>,
+}
+
+impl Settler {
+    /// A settler that has seen no poll.
+    pub fn new(rule: SettleRule) -> Self {
+        Settler {
+            rule,
+            polls: 0,
+            known: Vec::new(),
+            last_change: Duration::ZERO,
+            agreed_since: None,
+        }
+    }
+
+    /// Feeds the poll taken `at` after the heal; returns the decision once
+    /// the rule reaches one (always at or past the settle limit).
+    pub fn observe(&mut self, at: Duration, reads: Reads<Value>) -> Option<Settled> {
+        self.polls += 1;
+        if self.known.len() != reads.len() {
+            self.known = reads.iter().map(|row| vec![None; row.len()]).collect();
+        }
+        let mut changed = self.polls == 1;
+        for (known_row, row) in self.known.iter_mut().zip(&reads) {
+            if known_row.len() != row.len() {
+                *known_row = vec![None; row.len()];
+                changed = true;
+            }
+            for (known, now) in known_row.iter_mut().zip(row) {
+                // A replica that did not answer this time changed nothing
+                // we know of; its next answer is compared with its last.
+                if now.is_some() && known != now {
+                    *known = now.clone();
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.last_change = at;
+        }
+        let stable_for = at.saturating_sub(self.last_change);
+        let answered = reads.iter().all(|row| row.iter().all(Option::is_some));
+        let agreed = answered && reads.windows(2).all(|w| w[0] == w[1]);
+        if agreed {
+            self.agreed_since.get_or_insert(at);
+        } else {
+            self.agreed_since = None;
+        }
+        let state = if agreed && stable_for >= self.rule.quiet {
+            SettleState::Converged
+        } else if answered && !agreed && stable_for >= self.rule.stall {
+            SettleState::Diverged
+        } else if at >= self.rule.limit {
+            SettleState::Unsettled
+        } else {
+            return None;
+        };
+        let apart = (state != SettleState::Converged).then(|| describe_reads(&reads));
+        Some(Settled {
+            report: SettleReport {
+                state,
+                rule: self.rule,
+                polls: self.polls,
+                stable_for,
+                converged_after: self
+                    .agreed_since
+                    .filter(|_| state == SettleState::Converged),
+                apart,
+            },
+            reads,
+        })
+    }
+}
+
+/// Applies the rule to a whole sequence of polls; `None` when the sequence
+/// ends before the rule decides.
+pub fn judge(
+    rule: SettleRule,
+    polls: impl IntoIterator<Item = (Duration, Reads<Value>)>,
+) -> Option<Settled> {
+    let mut settler = Settler::new(rule);
+    polls
+        .into_iter()
+        .find_map(|(at, reads)| settler.observe(at, reads))
+}
+
+/// How far apart the replicas are: per key that differs, what each replica
+/// read (at most four keys), then silent replicas.
+pub fn describe_reads(reads: &Reads<Value>) -> String {
+    let keys = reads.iter().map(Vec::len).max().unwrap_or(0);
+    let mut parts = Vec::new();
+    let mut differing = 0usize;
+    for key in 0..keys {
+        let cells: Vec<Option<&Value>> = reads
+            .iter()
+            .map(|row| row.get(key).and_then(Option::as_ref))
+            .collect();
+        let first = cells.first().copied().flatten();
+        if cells.iter().all(|c| c.is_some() && *c == first) {
+            continue;
+        }
+        differing += 1;
+        if differing > 4 {
+            continue;
+        }
+        let shown: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(replica, c)| match c {
+                Some(v) => format!("r{replica}={}", crate::report::short_value(v)),
+                None => format!("r{replica}=no answer"),
+            })
+            .collect();
+        parts.push(format!("key {key}: {}", shown.join(" ")));
+    }
+    if differing > 4 {
+        parts.push(format!("{} more key(s) differ", differing - 4));
+    }
+    if parts.is_empty() {
+        "replicas agree".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Puts the settle phase into the convergence check: how long the values
+/// were stable, and how far apart the replicas ended when they did not
+/// agree, so `report.json` and `report.md` say it, not only the terminal.
+pub fn annotate(checks: &mut [Check], report: Option<&SettleReport>) {
+    let Some(report) = report else { return };
+    let Some(convergence) = checks.iter_mut().find(|c| c.name == "convergence") else {
+        return;
+    };
+    convergence.count("settle_polls", report.polls as u64);
+    convergence.count("stable_ms", report.stable_for.as_millis() as u64);
+    convergence.count("stall_window_ms", report.rule.stall.as_millis() as u64);
+    if report.state != SettleState::Converged {
+        convergence.summary = format!("{}; {}", convergence.summary, report.describe());
+        convergence.find(Finding {
+            message: format!("final reads: {}", report.describe()),
+            ..Finding::default()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLL: Duration = Duration::from_millis(100);
+
+    fn rule(stall_s: u64, limit_s: u64) -> SettleRule {
+        SettleRule {
+            quiet: Duration::from_secs(1),
+            stall: Duration::from_secs(stall_s),
+            limit: Duration::from_secs(limit_s),
+        }
+    }
+
+    /// Polls every 100 ms from the heal; `reads_at(ms)` gives each poll.
+    fn polls(
+        until_ms: u64,
+        reads_at: impl Fn(u64) -> Reads<Value>,
+    ) -> impl Iterator<Item = (Duration, Reads<Value>)> {
+        (0..=until_ms / 100).map(move |i| {
+            let ms = i * 100;
+            (Duration::from_millis(ms), reads_at(ms))
+        })
+    }
+
+    fn counters(values: &[i64]) -> Reads<Value> {
+        values.iter().map(|v| vec![Some(Value::Int(*v))]).collect()
+    }
+
+    #[test]
+    fn slow_anti_entropy_every_three_seconds_converges() {
+        // Three replicas; each anti-entropy round (every 3 s) brings one
+        // more replica up to date; between rounds nothing changes for 2.9 s.
+        let settled = judge(
+            rule(10, 60),
+            polls(60_000, |ms| match ms / 3000 {
+                0 => counters(&[7, 3, 1]),
+                1 => counters(&[7, 7, 1]),
+                _ => counters(&[7, 7, 7]),
+            }),
+        )
+        .expect("decided");
+        assert_eq!(settled.report.state, SettleState::Converged);
+        assert_eq!(settled.report.converged_after, Some(Duration::from_secs(6)));
+        assert!(settled.report.stable_for >= Duration::from_secs(1));
+        assert_eq!(
+            settled.report.quiescence().convergence_ns,
+            Some(6_000_000_000)
+        );
+        assert!(settled.report.quiescence().reached);
+    }
+
+    #[test]
+    fn disagreement_unchanged_for_less_than_the_stall_window_is_not_a_verdict() {
+        // Values stay apart and unchanged for 9.9 s, then agree.
+        let settled = judge(
+            rule(10, 60),
+            polls(60_000, |ms| {
+                if ms < 10_000 {
+                    counters(&[5, 4])
+                } else {
+                    counters(&[5, 5])
+                }
+            }),
+        )
+        .expect("decided");
+        assert_eq!(settled.report.state, SettleState::Converged);
+    }
+
+    #[test]
+    fn stuck_and_disagreeing_is_diverged_after_the_stall_window() {
+        // A replica that never gossips out: values change once, then sit apart.
+        let settled = judge(
+            rule(10, 60),
+            polls(60_000, |ms| {
+                if ms < 500 {
+                    counters(&[9, 2, 2])
+                } else {
+                    counters(&[9, 4, 4])
+                }
+            }),
+        )
+        .expect("decided");
+        assert_eq!(settled.report.state, SettleState::Diverged);
+        assert_eq!(settled.report.stable_for, Duration::from_secs(10));
+        assert_eq!(settled.report.polls, 106);
+        assert!(settled.report.quiescence().reached);
+        assert_eq!(settled.report.quiescence().convergence_ns, None);
+        let apart = settled.report.apart.expect("apart");
+        assert!(apart.contains("r0=9") && apart.contains("r1=4"), "{apart}");
+    }
+
+    #[test]
+    fn still_changing_at_the_limit_is_unsettled_with_how_far_apart() {
+        // Replica 1 keeps moving (a counter gossiping forever), never agreeing.
+        let settled = judge(
+            rule(10, 30),
+            polls(60_000, |ms| counters(&[100, (ms / 500) as i64])),
+        )
+        .expect("decided");
+        assert_eq!(settled.report.state, SettleState::Unsettled);
+        assert!(!settled.report.quiescence().reached);
+        assert!(settled.report.stable_for < Duration::from_secs(1));
+        assert!(settled.report.describe().contains("still changing"));
+        assert!(settled.report.apart.expect("apart").contains("r0=100"));
+    }
+
+    #[test]
+    fn agreeing_values_that_still_move_have_not_converged_yet() {
+        // Both replicas read the same growing value until 5 s.
+        let settled = judge(
+            rule(10, 60),
+            polls(60_000, |ms| {
+                let v = (ms.min(5000) / 100) as i64;
+                counters(&[v, v])
+            }),
+        )
+        .expect("decided");
+        assert_eq!(settled.report.state, SettleState::Converged);
+        assert_eq!(settled.report.converged_after, Some(Duration::ZERO));
+        assert_eq!(settled.report.polls, 61);
+    }
+
+    #[test]
+    fn a_silent_replica_is_never_called_diverged() {
+        let settled = judge(
+            rule(10, 30),
+            polls(60_000, |_| vec![vec![Some(Value::Int(1))], vec![None]]),
+        )
+        .expect("decided");
+        assert_eq!(settled.report.state, SettleState::Unsettled);
+        assert!(settled.report.apart.expect("apart").contains("no answer"));
+    }
+
+    #[test]
+    fn a_missed_answer_does_not_restart_the_stall_window() {
+        // Replica 1 misses every other poll; its answers never change.
+        let settled = judge(
+            rule(10, 60),
+            polls(60_000, |ms| {
+                let r1 = (ms % 200 == 0).then_some(Value::Int(2));
+                vec![vec![Some(Value::Int(1))], vec![r1]]
+            }),
+        )
+        .expect("decided");
+        assert_eq!(settled.report.state, SettleState::Diverged);
+        assert_eq!(settled.report.stable_for, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn windows_must_fit_in_the_limit() {
+        assert!(SettleRule::default().validate().is_ok());
+        assert!(DEFAULT_STALL >= Duration::from_secs(10));
+        assert!(DEFAULT_LIMIT >= DEFAULT_STALL * 3);
+        let err = rule(40, 30).validate().expect_err("stall past limit");
+        assert!(err.to_string().contains("--stall-window"), "{err}");
+        assert!(rule(0, 30).validate().is_err());
+        assert_eq!(POLL, SettleRule::default().poll_interval());
+    }
+}
