@@ -115,7 +115,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let rss_start_mb = crate::metrics::rss_mb().map_or(0.0, |r| r.0);
     let result = match super::start_run(config.seed, || config.reproduce(), || run(&config)) {
         Ok(r) => r,
-        Err(code) => return Ok(code),
+        Err(code) => return Ok(super::after_failure(code, &config.out)),
     };
     let mut checks = match &result.lin {
         Some(lin) => {
@@ -128,6 +128,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     };
     note_divergence(&mut checks, result.divergence.as_deref());
     checks.push(protocol_check(&result));
+    checks.extend(crate::interrupt::check());
     let live = LiveFigures {
         write_phase_s: result.client_phase.as_secs_f64(),
         duration_s: result.total.as_secs_f64(),

@@ -237,6 +237,10 @@ pub struct HttpResult {
 /// Garbage answers kept in the result.
 const MAX_GARBAGE: usize = 25;
 
+/// Longest answer converge reads from a replica, in bytes: with one
+/// request in flight per writer, converge holds at most writers times this.
+pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
+
 /// An answer, or why there was none.
 enum Reply {
     Answer { status: u16, body: Vec<u8> },
@@ -307,14 +311,26 @@ impl Shared {
                 .body(body.render(fields).to_string());
         }
         match builder.send().await {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status().as_u16();
-                match response.bytes().await {
-                    Ok(body) => Reply::Answer {
-                        status,
-                        body: body.to_vec(),
-                    },
-                    Err(e) => Reply::Transport(error_chain(&e)),
+                let mut body = Vec::new();
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) if body.len() + chunk.len() > MAX_RESPONSE_BYTES => {
+                            // Bounded memory whatever a replica sends: the
+                            // answer is a finding and the op's outcome unknown.
+                            body.extend_from_slice(&chunk[..chunk.len().min(200)]);
+                            let why = format!(
+                                "an answer over {} MiB, not read further",
+                                MAX_RESPONSE_BYTES >> 20
+                            );
+                            self.garbage(replica, request, fields, &why, &body);
+                            return Reply::Transport(why);
+                        }
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        Ok(None) => return Reply::Answer { status, body },
+                        Err(e) => return Reply::Transport(error_chain(&e)),
+                    }
                 }
             }
             Err(e) => Reply::Transport(error_chain(&e)),
@@ -636,7 +652,16 @@ async fn drive(
 
     let mut divergence = None;
     if client_error.is_none() {
-        let (finals, quiescence, apart) = settle(&shared, target).await;
+        // A stop asked for ends the final phase where it is: no final
+        // reads, and quiescence not reached, so nothing is judged on them.
+        let (finals, quiescence, apart) = tokio::select! {
+            settled = settle(&shared, target) => settled,
+            _ = crate::interrupt::wait() => (
+                Vec::new(),
+                Quiescence { reached: false, rounds: 0, max_rounds: 0, convergence_ns: None },
+                None,
+            ),
+        };
         divergence = apart;
         let sender = writer.sender();
         for f in finals {
@@ -757,7 +782,9 @@ async fn client_task(
     // The causal context of this client's last read, and when that read returned.
     let mut context = json!({});
     let mut context_ns = 0u64;
-    while shared.next_op.fetch_add(1, Ordering::Relaxed) < config.ops {
+    while !crate::interrupt::requested()
+        && shared.next_op.fetch_add(1, Ordering::Relaxed) < config.ops
+    {
         seq += 1;
         let replica = rng.random_range(0..replicas);
         let planned = plan(&shared, &config, &mut rng, writer, seq, replica, &context);

@@ -617,7 +617,7 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
     let me = format!("w{w}");
     let mut held: Held = None;
     for seq in 0..share {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.is_some_and(|d| Instant::now() >= d) || crate::interrupt::requested() {
             break;
         }
         let invoke_ns = shared.now_ns();
@@ -1109,6 +1109,11 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
     let mut reached = false;
     let mut last;
     loop {
+        if crate::interrupt::requested() {
+            // A stop asked for ends the final phase: no final reads.
+            last = Vec::new();
+            break;
+        }
         if replicas > 1 {
             anti_entropy_round(&shared, &mut nemesis).await;
         }
@@ -1153,7 +1158,7 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         }
     }
     // Redelivery probes: only a scenario that retries claims idempotency.
-    if config.retry_fraction > 0.0 {
+    if config.retry_fraction > 0.0 && !crate::interrupt::requested() {
         let samples =
             std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
         for (replica, key, f, env) in samples {
