@@ -38,6 +38,16 @@ pub enum Error {
         message: String,
     },
 
+    /// SIGINT or SIGTERM stopped the run before any operation was sent
+    /// (exit 2: nothing was judged).
+    #[error("interrupted by {signal} {phase}; no operation was sent")]
+    Interrupted {
+        /// Which signal.
+        signal: String,
+        /// What the run was doing, e.g. `while node n2 started`.
+        phase: String,
+    },
+
     /// File system trouble (exit 3: it is the user's output or input path).
     #[error("{path}: {source}")]
     Io {
@@ -62,6 +72,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Target { .. } => crate::verdict::EXIT_TARGET_ERROR,
+            Error::Interrupted { .. } => crate::verdict::EXIT_UNKNOWN,
             _ => crate::verdict::EXIT_USAGE,
         }
     }

@@ -529,6 +529,10 @@ async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
             send(&ctx.history, std::mem::replace(&mut batch, next))?;
         }
         if done.is_multiple_of(YIELD_EVERY) {
+            // SIGINT/SIGTERM: stop sending; the ops done so far are checked.
+            if crate::interrupt::requested() {
+                break;
+            }
             tokio::task::yield_now().await;
         }
     }

@@ -12,16 +12,20 @@
 //! - [`shrink`]: minimal counterexamples;
 //! - [`campaign`]: fuzzing campaigns of randomized runs (`converge fuzz`);
 //! - [`scenario`]: TOML scenario files; [`slo`]: SLO gates;
-//! - [`serve`]: `converge serve`, the reference HTTP CRDT service.
+//! - [`serve`]: `converge serve`, the reference HTTP CRDT service;
+//! - [`child`] and [`interrupt`]: child processes that never outlive a run,
+//!   and SIGINT/SIGTERM that stop it gracefully.
 #![warn(missing_docs)]
 
 pub mod campaign;
 pub mod checker;
+pub mod child;
 pub mod cli;
 pub mod error;
 pub mod generator;
 pub mod history;
 pub mod interpreter;
+pub mod interrupt;
 pub mod metrics;
 pub mod nemesis;
 pub mod network;

@@ -89,6 +89,32 @@ pub fn start_run<R>(
     })
 }
 
+/// After a run that ended in an error: when a stop was asked for
+/// (SIGINT/SIGTERM) and a history is on disk, judges what it holds and
+/// writes a partial report beside it, marked interrupted; returns the exit
+/// code (the error's, or the partial verdict's).
+pub fn after_failure(code: i32, out: &std::path::Path) -> i32 {
+    let path = out.join("history.jsonl");
+    if !crate::interrupt::requested() || !path.exists() {
+        return code;
+    }
+    let Ok(read) = crate::history::jsonl::read_history(&path) else {
+        return code;
+    };
+    let mut checks = crate::checker::check_all(&read.history);
+    checks.extend(crate::interrupt::check());
+    let report = crate::report::Report::build(&read.history, &checks, None);
+    if let Err(e) = report.write(out) {
+        return check::fail(&e);
+    }
+    eprintln!(
+        "partial report: {} ({})",
+        out.join("report.md").display(),
+        report.verdict
+    );
+    report.verdict.exit_code()
+}
+
 /// The last lines of a human run report: where the files are, the seed,
 /// and the reproduce command unless the verdict is valid.
 pub fn print_footer(out: &std::path::Path, seed: u64, verdict: crate::Verdict, reproduce: &str) {
@@ -102,11 +128,18 @@ pub fn print_footer(out: &std::path::Path, seed: u64, verdict: crate::Verdict, r
 
 /// Runs the parsed command and returns the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
-        Command::Run(args) => run::execute(*args),
+    let code = match cli.command {
+        Command::Run(args) => {
+            // SIGINT/SIGTERM stop a run gracefully (see `interrupt`).
+            crate::interrupt::install();
+            run::execute(*args)
+        }
         Command::Check(args) => check::execute(args),
         Command::Fuzz(args) => fuzz::execute(*args),
         Command::List(args) => list::execute(args),
         Command::Serve(args) => serve::execute(args),
-    }
+    };
+    // No child outlives the command, whatever path ended it.
+    crate::child::kill_all();
+    code
 }

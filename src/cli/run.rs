@@ -328,16 +328,19 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
     eprintln!("seed: {}", config.seed);
     let mut result = match run(&config) {
         Ok(r) => r,
-        Err(e) => return Ok(super::check::fail(&e)),
+        Err(e) => return Ok(super::after_failure(super::check::fail(&e), &config.out)),
     };
-    let checks = check_all(&result.history);
+    let mut checks = check_all(&result.history);
+    checks.extend(crate::interrupt::check());
     let live = result.live_figures();
     let mut report = Report::build(&result.history, &checks, Some(&live));
-    if report.verdict == Verdict::Invalid && !args.no_shrink {
+    if report.verdict == Verdict::Invalid && !args.no_shrink && !crate::interrupt::requested() {
         if args.format == Format::Human {
             eprintln!("invalid: shrinking to a minimal counterexample...");
         }
         match counterexample(&config, &report.violated(), args.shrink_budget) {
+            // Re-runs cut short by a stop prove nothing about the minimum.
+            Ok(Some(_)) if crate::interrupt::requested() => {}
             Ok(Some(cx)) => report.counterexample = Some(cx),
             Ok(None) => {}
             Err(e) => eprintln!("shrinking stopped: {e}"),

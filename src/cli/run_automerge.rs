@@ -53,9 +53,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     };
     let result = match super::start_run(config.seed, || config.reproduce(), || run(&config)) {
         Ok(r) => r,
-        Err(code) => return Ok(code),
+        Err(code) => return Ok(super::after_failure(code, &config.out)),
     };
-    let checks = check_all(&result.history);
+    let mut checks = check_all(&result.history);
+    checks.extend(crate::interrupt::check());
     let live = LiveFigures {
         write_phase_s: result.write_phase.as_secs_f64(),
         duration_s: result.total.as_secs_f64(),

@@ -96,7 +96,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let rss_start_mb = crate::metrics::rss_mb().map_or(0.0, |r| r.0);
     let result = match super::start_run(config.seed, || config.reproduce(), || run(&config)) {
         Ok(r) => r,
-        Err(code) => return Ok(code),
+        Err(code) => return Ok(super::after_failure(code, &config.out)),
     };
     let mut checks = check_all(&result.history);
     crate::target::settle::annotate(&mut checks, result.settle.as_ref());
@@ -107,6 +107,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         "every 2xx answer had what the templates point at",
         "answer(s) did not have what the templates point at",
     ));
+    checks.extend(crate::interrupt::check());
     let live = LiveFigures {
         write_phase_s: result.client_phase.as_secs_f64(),
         duration_s: result.total.as_secs_f64(),

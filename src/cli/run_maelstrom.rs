@@ -158,7 +158,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let rss_start_mb = crate::metrics::rss_mb().map_or(0.0, |r| r.0);
     let result = match super::start_run(config.seed, || config.reproduce(), || run(&config)) {
         Ok(r) => r,
-        Err(code) => return Ok(code),
+        Err(code) => return Ok(super::after_failure(code, &config.out)),
     };
     let mut checks = match (&result.lin, &result.ops) {
         (_, Some((ops, final_polls))) => vec![match config.workload {
@@ -176,6 +176,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     };
     crate::target::settle::annotate(&mut checks, result.settle.as_ref());
     checks.push(protocol_check(&result, config.faults));
+    checks.extend(crate::interrupt::check());
     let live = LiveFigures {
         write_phase_s: result.client_phase.as_secs_f64(),
         duration_s: result.total.as_secs_f64(),

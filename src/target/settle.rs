@@ -276,6 +276,24 @@ impl Settler {
     }
 }
 
+impl Settler {
+    /// The decision when a stop (SIGINT/SIGTERM) comes before the rule
+    /// decides: unsettled, with no reads, so nothing is judged on them.
+    pub fn interrupted(&self, at: Duration) -> Settled {
+        Settled {
+            report: SettleReport {
+                state: SettleState::Unsettled,
+                rule: self.rule,
+                polls: self.polls,
+                stable_for: at.saturating_sub(self.last_change),
+                converged_after: None,
+                apart: Some("the final wait was stopped by a signal before the rule decided".into()),
+            },
+            reads: Vec::new(),
+        }
+    }
+}
+
 /// Applies the rule to a whole sequence of polls; `None` when the sequence
 /// ends before the rule decides.
 pub fn judge(

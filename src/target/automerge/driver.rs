@@ -193,7 +193,8 @@ impl Run<'_> {
         let ops_per_phase = (config.ops / 8).max(1);
         let mut done = 0u64;
         let mut phase = 0u64;
-        while done < config.ops {
+        // SIGINT/SIGTERM: stop writing; what was done is checked.
+        while done < config.ops && !crate::interrupt::requested() {
             self.tick += 1;
             for _ in 0..burst.min(config.ops - done) {
                 let writer = self.rng.random_range(0..config.writers);

@@ -243,6 +243,10 @@ pub struct HttpResult {
 /// Garbage answers kept in the result.
 const MAX_GARBAGE: usize = 25;
 
+/// Longest answer converge reads from a replica, in bytes: with one
+/// request in flight per writer, converge holds at most writers times this.
+pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
+
 /// An answer, or why there was none.
 enum Reply {
     Answer { status: u16, body: Vec<u8> },
@@ -317,14 +321,26 @@ impl Shared {
                 .body(body.render(fields).to_string());
         }
         match builder.send().await {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status().as_u16();
-                match response.bytes().await {
-                    Ok(body) => Reply::Answer {
-                        status,
-                        body: body.to_vec(),
-                    },
-                    Err(e) => Reply::Transport(error_chain(&e)),
+                let mut body = Vec::new();
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) if body.len() + chunk.len() > MAX_RESPONSE_BYTES => {
+                            // Bounded memory whatever a replica sends: the
+                            // answer is a finding and the op's outcome unknown.
+                            body.extend_from_slice(&chunk[..chunk.len().min(200)]);
+                            let why = format!(
+                                "an answer over {} MiB, not read further",
+                                MAX_RESPONSE_BYTES >> 20
+                            );
+                            self.garbage(replica, request, fields, &why, &body);
+                            return Reply::Transport(why);
+                        }
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        Ok(None) => return Reply::Answer { status, body },
+                        Err(e) => return Reply::Transport(error_chain(&e)),
+                    }
                 }
             }
             Err(e) => Reply::Transport(error_chain(&e)),
@@ -828,7 +844,9 @@ async fn client_task(
     // The causal context of this client's last read, and when that read returned.
     let mut context = json!({});
     let mut context_ns = 0u64;
-    while shared.next_op.fetch_add(1, Ordering::Relaxed) < config.ops {
+    while !crate::interrupt::requested()
+        && shared.next_op.fetch_add(1, Ordering::Relaxed) < config.ops
+    {
         seq += 1;
         let replica = rng.random_range(0..replicas);
         let planned = plan(&shared, &config, &mut rng, writer, seq, replica, &context);
@@ -906,6 +924,10 @@ async fn settle(shared: &Shared, target: &HttpTargetConfig) -> Settled {
     let mut settler = Settler::new(rule);
     let replicas = shared.permits.len();
     loop {
+        if crate::interrupt::requested() {
+            // A stop asked for ends the final phase: no final reads.
+            return settler.interrupted(healed.elapsed());
+        }
         let mut now: Reads<CrdtValue> = Vec::with_capacity(replicas);
         for replica in 0..replicas {
             let mut row = Vec::with_capacity(target.keys as usize);

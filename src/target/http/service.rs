@@ -2,8 +2,14 @@
 //! (when asked to), wait for health, sample its RSS and CPU from /proc for
 //! the whole run, kill and restart it for the `crash` fault, and stop it
 //! with SIGTERM then SIGKILL after a grace period.
+//!
+//! The service runs in a process group of its own behind a guard
+//! ([`crate::child`]): signals go to the whole group (a service started
+//! through `sh -c` included), nothing of it outlives converge, and its RSS
+//! and CPU are summed over every process of it, not just the shell's.
 
 use super::config::StartConfig;
+use crate::child::{contain, read_line_capped, Group, OutputLine, MAX_LINE_BYTES};
 use crate::error::{Error, Result};
 use crate::report::ServiceFigures;
 use parking_lot::Mutex;
@@ -12,7 +18,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -23,6 +29,7 @@ pub struct Service {
     log: PathBuf,
     configured: Vec<String>,
     child: Option<Child>,
+    group: Option<Group>,
     urls_rx: Option<mpsc::UnboundedReceiver<String>>,
     /// Replica base URLs, as configured or as the service printed them.
     pub urls: Vec<String>,
@@ -69,6 +76,7 @@ impl Service {
             log: out.join("service.log"),
             configured: replicas.to_vec(),
             child: None,
+            group: None,
             urls_rx: None,
             urls: replicas.to_vec(),
             pid: Arc::new(AtomicU32::new(0)),
@@ -85,29 +93,41 @@ impl Service {
             .open(&self.log)
             .map_err(|e| Error::io(&self.log, e))?;
         let stderr = log.try_clone().map_err(|e| Error::io(&self.log, e))?;
-        let mut child = Command::new(&self.command[0])
+        let mut spawn = Command::new(&self.command[0]);
+        spawn
             .args(&self.command[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                target_error(
-                    "service",
-                    format!("cannot start `{}`: {e}", self.command.join(" ")),
-                )
-            })?;
-        self.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
+            .kill_on_drop(true);
+        contain(&mut spawn);
+        let mut child = spawn.spawn().map_err(|e| {
+            target_error(
+                "service",
+                format!("cannot start `{}`: {e}", self.command.join(" ")),
+            )
+        })?;
+        let pid = child.id().unwrap_or(0);
+        self.group = Some(Group::new(pid));
+        self.pid.store(pid, Ordering::SeqCst);
         // Drain stdout for the whole life of the process, so it never blocks
-        // on a full pipe, copying it to the log and passing on replica URLs.
+        // on a full pipe, copying it to the log and passing on replica URLs;
+        // a line over the cap is noted in the log, not kept.
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(stdout) = child.stdout.take() {
             let mut log = tokio::fs::File::from_std(log);
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                let mut reader = BufReader::new(stdout);
+                loop {
+                    let line = match read_line_capped(&mut reader, MAX_LINE_BYTES).await {
+                        Ok(OutputLine::Line(line)) => line,
+                        Ok(OutputLine::TooLong { bytes }) => format!(
+                            "[converge: the service wrote a line of {bytes} bytes, over the {} MiB limit: skipped]",
+                            MAX_LINE_BYTES >> 20
+                        ),
+                        Ok(OutputLine::End) | Err(_) => break,
+                    };
                     if let Some(url) = listening_url(&line) {
                         let _ = tx.send(url);
                     }
@@ -130,9 +150,30 @@ impl Service {
         let rx = self.urls_rx.as_mut().expect("spawn sets the receiver");
         while urls.len() < want {
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, rx.recv()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout(left, rx.recv()) => next,
+                _ = crate::interrupt::wait() => {
+                    return Err(crate::interrupt::during("while the service started"));
+                }
+            };
+            match next {
                 Ok(Some(url)) => urls.push(url),
-                Ok(None) | Err(_) => {
+                Ok(None) => {
+                    // Its stdout closed: it exited (or closed it), say how now.
+                    let status = match self.child.as_mut() {
+                        Some(child) => crate::child::wait_briefly(child).await,
+                        None => "not running".into(),
+                    };
+                    return Err(target_error(
+                        "service",
+                        format!(
+                            "closed its stdout ({status}) after printing {} of {want} `listening on URL` lines; {}",
+                            urls.len(),
+                            crate::child::describe_log(&self.log)
+                        ),
+                    ));
+                }
+                Err(_) => {
                     return Err(target_error(
                         "service",
                         format!(
@@ -172,8 +213,8 @@ impl Service {
                         return Err(target_error(
                             "service",
                             format!(
-                                "exited with {status} before {url} answered (its output is in {})",
-                                self.log.display()
+                                "exited ({status}) before {url} answered; {}",
+                                crate::child::describe_log(&self.log)
                             ),
                         ));
                     }
@@ -193,6 +234,11 @@ impl Service {
                         ),
                     ));
                 }
+                if crate::interrupt::requested() {
+                    return Err(crate::interrupt::during(format!(
+                        "while waiting for {url} to be healthy"
+                    )));
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -201,8 +247,11 @@ impl Service {
 
     /// The `crash` fault: SIGKILL, then start again and wait for health.
     pub async fn crash_and_restart(&mut self) -> Result<()> {
+        if let Some(group) = self.group.take() {
+            group.kill();
+        }
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
+            let _ = child.wait().await;
         }
         self.pid.store(0, Ordering::SeqCst);
         self.restarts += 1;
@@ -216,17 +265,18 @@ impl Service {
             return "not running".into();
         };
         self.pid.store(0, Ordering::SeqCst);
-        if let Some(pid) = child.id() {
-            // SAFETY: kill(2) on the pid of a child we own and have not reaped.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
+        let group = self.group.take();
+        if let Some(group) = &group {
+            group.terminate();
         }
         let grace = Duration::from_millis(self.start.grace_ms);
+        // Whatever the main process did, the rest of its group goes too
+        // (when `group` drops).
         match tokio::time::timeout(grace, child.wait()).await {
             Ok(Ok(status)) => format!("stopped by SIGTERM ({status})"),
             _ => {
-                let _ = child.kill().await;
+                drop(group);
+                let _ = child.wait().await;
                 format!(
                     "did not stop within {} ms of SIGTERM: killed",
                     self.start.grace_ms
@@ -236,8 +286,9 @@ impl Service {
     }
 }
 
-/// Samples a process's RSS and CPU from /proc every `period` until the
-/// returned stop sender fires or is dropped; follows the pid across restarts.
+/// Samples the RSS and CPU of every process below `pid` (the service's
+/// guard) from /proc every `period` until the returned stop sender fires or
+/// is dropped; follows the pid across restarts.
 pub fn sample(
     pid: Arc<AtomicU32>,
     period: Duration,
@@ -246,14 +297,12 @@ pub fn sample(
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shared = figures.clone();
     tokio::spawn(async move {
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let mut rss_sum = 0.0;
         let mut last: Option<(u32, f64)> = None;
         loop {
             let p = pid.load(Ordering::SeqCst);
             if p != 0 {
-                if let Some((rss, cpu)) = read_proc(p, ticks) {
+                if let Some((rss, cpu)) = crate::child::tree_usage(p) {
                     let mut f = shared.lock();
                     f.samples += 1;
                     rss_sum += rss;
@@ -275,25 +324,6 @@ pub fn sample(
     (stop_tx, figures)
 }
 
-/// (RSS MB, CPU seconds) of a process, from /proc/<pid>/{status,stat}.
-fn read_proc(pid: u32, ticks: f64) -> Option<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((kb / 1024.0, (utime + stime) / ticks))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,7 +340,8 @@ mod tests {
 
     #[test]
     fn this_process_can_be_sampled() {
-        let (rss, cpu) = read_proc(std::process::id(), 100.0).expect("own /proc entry");
+        let (rss, cpu) =
+            crate::child::process_usage(std::process::id(), 100.0).expect("own /proc entry");
         assert!(rss > 0.0);
         assert!(cpu >= 0.0);
     }

@@ -344,24 +344,37 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         rx
     };
     for (i, rx) in inits.into_iter().enumerate() {
-        let reply = tokio::time::timeout(INIT_TIMEOUT, rx).await;
+        let reply = tokio::select! {
+            reply = tokio::time::timeout(INIT_TIMEOUT, rx) => reply,
+            _ = crate::interrupt::wait() => {
+                let _ = stop_router(&commands_tx).await;
+                let _ = router_task.await;
+                return Err(crate::interrupt::during(format!(
+                    "while waiting for node n{i} to answer init"
+                )));
+            }
+        };
         let ok = matches!(&reply, Ok(Ok(body)) if body.get("type").and_then(Value::as_str) == Some("init_ok"));
         if !ok {
-            let _ = stop_router(&commands_tx).await;
+            let report = stop_router(&commands_tx).await.unwrap_or_default();
             let _ = router_task.await;
             let why = match reply {
                 Err(_) => format!("did not answer init within {} s", INIT_TIMEOUT.as_secs()),
-                Ok(Err(_)) => "exited before answering init".to_string(),
+                Ok(Err(_)) => {
+                    let prefix = format!("node n{i} ");
+                    let exit = report
+                        .unexpected_exits
+                        .iter()
+                        .find_map(|e| e.strip_prefix(&prefix))
+                        .unwrap_or("exited");
+                    format!("{exit} before answering init")
+                }
                 Ok(Ok(body)) => format!("answered init with {}", Value::Object(body)),
             };
+            let log = process::log_dir(&config.out).join(format!("n{i}.log"));
             return Err(Error::Target {
                 component: format!("node n{i}"),
-                message: format!(
-                    "{why} (its stderr is in {})",
-                    process::log_dir(&config.out)
-                        .join(format!("n{i}.log"))
-                        .display()
-                ),
+                message: format!("{why}; {}", crate::child::describe_log(&log)),
             });
         }
     }
@@ -578,7 +591,7 @@ async fn client_task(
     let mut context_ns = 0u64;
     loop {
         tokio::time::sleep_until(next).await;
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || crate::interrupt::requested() {
             return Ok(());
         }
         next += interval;
@@ -706,6 +719,10 @@ async fn settle(config: &MaelstromConfig, commands: &UnboundedSender<Command>) -
         lin: None,
     };
     loop {
+        if crate::interrupt::requested() {
+            // A stop asked for ends the final phase: no final reads.
+            return settler.interrupted(healed.elapsed());
+        }
         let mut reads = Vec::with_capacity(config.nodes);
         for node in 0..config.nodes {
             let reply = request(
@@ -773,8 +790,9 @@ async fn nemesis_task(
     if faults.pause {
         actions.push("pause");
     }
-    while !actions.is_empty() && Instant::now() + phase < deadline {
-        tokio::time::sleep(phase / 2).await;
+    while !actions.is_empty() && Instant::now() + phase < deadline && !crate::interrupt::requested()
+    {
+        crate::interrupt::sleep(phase / 2).await;
         let at = start.elapsed().as_secs_f64();
         let node = rng.random_range(0..config.nodes);
         match actions[rng.random_range(0..actions.len())] {
@@ -806,7 +824,7 @@ async fn nemesis_task(
                 };
                 log.push(format!("{at:.1}s partition: {}", partition.description));
                 let _ = commands.send(Command::Partition(Some(partition)));
-                tokio::time::sleep(phase).await;
+                crate::interrupt::sleep(phase).await;
                 let _ = commands.send(Command::Partition(None));
                 log.push(format!(
                     "{:.1}s partition healed",
@@ -816,12 +834,12 @@ async fn nemesis_task(
             "crash" => {
                 log.push(format!("{at:.1}s crash n{node} (kill -9, restart empty)"));
                 let _ = commands.send(Command::Crash(node));
-                tokio::time::sleep(phase / 2).await;
+                crate::interrupt::sleep(phase / 2).await;
             }
             _ => {
                 log.push(format!("{at:.1}s pause n{node} (SIGSTOP)"));
                 let _ = commands.send(Command::Pause(node));
-                tokio::time::sleep(phase / 2).await;
+                crate::interrupt::sleep(phase / 2).await;
                 let _ = commands.send(Command::Resume(node));
                 log.push(format!(
                     "{:.1}s resume n{node} (SIGCONT)",

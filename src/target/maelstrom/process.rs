@@ -1,13 +1,53 @@
 //! Node processes: spawn, feed stdin, read stdout line by line, keep stderr
 //! in `<out>/nodes/<id>.log`, and the process faults (kill -9 and restart,
 //! SIGSTOP/SIGCONT).
+//!
+//! Each node runs in a process group of its own behind a guard
+//! ([`crate::child`]), so a node and whatever it starts die with the run,
+//! even when converge is killed. What a node writes is bounded: a line over
+//! [`MAX_LINE_BYTES`] is skipped and reported, and at most
+//! [`MAX_BUFFERED_BYTES`] of its lines wait for the router, after which its
+//! reader stops reading and the node blocks on its own stdout.
 
+use crate::child::{contain, read_line_capped, Group, OutputLine};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub use crate::child::MAX_LINE_BYTES;
+
+/// Most bytes of one node's stdout read but not yet routed.
+pub const MAX_BUFFERED_BYTES: usize = 16 << 20;
+
+/// A line a node wrote, holding its share of the node's output budget
+/// until the router is done with it.
+#[derive(Debug)]
+pub struct NodeLine {
+    text: String,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for NodeLine {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<String> for NodeLine {
+    fn from(text: String) -> NodeLine {
+        NodeLine {
+            text,
+            _budget: None,
+        }
+    }
+}
 
 /// What a node's reader reports to the router.
 #[derive(Debug)]
@@ -19,7 +59,18 @@ pub enum NodeEvent {
         /// Which start of the node wrote it.
         incarnation: u32,
         /// The line.
-        line: String,
+        line: NodeLine,
+    },
+    /// A line over [`MAX_LINE_BYTES`]: skipped, not routed.
+    Oversized {
+        /// Node index.
+        node: usize,
+        /// Which start of the node wrote it.
+        incarnation: u32,
+        /// Its line number on the node's stdout (1-based).
+        line: u64,
+        /// Its length, in bytes.
+        bytes: u64,
     },
     /// The node's stdout closed: it exited or was killed.
     Exited {
@@ -50,7 +101,12 @@ pub struct NodeProcess {
     /// Starts so far (the first start is 0).
     pub incarnation: u32,
     child: Child,
+    group: Group,
     stdin: UnboundedSender<String>,
+    /// Bytes queued for the node's stdin and not yet written.
+    queued: Arc<AtomicUsize>,
+    /// Lines dropped because the node did not read its stdin.
+    dropped: u64,
     paused: bool,
 }
 
@@ -69,17 +125,19 @@ impl NodeProcess {
             .append(true)
             .open(&log_path)
             .map_err(|e| Error::io(&log_path, e))?;
-        let mut child = Command::new(&command.bin)
+        let mut spawn = Command::new(&command.bin);
+        spawn
             .args(&command.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| Error::Target {
-                component: component.clone(),
-                message: format!("cannot start {}: {e}", command.bin.display()),
-            })?;
+            .kill_on_drop(true);
+        contain(&mut spawn);
+        let mut child = spawn.spawn().map_err(|e| Error::Target {
+            component: component.clone(),
+            message: format!("cannot start {}: {e}", command.bin.display()),
+        })?;
+        let group = Group::new(child.id().unwrap_or(0));
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(Error::Target {
                 component,
@@ -87,84 +145,75 @@ impl NodeProcess {
             });
         };
         let (tx, mut rx) = unbounded_channel::<String>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let written = queued.clone();
         tokio::spawn(async move {
             while let Some(line) = rx.recv().await {
+                written.fetch_sub(line.len(), Ordering::Relaxed);
                 // A dead node's pipe fails; the reader reports the exit.
                 if stdin.write_all(line.as_bytes()).await.is_err() {
                     break;
                 }
             }
         });
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            loop {
-                match lines.next_line().await {
-                    Ok(Some(line)) => {
-                        if events
-                            .send(NodeEvent::Line {
-                                node,
-                                incarnation,
-                                line,
-                            })
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = events.send(NodeEvent::Line {
-                            node,
-                            incarnation,
-                            line: format!("<unreadable output: {e}>"),
-                        });
-                        break;
-                    }
-                }
-            }
-            let _ = events.send(NodeEvent::Exited {
-                node,
-                incarnation,
-                status: "stdout closed".into(),
-            });
-        });
+        tokio::spawn(read_stdout(stdout, node, incarnation, events));
         Ok(NodeProcess {
             node,
             incarnation,
             child,
+            group,
             stdin: tx,
+            queued,
+            dropped: 0,
             paused: false,
         })
     }
 
-    /// Queues a line for the node's stdin.
-    pub fn send(&self, line: String) {
+    /// Queues a line for the node's stdin. A node that does not read its
+    /// stdin (stopped, stuck) gets at most [`MAX_BUFFERED_BYTES`] queued;
+    /// lines past that are dropped, like a message the network lost.
+    pub fn send(&mut self, line: String) {
+        if self.queued.load(Ordering::Relaxed) + line.len() > MAX_BUFFERED_BYTES {
+            if self.dropped == 0 {
+                tracing::warn!(
+                    "node n{} has not read {} MiB sent to it: dropping messages to it",
+                    self.node,
+                    MAX_BUFFERED_BYTES >> 20
+                );
+            }
+            self.dropped += 1;
+            return;
+        }
+        self.queued.fetch_add(line.len(), Ordering::Relaxed);
         let _ = self.stdin.send(line);
     }
 
-    /// kill -9.
+    /// kill -9 of the node and everything it started (continued first if
+    /// paused, so nothing is left stopped).
     pub async fn kill(&mut self) {
-        self.resume();
-        let _ = self.child.start_kill();
+        self.group.kill();
+        self.paused = false;
         let _ = self.child.wait().await;
+    }
+
+    /// How the node ended, once its stdout closed: its exit status, or that
+    /// it kept running (it is then killed).
+    pub async fn exit_status(&mut self) -> String {
+        let status = crate::child::wait_briefly(&mut self.child).await;
+        self.group.kill();
+        status
     }
 
     /// SIGSTOP: the node keeps its state but stops running.
     pub fn pause(&mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: sending a signal to our own child process by pid.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
-            self.paused = true;
-        }
+        self.group.pause();
+        self.paused = true;
     }
 
     /// SIGCONT after [`NodeProcess::pause`].
     pub fn resume(&mut self) {
         if self.paused {
-            if let Some(pid) = self.child.id() {
-                // SAFETY: as in `pause`.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
-            }
+            self.group.resume();
             self.paused = false;
         }
     }
@@ -173,6 +222,72 @@ impl NodeProcess {
     pub fn is_paused(&self) -> bool {
         self.paused
     }
+}
+
+/// Reads a node's stdout into events: lines within the budget, a finding
+/// line for each over-long line, then the end.
+async fn read_stdout(
+    stdout: tokio::process::ChildStdout,
+    node: usize,
+    incarnation: u32,
+    events: UnboundedSender<NodeEvent>,
+) {
+    let budget = Arc::new(Semaphore::new(MAX_BUFFERED_BYTES));
+    let mut reader = BufReader::with_capacity(64 << 10, stdout);
+    let mut number: u64 = 0;
+    loop {
+        number += 1;
+        let text = match read_line_capped(&mut reader, MAX_LINE_BYTES).await {
+            Ok(OutputLine::Line(text)) => text,
+            Ok(OutputLine::TooLong { bytes }) => {
+                let over = NodeEvent::Oversized {
+                    node,
+                    incarnation,
+                    line: number,
+                    bytes,
+                };
+                if events.send(over).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(OutputLine::End) => break,
+            Err(e) => {
+                let _ = events.send(NodeEvent::Line {
+                    node,
+                    incarnation,
+                    line: format!("<unreadable output: {e}>").into(),
+                });
+                break;
+            }
+        };
+        // Waits while the router has not consumed this node's earlier
+        // lines: the node then blocks on its full pipe, and converge's
+        // memory stays bounded however fast it writes.
+        let cost = text.len().clamp(1, MAX_BUFFERED_BYTES) as u32;
+        let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
+            return;
+        };
+        let line = NodeLine {
+            text,
+            _budget: Some(permit),
+        };
+        if events
+            .send(NodeEvent::Line {
+                node,
+                incarnation,
+                line,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+    let _ = events.send(NodeEvent::Exited {
+        node,
+        incarnation,
+        status: "stdout closed".into(),
+    });
 }
 
 /// The directory for node logs under a run's output directory.

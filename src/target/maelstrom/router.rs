@@ -305,7 +305,7 @@ impl Router {
     fn write_to_node(&mut self, node: usize, envelope: &Envelope) {
         self.next_seq += 1;
         let line = envelope.to_line(self.next_seq);
-        if let Some(process) = &self.nodes[node] {
+        if let Some(process) = &mut self.nodes[node] {
             process.send(line);
         }
     }
@@ -585,12 +585,25 @@ impl Router {
                             self.route_line(node, &line);
                         }
                     }
-                    NodeEvent::Exited { node, incarnation, status } => {
-                        if incarnation + 1 == self.incarnations[node] && self.nodes[node].is_some() {
-                            self.nodes[node] = None;
-                            let text = format!("node n{node} exited on its own ({status})");
-                            self.report.unexpected_exits.push(text.clone());
-                            self.finding(text);
+                    NodeEvent::Oversized { node, incarnation, line, bytes } => {
+                        if incarnation + 1 == self.incarnations[node] {
+                            self.finding(format!(
+                                "node n{node} wrote a line over {} MiB at line {line} of its stdout ({bytes} bytes): skipped",
+                                super::process::MAX_LINE_BYTES >> 20
+                            ));
+                        }
+                    }
+                    NodeEvent::Exited { node, incarnation, .. } => {
+                        if incarnation + 1 == self.incarnations[node] {
+                            if let Some(mut process) = self.nodes[node].take() {
+                                let status = process.exit_status().await;
+                                let text = format!("node n{node} exited on its own ({status})");
+                                self.report.unexpected_exits.push(text.clone());
+                                self.finding(text);
+                                // Whoever waits for this node's `init_ok` hears now.
+                                let init = format!("c-init-{node}");
+                                self.pending.retain(|(client, _), _| *client != init);
+                            }
                         }
                     }
                 }},

@@ -698,7 +698,7 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
     let me = format!("w{w}");
     let mut held: Held = None;
     for seq in 0..share {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.is_some_and(|d| Instant::now() >= d) || crate::interrupt::requested() {
             break;
         }
         if shared
@@ -1202,6 +1202,10 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
     let keys = config.mix.keys.max(1);
     let mut settler = Settler::new(config.settle);
     let settled = loop {
+        if crate::interrupt::requested() {
+            // A stop asked for ends the final phase: no final reads.
+            break settler.interrupted(healed.elapsed());
+        }
         if let Some(e) = mistake(&shared) {
             for pool in &shared.pools {
                 pool.close().await;
@@ -1243,7 +1247,7 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         }
     }
     // Redelivery probes: only a scenario that retries claims idempotency.
-    if config.retry_fraction > 0.0 {
+    if config.retry_fraction > 0.0 && !crate::interrupt::requested() {
         let samples =
             std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
         for (replica, key, f, env) in samples {
