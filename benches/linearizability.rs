@@ -1,6 +1,8 @@
 //! Linearizability checker speed on the shared corpora (porcupine's figures
-//! on this kind of machine are in issue 3) and on a 100,000-op register
-//! history with 10 clients and 100 keys.
+//! on this kind of machine are in issue 3), on a 100,000-op register
+//! history with 10 clients and 100 keys, and on a generated 50-client kv
+//! history with 10 keys, crashed puts, hard keys and one corrupted read
+//! (issue 16).
 //!
 //! `cargo bench --bench linearizability`. Parsing is excluded: each history
 //! is read once, then only `check` is timed.
@@ -12,6 +14,9 @@ use converge::history::lin::{LinFn, LinHistory, LinOp, LinValue};
 use converge::history::Outcome;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::{Path, PathBuf};
+
+#[path = "../tests/common/lin_gen.rs"]
+mod lin_gen;
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/linearizability")
@@ -129,6 +134,15 @@ fn bench_linearizability(c: &mut Criterion) {
     group.bench_function("register 100k ops, 10 clients, 100 keys", |b| {
         b.iter(|| check(&register, &register_config, Path::new("generated")))
     });
+    let fifty = lin_gen::kv_history(&lin_gen::KvPlan::fifty_clients());
+    let mut fifty_config = config(ModelKind::Kv, Semantics::Porcupine);
+    for explain in [Explain::None, Explain::All] {
+        fifty_config.explain = explain;
+        group.bench_function(
+            format!("kv 50 clients, 10 keys, one invalid, explain {explain:?}"),
+            |b| b.iter(|| check(&fifty, &fifty_config, Path::new("generated"))),
+        );
+    }
     group.finish();
 }
 

@@ -240,6 +240,7 @@ fn check_linearizable(history: &LinHistory, path: &Path) {
                 semantics,
                 timeout: Some(LIN_TIMEOUT),
                 memory_mib: LIN_MEMORY_MIB,
+                memory_covers_process: false,
                 threads: 1,
                 // Witnesses for every failing key: the most code exercised.
                 explain: Explain::All,

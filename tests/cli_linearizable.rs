@@ -866,3 +866,196 @@ fn linearizable_run_of_a_workload_without_a_model_is_a_usage_error() {
         );
     }
 }
+
+// 10. Deciding early, memory that holds, steps per key.
+
+#[path = "common/lin_gen.rs"]
+mod lin_gen;
+
+/// A kv file with one easy key that is not linearizable (a read of a value
+/// overwritten long before) and one key no budget can decide (40
+/// concurrent appends, then a read nothing can produce).
+fn invalid_and_undecidable(dir: &Path) -> PathBuf {
+    use converge::history::lin::{LinFn, LinHistory, LinOp, LinValue};
+    use converge::history::Outcome;
+    let op = |process, key: &str, f, input, output, call, ret| LinOp {
+        process,
+        key: Some(key.to_string()),
+        f,
+        input,
+        output,
+        outcome: Outcome::Ok,
+        call,
+        ret: Some(ret),
+        line: 0,
+    };
+    let text = |t: &str| LinValue::Str(t.to_string());
+    let mut ops = Vec::new();
+    for p in 0..40u64 {
+        let value = text(&format!("<{p}>"));
+        ops.push(op(p, "hard", LinFn::Append, value, LinValue::Nil, 0, 100));
+    }
+    ops.push(op(
+        40,
+        "hard",
+        LinFn::Read,
+        LinValue::Nil,
+        text("no"),
+        101,
+        102,
+    ));
+    for i in 0..200u64 {
+        let at = 1_000 + 4 * i;
+        let value = text(&i.to_string());
+        ops.push(op(
+            41,
+            "easy",
+            LinFn::Write,
+            value.clone(),
+            LinValue::Nil,
+            at,
+            at + 1,
+        ));
+        ops.push(op(
+            42,
+            "easy",
+            LinFn::Read,
+            LinValue::Nil,
+            value,
+            at + 2,
+            at + 3,
+        ));
+    }
+    ops.push(op(
+        42,
+        "easy",
+        LinFn::Read,
+        LinValue::Nil,
+        text("0"),
+        1_800,
+        1_801,
+    ));
+    ops.sort_by_key(|o| o.call);
+    let history = LinHistory {
+        ops,
+        warnings: Vec::new(),
+    };
+    let path = dir.join("invalid-and-undecidable.edn");
+    std::fs::write(&path, lin_gen::to_edn(&history)).unwrap();
+    path
+}
+
+#[test]
+fn explain_none_with_a_tight_timeout_is_invalid_when_one_key_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = invalid_and_undecidable(tmp.path());
+    for explain in ["none", "first"] {
+        let out = lin_check(
+            &[
+                "--model",
+                "kv",
+                "--explain",
+                explain,
+                "--timeout",
+                "1",
+                "--format",
+                "json",
+            ],
+            &[&file],
+        );
+        out.no_panic().expect_code(INVALID);
+        let doc = parse_json(&out.stdout, "stdout");
+        let keys = &array(&doc, "files")[0]["check"]["keys"];
+        let key = |name: &str| {
+            keys.as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["key"] == name)
+                .unwrap_or_else(|| panic!("no key {name} in {doc:#}"))
+        };
+        assert_eq!(string(key("easy"), "verdict"), "invalid", "{doc:#}");
+        assert_eq!(string(key("hard"), "verdict"), "unknown", "{doc:#}");
+        assert!(
+            string(key("hard"), "reason").contains("stopped early"),
+            "{doc:#}"
+        );
+        // Steps are reported per key.
+        assert!(key("easy")["steps"].as_u64().unwrap() > 0, "{doc:#}");
+    }
+}
+
+/// The peak resident size of `converge check` on `file`, read from
+/// `/proc/<pid>/status` (VmHWM) while the process is still alive: after the
+/// file's verdict line is printed, it waits on a second "file" that is its
+/// own stdin, which the test closes only after reading the peak.
+fn peak_rss_kib(flags: &[&str], file: &Path) -> (u64, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = converge()
+        .args(["check", "--checker", "linearizable"])
+        .args(flags)
+        .arg(file)
+        .arg("/dev/stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("converge starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut first = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        first.push_str(&line);
+        first.push('\n');
+        if line.starts_with(&format!("{}: ", file.display())) {
+            break;
+        }
+    }
+    // The first file is done; the process now blocks reading its stdin.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    drop(child.stdin.take());
+    for line in lines {
+        first.push_str(&line.unwrap_or_default());
+        first.push('\n');
+    }
+    child.wait().unwrap();
+    (peak, first)
+}
+
+#[test]
+fn peak_resident_memory_stays_under_the_memory_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let counter = explosive_counter(tmp.path());
+    let kv = invalid_and_undecidable(tmp.path());
+    let budget_mib = 48u64;
+    let budget = budget_mib.to_string();
+    for (file, model) in [(&counter, "counter"), (&kv, "kv")] {
+        for explain in ["none", "first", "all"] {
+            let flags = [
+                "--model",
+                model,
+                "--memory-mib",
+                &budget,
+                "--explain",
+                explain,
+            ];
+            let (peak_kib, stdout) = peak_rss_kib(&flags, file);
+            assert!(
+                peak_kib < budget_mib * 1024,
+                "{model}, --explain {explain}: peak {peak_kib} KiB over {budget_mib} MiB\n{stdout}"
+            );
+            // The budget was reached, or the check stopped early: either
+            // way the search was bounded by something other than its end.
+            assert!(
+                stdout.contains("memory") || stdout.contains("stopped early"),
+                "{model}, --explain {explain}:\n{stdout}"
+            );
+        }
+    }
+}

@@ -993,3 +993,275 @@ fn differential_histories_are_a_real_mix_of_verdicts() {
         "{valid} {invalid} {crashed}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Scheduling: decide as soon as the answer is known.
+
+#[path = "common/lin_gen.rs"]
+mod lin_gen;
+
+use converge::checker::linearizable::STOPPED_EARLY;
+use lin_gen::{kv_history, KvPlan};
+
+/// A kv key no budget of any realistic size can decide: 40 concurrent
+/// appends of distinct strings, then a read nothing can produce, so every
+/// order of every subset of the appends is a distinct configuration.
+fn undecidable_key(key: &str) -> Vec<LinOp> {
+    let mut ops: Vec<LinOp> = (0..40)
+        .map(|p| {
+            keyed(
+                op(
+                    p,
+                    LinFn::Append,
+                    s(&format!("<{p}>")),
+                    LinValue::Nil,
+                    Outcome::Ok,
+                    0,
+                    Some(100),
+                ),
+                key,
+            )
+        })
+        .collect();
+    ops.push(keyed(read(40, s("nobody wrote this"), 101, 102), key));
+    ops
+}
+
+/// A kv key whose one bad read is easy to refute, but which looks costly:
+/// `len` sequential puts and reads, then a read of a value overwritten long
+/// before, so a cheapest-first order alone would search it last.
+fn easy_invalid_key(key: &str, len: u64) -> Vec<LinOp> {
+    let base = 1_000;
+    let mut ops = Vec::new();
+    for i in 0..len {
+        let at = base + 4 * i;
+        ops.push(keyed(
+            op(
+                41,
+                LinFn::Write,
+                s(&i.to_string()),
+                LinValue::Nil,
+                Outcome::Ok,
+                at,
+                Some(at + 1),
+            ),
+            key,
+        ));
+        ops.push(keyed(read(42, s(&i.to_string()), at + 2, at + 3), key));
+    }
+    let end = base + 4 * len;
+    ops.push(keyed(read(42, s("0"), end, end + 1), key));
+    ops
+}
+
+fn kv_history_of(ops: Vec<LinOp>) -> LinHistory {
+    let mut ops = ops;
+    ops.sort_by_key(|o| o.call);
+    LinHistory {
+        ops,
+        warnings: Vec::new(),
+    }
+}
+
+fn key_named<'a>(
+    check: &'a converge::checker::linearizable::LinCheck,
+    name: &str,
+) -> &'a converge::checker::linearizable::KeyVerdict {
+    check
+        .keys
+        .iter()
+        .find(|k| k.key.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no key {name}"))
+}
+
+#[test]
+fn one_invalid_key_settles_the_file_while_another_is_undecidable() {
+    let history = kv_history_of([undecidable_key("hard"), easy_invalid_key("easy", 3000)].concat());
+    for explain in [Explain::None, Explain::First] {
+        for (threads, timeout) in [(1, None), (2, None), (1, Some(3.0)), (2, Some(3.0))] {
+            let mut config = LinConfig::new(ModelKind::Kv);
+            config.explain = explain;
+            config.threads = threads;
+            config.timeout = timeout.map(Duration::from_secs_f64);
+            let result = check(&history, &config, Path::new("k")).unwrap();
+            let what = format!("{explain:?}, {threads} threads, timeout {timeout:?}");
+            assert_eq!(result.verdict, Verdict::Invalid, "{what}");
+            assert_eq!(
+                key_named(&result, "easy").verdict,
+                Verdict::Invalid,
+                "{what}"
+            );
+            let hard = key_named(&result, "hard");
+            assert_eq!(hard.verdict, Verdict::Unknown, "{what}");
+            assert_eq!(hard.reason.as_deref(), Some(STOPPED_EARLY), "{what}");
+            assert_eq!(
+                key_named(&result, "easy").witness.is_some(),
+                explain == Explain::First,
+                "{what}"
+            );
+        }
+    }
+}
+
+/// A kv key that cannot be decided in seconds yet needs little memory:
+/// 24 concurrent puts and 2,000 concurrent reads of a value nobody wrote,
+/// so every subset of the puts must be tried, and each try scans the reads.
+fn slow_lean_key(key: &str) -> Vec<LinOp> {
+    let mut ops: Vec<LinOp> = (0..24)
+        .map(|p| {
+            keyed(
+                op(
+                    p,
+                    LinFn::Write,
+                    s(&format!("w{p}")),
+                    LinValue::Nil,
+                    Outcome::Ok,
+                    0,
+                    Some(100),
+                ),
+                key,
+            )
+        })
+        .collect();
+    ops.extend((0..2000).map(|p| keyed(read(100 + p, s("nobody wrote this"), 1, 99), key)));
+    ops
+}
+
+#[test]
+fn with_explain_all_every_key_gets_its_share_of_the_deadline() {
+    // Two keys that cannot be decided in time and one easy invalid key:
+    // the easy key is decided and explained, and the two hard keys share
+    // the deadline instead of the first taking all of it.
+    let history = kv_history_of(
+        [
+            slow_lean_key("slow-a"),
+            slow_lean_key("slow-b"),
+            easy_invalid_key("easy", 3000),
+        ]
+        .concat(),
+    );
+    for threads in [1, 2] {
+        let mut config = LinConfig::new(ModelKind::Kv);
+        config.explain = Explain::All;
+        config.threads = threads;
+        config.timeout = Some(Duration::from_millis(1500));
+        let result = check(&history, &config, Path::new("k")).unwrap();
+        assert_eq!(result.verdict, Verdict::Invalid);
+        let easy = key_named(&result, "easy");
+        assert_eq!(easy.verdict, Verdict::Invalid);
+        assert!(easy.witness.is_some());
+        let mut steps = Vec::new();
+        for name in ["slow-a", "slow-b"] {
+            let slow = key_named(&result, name);
+            assert_eq!(slow.verdict, Verdict::Unknown, "{slow:?}");
+            let reason = slow.reason.as_deref().unwrap_or("");
+            assert!(reason.contains("time budget"), "{reason}");
+            steps.push(slow.steps);
+        }
+        let (least, most) = (steps[0].min(steps[1]), steps[0].max(steps[1]));
+        assert!(
+            least * 3 >= most,
+            "{threads} threads: one key took {most} steps, the other only {least}"
+        );
+    }
+}
+
+#[test]
+fn a_key_that_hits_the_memory_budget_is_unknown_alone() {
+    let history = kv_history_of(
+        [
+            undecidable_key("hard"),
+            easy_invalid_key("easy", 500),
+            vec![
+                keyed(write(50, 1, 0, 1), "fine"),
+                keyed(read(51, s("1"), 2, 3), "fine"),
+            ],
+        ]
+        .concat(),
+    );
+    for threads in [1, 2] {
+        let mut config = LinConfig::new(ModelKind::Kv);
+        config.explain = Explain::All;
+        config.threads = threads;
+        config.memory_mib = 8;
+        let result = check(&history, &config, Path::new("k")).unwrap();
+        let hard = key_named(&result, "hard");
+        assert_eq!(hard.verdict, Verdict::Unknown);
+        let reason = hard.reason.as_deref().unwrap_or("");
+        assert!(reason.contains("memory"), "{reason}");
+        assert!(hard.memory_bytes <= 8 << 20, "{hard:?}");
+        assert_eq!(key_named(&result, "easy").verdict, Verdict::Invalid);
+        assert_eq!(key_named(&result, "fine").verdict, Verdict::Valid);
+    }
+}
+
+#[test]
+fn generated_fifty_client_history_is_invalid_on_the_corrupted_key_only() {
+    let plan = KvPlan::fifty_clients();
+    let history = kv_history(&plan);
+    assert!(history.ops.iter().any(|o| o.outcome == Outcome::Info));
+    let mut config = LinConfig::new(ModelKind::Kv);
+    config.explain = Explain::None;
+    let result = check(&history, &config, Path::new("generated")).unwrap();
+    assert_eq!(result.verdict, Verdict::Invalid);
+    // Every key is decided under `all`: the corrupted one is invalid and
+    // every other one, generated from a real store, is linearizable.
+    config.explain = Explain::All;
+    let result = check(&history, &config, Path::new("generated")).unwrap();
+    for key in &result.keys {
+        let want = if key.key.as_deref() == Some("0") {
+            Verdict::Invalid
+        } else {
+            Verdict::Valid
+        };
+        assert_eq!(key.verdict, want, "{key:?}");
+        assert!(key.steps > 0, "{key:?}");
+    }
+    // Without the corruption the same history is linearizable.
+    let clean = kv_history(&KvPlan {
+        corrupt_key: None,
+        ..plan
+    });
+    assert_eq!(
+        check(&clean, &config, Path::new("generated"))
+            .unwrap()
+            .verdict,
+        Verdict::Valid
+    );
+}
+
+#[test]
+fn generated_history_reads_back_from_its_edn() {
+    // The CLI tests and the measurements in issue 16 use the EDN form; it
+    // must say the same as the history it was written from. Set
+    // CONVERGE_GENERATED_EDN to a path to keep the file.
+    let history = kv_history(&KvPlan::fifty_clients());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fifty-clients.edn");
+    std::fs::write(&path, lin_gen::to_edn(&history)).unwrap();
+    if let Some(keep) = std::env::var_os("CONVERGE_GENERATED_EDN") {
+        std::fs::copy(&path, keep).unwrap();
+    }
+    let read = converge::history::detect::read_lin_history(&path, None).unwrap();
+    assert_eq!(read.ops.len(), history.ops.len());
+    let summary = |h: &LinHistory| {
+        let mut ops: Vec<_> = h
+            .ops
+            .iter()
+            .map(|o| {
+                (
+                    o.key.clone(),
+                    o.f,
+                    o.input.clone(),
+                    // Readers keep a completion's value; only a read's means
+                    // anything.
+                    (o.f == LinFn::Read).then(|| o.output.clone()),
+                    o.outcome,
+                )
+            })
+            .collect();
+        ops.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        ops
+    };
+    assert_eq!(summary(&read), summary(&history));
+}

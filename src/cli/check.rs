@@ -42,10 +42,12 @@ pub struct CheckArgs {
     /// What nil reads, `fail` and `info` ops mean.
     #[arg(long, value_enum, default_value_t = Semantics::Porcupine)]
     pub semantics: Semantics,
-    /// Time budget per file in seconds; undecided keys become `unknown`.
+    /// Time budget per file in seconds, shared out among the keys;
+    /// undecided keys become `unknown`.
     #[arg(long)]
     pub timeout: Option<f64>,
-    /// Memory budget for the search, in MiB, all threads together.
+    /// Memory budget in MiB for the whole process (the history read, every
+    /// search, the witness); a key that would pass it is `unknown`.
     #[arg(long, default_value_t = DEFAULT_MEMORY_MIB)]
     pub memory_mib: usize,
     /// Which non-linearizable keys get a witness.
@@ -207,6 +209,7 @@ fn check_lin_file(args: &CheckArgs, file: &Path) -> Result<LinCheck, Error> {
     config.semantics = args.semantics;
     config.timeout = timeout;
     config.memory_mib = args.memory_mib;
+    config.memory_covers_process = true;
     config.explain = args.explain;
     if let Some(threads) = args.threads {
         config.threads = threads.max(1);

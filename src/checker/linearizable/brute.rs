@@ -60,9 +60,12 @@ fn extend<M: SeqModel>(
 pub fn compare_with_search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>]) -> Result<bool, String> {
     use super::search::{self, Budget, Outcome};
     let cancel = std::sync::atomic::AtomicBool::new(false);
+    let memory = search::MemoryBudget::for_check(usize::MAX);
     let budget = Budget {
         deadline: None,
-        memo_bytes: usize::MAX,
+        max_steps: None,
+        memory: &memory,
+        memory_cap: usize::MAX,
         cancel: &cancel,
     };
     let slow = is_linearizable(model, ops)

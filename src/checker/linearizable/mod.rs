@@ -3,14 +3,22 @@
 //!
 //! The history is split by key (P-compositionality: a history is
 //! linearizable iff each key's sub-history is) and the keys are searched in
-//! parallel, each with [`search::search`] under a shared time budget and a
-//! per-thread memory budget. A key whose search runs out of budget is
-//! `unknown`, never a hang. For a key that is not linearizable,
-//! [`witness`] finds the longest linearizable prefix and the op that cannot
-//! be placed after it.
+//! parallel with [`search::search`] whenever two or more need a search.
+//!
+//! Keys are scheduled so that the answer comes as soon as it is known:
+//! cheap keys go first, and each key is searched in attempts with a step
+//! quota that grows eightfold, so a hard key cannot hold a core while an
+//! easy one waits; each attempt also gets only its share of what is left
+//! of the deadline. With `--explain none` or `first`, the first key proven
+//! not linearizable settles the file and cancels the rest. A key whose
+//! search runs out of time or memory is `unknown`, never a hang; memory is
+//! one [`memory::MemoryBudget`] that every search draws on. For a key that
+//! is not linearizable, [`witness`] finds the longest linearizable prefix
+//! and the op that cannot be placed after it.
 
 pub mod brute;
 pub mod html;
+pub mod memory;
 pub mod model;
 pub mod search;
 pub mod witness;
@@ -21,32 +29,46 @@ use crate::history::lin::{LinHistory, LinOp};
 use crate::history::History;
 use crate::verdict::Verdict;
 use converge_models::Workload;
+use memory::MemoryBudget;
 use model::{Compile, Compiled, Counter, Kv, ModelKind, Register, Semantics, SeqModel, Set};
-use search::{Budget, Outcome, TimedOp};
+use search::{Budget, Outcome, Stop, TimedOp};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 pub use witness::{OpView, Witness};
 
-/// Default memory budget for the search memos, all threads together.
+/// Default memory budget of a check, in MiB.
 pub const DEFAULT_MEMORY_MIB: usize = 768;
 
-/// Histories with fewer ops than this are checked on the calling thread.
-const PARALLEL_FROM_OPS: usize = 2048;
+/// Step quota of a key's first attempt.
+const FIRST_QUOTA: u64 = 1 << 16;
+/// Each further attempt of a key gets this many times the quota of the last.
+const QUOTA_GROWTH: u64 = 8;
+/// Attempts with a step quota; the next one has none.
+const QUOTA_ROUNDS: u32 = 4;
+/// The round of keys whose share of the deadline ran out before the
+/// deadline did: they get what the other keys left.
+const LEFTOVER_ROUND: u32 = QUOTA_ROUNDS + 1;
+
+/// Why a key that was never decided was left alone.
+pub const STOPPED_EARLY: &str = "not decided (stopped early): another key is not linearizable";
 
 /// Which non-linearizable keys get a witness.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Explain {
-    /// The first key (in key order) that is not linearizable.
+    /// The first key found not linearizable; the others are not searched
+    /// further.
     #[default]
     First,
-    /// Every key that is not linearizable.
+    /// Every key that is not linearizable; every key is searched.
     All,
-    /// None: verdicts only.
+    /// None: verdicts only; the first key found not linearizable settles the
+    /// file.
     None,
 }
 
@@ -59,8 +81,12 @@ pub struct LinConfig {
     pub semantics: Semantics,
     /// Wall-clock budget for the whole history; undecided keys are unknown.
     pub timeout: Option<Duration>,
-    /// Memory budget for the memos, all threads together.
+    /// Memory budget, all threads together.
     pub memory_mib: usize,
+    /// Whether the memory budget covers the whole process (its resident
+    /// size, history included) rather than only the check's structures.
+    /// Right for the CLI, which owns its process.
+    pub memory_covers_process: bool,
     /// Worker threads (keys are checked in parallel).
     pub threads: usize,
     /// Which failing keys get a witness.
@@ -75,6 +101,7 @@ impl LinConfig {
             semantics: Semantics::default(),
             timeout: None,
             memory_mib: DEFAULT_MEMORY_MIB,
+            memory_covers_process: false,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             explain: Explain::default(),
         }
@@ -92,11 +119,15 @@ pub struct KeyVerdict {
     pub ops: usize,
     /// Ops left after the semantics dropped those that constrain nothing.
     pub checked_ops: usize,
-    /// Configurations the search expanded.
+    /// Steps the search took, over all its attempts.
     pub steps: u64,
-    /// Configurations remembered.
+    /// Attempts the search took (each with a larger step quota).
+    pub attempts: u32,
+    /// Configurations remembered by the last attempt.
     pub memo_states: usize,
-    /// Search time in milliseconds.
+    /// The most bytes one attempt held, as charged to the memory budget.
+    pub memory_bytes: usize,
+    /// Search time in milliseconds, over all attempts.
     pub elapsed_ms: f64,
     /// Why the verdict is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,15 +154,35 @@ pub struct LinCheck {
     pub elapsed_ms: f64,
 }
 
-/// A key's verdict and, when it failed, its furthest partial linearization.
-type Checked = (KeyVerdict, Vec<u32>);
-
 /// One key's compiled ops, with the index of each in the history.
 struct Part<O> {
     key: Option<String>,
     total_ops: usize,
     ops: Vec<TimedOp<O>>,
     origin: Vec<usize>,
+}
+
+impl<O> Part<O> {
+    /// A guess at the search's cost: ops times the most ops open at once
+    /// (an op that never returned stays open).
+    fn cost(&self) -> u64 {
+        let mut events: Vec<(u64, bool)> = Vec::with_capacity(2 * self.ops.len());
+        for op in &self.ops {
+            events.push((op.call, false));
+            events.push((op.ret.unwrap_or(u64::MAX), true));
+        }
+        events.sort_unstable();
+        let (mut open, mut widest) = (0u64, 0u64);
+        for (_, is_return) in events {
+            if is_return {
+                open = open.saturating_sub(1);
+            } else {
+                open += 1;
+                widest = widest.max(open);
+            }
+        }
+        self.ops.len() as u64 * widest
+    }
 }
 
 /// Checks `history` for linearizability. `path` names the file in errors
@@ -174,6 +225,207 @@ fn partition<M: Compile>(
     Ok(parts.into_values().collect())
 }
 
+/// One attempt at one key, waiting in the scheduler's queue. Attempts are
+/// taken in this field order: exclusive ones last, lower rounds first,
+/// cheaper keys first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Task {
+    /// Runs alone with the whole memory budget (a retry after the key ran
+    /// out of its share of memory while other keys ran beside it).
+    exclusive: bool,
+    /// Step quota round; [`LEFTOVER_ROUND`] for keys whose share of the
+    /// deadline ran out.
+    round: u32,
+    cost: u64,
+    part: usize,
+}
+
+/// What is known of one key so far.
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    steps: u64,
+    attempts: u32,
+    memo_states: usize,
+    memory_bytes: usize,
+    elapsed: Duration,
+    /// Verdict and reason once decided (or given up).
+    settled: Option<(Verdict, Option<String>)>,
+    witness: Option<Witness>,
+    /// The furthest partial linearization of a key found not linearizable.
+    furthest: Vec<u32>,
+}
+
+struct Queue {
+    waiting: BinaryHeap<Reverse<Task>>,
+    running: usize,
+    progress: Vec<Progress>,
+    /// The first key found not linearizable.
+    first_invalid: Option<usize>,
+}
+
+/// The shared state of the workers of one check.
+struct Scheduler<'a, M: SeqModel> {
+    model: &'a M,
+    parts: &'a [Part<M::Op>],
+    history: &'a [LinOp],
+    config: &'a LinConfig,
+    deadline: Option<Instant>,
+    memory: &'a MemoryBudget,
+    threads: usize,
+    cancel: AtomicBool,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl<M: SeqModel> Scheduler<'_, M> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The next attempt to run and how many attempts are still to finish
+    /// (this one included); `None` when all work is done or cancelled.
+    fn next(&self) -> Option<(Task, usize)> {
+        let mut queue = self.lock();
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            let runnable = match queue.waiting.peek() {
+                Some(Reverse(task)) => !task.exclusive || queue.running == 0,
+                None if queue.running == 0 => return None,
+                None => false,
+            };
+            if runnable {
+                let Reverse(task) = queue.waiting.pop()?;
+                queue.running += 1;
+                let pending = queue.waiting.len() + queue.running;
+                return Some((task, pending));
+            }
+            queue = self
+                .changed
+                .wait(queue)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn work(&self) {
+        while let Some((task, pending)) = self.next() {
+            self.attempt(task, pending);
+        }
+    }
+
+    /// This attempt's share of what is left of the deadline: all of it when
+    /// no more attempts are waiting than there are threads.
+    fn share(&self, pending: usize) -> Option<Instant> {
+        let deadline = self.deadline?;
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
+        let share = left.mul_f64(self.threads as f64 / pending.max(self.threads) as f64);
+        Some(now + share)
+    }
+
+    fn memory_cap(&self, task: Task) -> usize {
+        if task.exclusive {
+            self.memory.limit()
+        } else {
+            self.memory.limit() / self.threads
+        }
+    }
+
+    fn attempt(&self, task: Task, pending: usize) {
+        let part = &self.parts[task.part];
+        let started = Instant::now();
+        let budget = Budget {
+            deadline: self.share(pending),
+            max_steps: (task.round < QUOTA_ROUNDS)
+                .then(|| FIRST_QUOTA * QUOTA_GROWTH.pow(task.round)),
+            memory: self.memory,
+            memory_cap: self.memory_cap(task),
+            cancel: &self.cancel,
+        };
+        let searched = search::search(self.model, &part.ops, &budget);
+        let deadline_passed = self.deadline.is_some_and(|d| Instant::now() >= d);
+        let mut again = None;
+        let settled: Option<(Verdict, Option<Stop>)> = match &searched.outcome {
+            Outcome::Linearizable(_) => Some((Verdict::Valid, None)),
+            Outcome::NotLinearizable => Some((Verdict::Invalid, None)),
+            Outcome::Unknown(Stop::Steps) => {
+                again = Some(Task {
+                    round: task.round + 1,
+                    ..task
+                });
+                None
+            }
+            Outcome::Unknown(Stop::Time) if !deadline_passed && task.round < LEFTOVER_ROUND => {
+                again = Some(Task {
+                    round: LEFTOVER_ROUND,
+                    ..task
+                });
+                None
+            }
+            Outcome::Unknown(Stop::Memory { .. }) if !task.exclusive && self.threads > 1 => {
+                again = Some(Task {
+                    exclusive: true,
+                    ..task
+                });
+                None
+            }
+            Outcome::Unknown(stop) => Some((Verdict::Unknown, Some(stop.clone()))),
+        };
+        let invalid = matches!(searched.outcome, Outcome::NotLinearizable);
+        if invalid && self.config.explain != Explain::All {
+            // The file is settled: stop every other key.
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+        let witness = if invalid && self.config.explain == Explain::All {
+            let never = AtomicBool::new(false);
+            let budget = Budget {
+                deadline: self.deadline,
+                max_steps: None,
+                cancel: &never,
+                ..budget
+            };
+            witness::explain(
+                self.model,
+                &part.ops,
+                &part.origin,
+                self.history,
+                &searched.furthest,
+                &budget,
+            )
+        } else {
+            None
+        };
+        let mut queue = self.lock();
+        let progress = &mut queue.progress[task.part];
+        progress.steps += searched.steps;
+        progress.attempts += 1;
+        progress.memo_states = searched.memo_states;
+        progress.memory_bytes = progress.memory_bytes.max(searched.memory_bytes);
+        progress.elapsed += started.elapsed();
+        if let Some((verdict, stop)) = settled {
+            let reason = stop.map(|stop| match stop {
+                Stop::Cancelled => STOPPED_EARLY.to_string(),
+                Stop::Time => format!("time budget ran out after {} steps", progress.steps),
+                stop => format!("{stop}, after {} states", searched.memo_states),
+            });
+            progress.settled = Some((verdict, reason));
+            progress.witness = witness;
+            if invalid {
+                progress.furthest = searched.furthest;
+                queue.first_invalid.get_or_insert(task.part);
+            }
+        }
+        if let Some(task) = again {
+            queue.waiting.push(Reverse(task));
+        }
+        queue.running -= 1;
+        self.changed.notify_all();
+    }
+}
+
 fn run<M: Compile>(
     mut model: M,
     history: &LinHistory,
@@ -183,57 +435,96 @@ fn run<M: Compile>(
     let started = Instant::now();
     let parts = partition(&mut model, &history.ops, config.semantics, path)?;
     let model = &model;
-    let total: usize = parts.iter().map(|p| p.ops.len()).sum();
-    // Spawning threads costs more than checking a small history.
-    let threads = if total < PARALLEL_FROM_OPS {
-        1
+    let memory_bytes = config.memory_mib.saturating_mul(memory::MIB);
+    let memory = if config.memory_covers_process {
+        MemoryBudget::for_process(memory_bytes)
     } else {
-        config.threads.clamp(1, parts.len().max(1))
+        MemoryBudget::for_check(memory_bytes)
     };
-    let cancel = AtomicBool::new(false);
-    let budget = Budget {
+    let searching = parts.iter().filter(|p| !p.ops.is_empty()).count();
+    let threads = config.threads.clamp(1, searching.max(1));
+    let waiting = parts
+        .iter()
+        .enumerate()
+        .map(|(part, p)| {
+            Reverse(Task {
+                exclusive: false,
+                round: 0,
+                cost: p.cost(),
+                part,
+            })
+        })
+        .collect();
+    let scheduler = Scheduler {
+        model,
+        parts: &parts,
+        history: &history.ops,
+        config,
         deadline: config.timeout.map(|t| started + t),
-        memo_bytes: (config.memory_mib << 20) / threads,
-        cancel: &cancel,
-    };
-    // Biggest keys first, so one large key does not start last.
-    let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(parts[i].ops.len()));
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Checked>>> = Mutex::new(vec![None; parts.len()]);
-    let worker = || {
-        while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let explain = config.explain == Explain::All;
-            let verdict = check_part(model, &parts[i], &history.ops, &budget, explain);
-            if let Ok(mut slots) = results.lock() {
-                slots[i] = Some(verdict);
-            }
-        }
+        memory: &memory,
+        threads,
+        cancel: AtomicBool::new(false),
+        queue: Mutex::new(Queue {
+            waiting,
+            running: 0,
+            progress: vec![Progress::default(); parts.len()],
+            first_invalid: None,
+        }),
+        changed: Condvar::new(),
     };
     if threads == 1 {
-        worker();
+        scheduler.work();
     } else {
         std::thread::scope(|scope| {
             for _ in 0..threads {
-                scope.spawn(worker);
+                scope.spawn(|| scheduler.work());
             }
         });
     }
-    let (mut keys, furthest): (Vec<KeyVerdict>, Vec<Vec<u32>>) = results
+    let queue = scheduler
+        .queue
         .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .into_iter()
-        .flatten()
-        .unzip();
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut keys: Vec<KeyVerdict> = parts
+        .iter()
+        .zip(&queue.progress)
+        .map(|(part, progress)| {
+            let (verdict, reason) = progress
+                .settled
+                .clone()
+                .unwrap_or((Verdict::Unknown, Some(STOPPED_EARLY.into())));
+            KeyVerdict {
+                key: part.key.clone(),
+                verdict,
+                ops: part.total_ops,
+                checked_ops: part.ops.len(),
+                steps: progress.steps,
+                attempts: progress.attempts,
+                memo_states: progress.memo_states,
+                memory_bytes: progress.memory_bytes,
+                elapsed_ms: progress.elapsed.as_secs_f64() * 1e3,
+                reason,
+                witness: progress.witness.clone(),
+            }
+        })
+        .collect();
     if config.explain == Explain::First {
-        if let Some(i) = keys.iter().position(|k| k.verdict == Verdict::Invalid) {
+        if let Some(i) = queue.first_invalid {
             let part = &parts[i];
+            let never = AtomicBool::new(false);
+            let budget = Budget {
+                deadline: scheduler.deadline,
+                max_steps: None,
+                memory: &memory,
+                memory_cap: memory.limit(),
+                cancel: &never,
+            };
             keys[i].witness = witness::explain(
                 model,
                 &part.ops,
                 &part.origin,
                 &history.ops,
-                &furthest[i],
+                &queue.progress[i].furthest,
                 &budget,
             );
         }
@@ -247,52 +538,6 @@ fn run<M: Compile>(
         keys,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
     })
-}
-
-fn check_part<M: SeqModel>(
-    model: &M,
-    part: &Part<M::Op>,
-    history: &[LinOp],
-    budget: &Budget<'_>,
-    explain: bool,
-) -> Checked {
-    let started = Instant::now();
-    let searched = search::search(model, &part.ops, budget);
-    let (verdict, reason) = match &searched.outcome {
-        Outcome::Linearizable(_) => (Verdict::Valid, None),
-        Outcome::NotLinearizable => (Verdict::Invalid, None),
-        Outcome::Unknown(why) => (Verdict::Unknown, Some(why.clone())),
-    };
-    let witness = if explain && verdict == Verdict::Invalid {
-        witness::explain(
-            model,
-            &part.ops,
-            &part.origin,
-            history,
-            &searched.furthest,
-            budget,
-        )
-    } else {
-        None
-    };
-    // Only a failing key's furthest linearization is kept for its witness.
-    let furthest = if verdict == Verdict::Invalid {
-        searched.furthest
-    } else {
-        Vec::new()
-    };
-    let key = KeyVerdict {
-        key: part.key.clone(),
-        verdict,
-        ops: part.total_ops,
-        checked_ops: part.ops.len(),
-        steps: searched.steps,
-        memo_states: searched.memo_states,
-        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
-        reason,
-        witness,
-    };
-    (key, furthest)
 }
 
 /// Witness ops shown per list in human output (JSON and HTML have more).

@@ -83,6 +83,13 @@ pub trait SeqModel: Sync {
     /// nothing and changes nothing (a read), else the op with its output
     /// unknown.
     fn pending(&self, op: &Self::Op) -> Option<Self::Op>;
+    /// Whether `op` never changes the state: wherever it is legal, its step
+    /// returns the state it was given (a read, a cas known to have failed).
+    /// The search linearizes such an op as soon as it is legal, so a wrong
+    /// `true` would be a wrong verdict; `false` only costs steps.
+    fn observes(&self, _op: &Self::Op) -> bool {
+        false
+    }
     /// Approximate heap bytes a state holds, for the memory budget.
     fn state_bytes(&self, state: &Self::State) -> usize;
     /// A state for people.
@@ -280,6 +287,17 @@ impl SeqModel for Register {
         }
     }
 
+    fn observes(&self, op: &RegisterOp) -> bool {
+        matches!(
+            op,
+            RegisterOp::Read(_)
+                | RegisterOp::Cas {
+                    effect: Effect::Failed,
+                    ..
+                }
+        )
+    }
+
     fn state_bytes(&self, _: &u32) -> usize {
         0
     }
@@ -385,6 +403,10 @@ impl SeqModel for Kv {
         }
     }
 
+    fn observes(&self, op: &KvOp) -> bool {
+        matches!(op, KvOp::Get(_))
+    }
+
     fn state_bytes(&self, state: &String) -> usize {
         state.capacity()
     }
@@ -459,6 +481,10 @@ impl SeqModel for Counter {
             CounterOp::Read(_) => None,
             CounterOp::Add(_) => Some(*op),
         }
+    }
+
+    fn observes(&self, op: &CounterOp) -> bool {
+        matches!(op, CounterOp::Read(_))
     }
 
     fn state_bytes(&self, _: &i64) -> usize {
@@ -536,6 +562,10 @@ impl SeqModel for Set {
             SetOp::Read(_) => None,
             SetOp::Add(_) => Some(op.clone()),
         }
+    }
+
+    fn observes(&self, op: &SetOp) -> bool {
+        matches!(op, SetOp::Read(_))
     }
 
     fn state_bytes(&self, state: &Box<[u32]>) -> usize {

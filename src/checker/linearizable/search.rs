@@ -9,11 +9,14 @@
 //! configuration is expanded twice; the set is a bitset with an incremental
 //! Zobrist hash, and equal hashes are resolved by comparing bitset and state.
 
+use super::memory::Ledger;
 use super::model::SeqModel;
 use hashbrown::HashTable;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+pub use super::memory::MemoryBudget;
 
 /// An op ready for the search: the compiled op and its real-time interval.
 #[derive(Clone, Debug)]
@@ -31,10 +34,57 @@ pub struct TimedOp<O> {
 pub struct Budget<'a> {
     /// Give up at this instant.
     pub deadline: Option<Instant>,
-    /// Give up when the memo holds more than this many bytes.
-    pub memo_bytes: usize,
+    /// Give up after this many steps (one attempt of a key that may be
+    /// resumed later with a larger quota).
+    pub max_steps: Option<u64>,
+    /// The check's memory budget, which every search draws on.
+    pub memory: &'a MemoryBudget,
+    /// The most this search may hold of `memory`, in bytes.
+    pub memory_cap: usize,
     /// Give up when another part of the check asks everyone to stop.
     pub cancel: &'a AtomicBool,
+}
+
+/// Which limit stopped a search before it could decide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The deadline passed.
+    Time,
+    /// The step quota of this attempt ran out.
+    Steps,
+    /// The memory budget ran out.
+    Memory {
+        /// The search's own cap, in bytes.
+        cap: usize,
+        /// The whole-process resident size that tripped the budget, when
+        /// that is what stopped it.
+        resident: Option<usize>,
+    },
+    /// Another part of the check asked everyone to stop.
+    Cancelled,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Time => f.write_str("time budget ran out"),
+            Stop::Steps => f.write_str("step quota ran out"),
+            Stop::Memory {
+                resident: Some(resident),
+                ..
+            } => write!(
+                f,
+                "memory budget ran out: the process holds {} MiB",
+                resident >> 20
+            ),
+            Stop::Memory { cap, .. } => write!(
+                f,
+                "memory budget ran out: the search may hold {:.1} MiB",
+                *cap as f64 / (1 << 20) as f64
+            ),
+            Stop::Cancelled => f.write_str("cancelled"),
+        }
+    }
 }
 
 /// What a search concluded.
@@ -45,8 +95,8 @@ pub enum Outcome {
     Linearizable(Vec<u32>),
     /// No legal order exists.
     NotLinearizable,
-    /// The budget ran out first; the reason says which limit.
-    Unknown(String),
+    /// A limit stopped the search first.
+    Unknown(Stop),
 }
 
 /// The search's result with what it learned on the way.
@@ -56,18 +106,20 @@ pub struct Searched {
     pub outcome: Outcome,
     /// The longest partial linearization found (indices into the ops).
     pub furthest: Vec<u32>,
-    /// Configurations expanded.
+    /// Steps taken: events visited while looking for an op to linearize.
     pub steps: u64,
     /// Configurations remembered in the memo.
     pub memo_states: usize,
-    /// Approximate bytes the memo held at the end.
-    pub memo_bytes: usize,
+    /// The most bytes the search held at once, as charged to its ledger.
+    pub memory_bytes: usize,
 }
 
 const NIL: u32 = u32::MAX;
 const HEAD: u32 = 0;
 /// How often the clock and the cancel flag are consulted.
 const BUDGET_CHECK_EVERY: u64 = 4096;
+/// How many budget checks pass between two reads of the resident size.
+const RESIDENT_CHECK_EVERY: u64 = 16;
 
 struct MemoEntry<S> {
     hash: u64,
@@ -171,6 +223,14 @@ impl Events {
     }
 }
 
+/// One move of the search: the op linearized, the state before it, and the
+/// phase it was found in.
+struct Frame<S> {
+    op: u32,
+    previous: S,
+    phase: Phase,
+}
+
 /// Keeps a copy of the deepest stack seen, copying only what changed since
 /// the last copy so the cost stays proportional to the search's own moves.
 #[derive(Default)]
@@ -192,17 +252,16 @@ impl Furthest {
         }
     }
 
-    fn sync<S>(&mut self, stack: &[(u32, S)]) {
+    fn sync<S>(&mut self, stack: &[Frame<S>]) {
         if self.pending {
             self.ops.truncate(self.common);
-            self.ops
-                .extend(stack[self.common..].iter().map(|(op, _)| *op));
+            self.ops.extend(stack[self.common..].iter().map(|f| f.op));
             self.common = stack.len();
             self.pending = false;
         }
     }
 
-    fn popping<S>(&mut self, stack: &[(u32, S)]) {
+    fn popping<S>(&mut self, stack: &[Frame<S>]) {
         self.sync(stack);
         self.common = self.common.min(stack.len() - 1);
     }
@@ -214,41 +273,163 @@ fn state_hash<S: Hash>(state: &S) -> u64 {
     splitmix(h.finish())
 }
 
+/// Bytes a hashbrown table of `capacity` entries of `T` allocates.
+fn table_bytes<T>(capacity: usize) -> usize {
+    let buckets = match capacity {
+        0 => return 0,
+        c if c < 8 => (c + 1).next_power_of_two(),
+        c => (c * 8 / 7).next_power_of_two(),
+    };
+    buckets * (std::mem::size_of::<T>() + 1) + 16
+}
+
+/// Heap bytes of a state as charged: its own bytes plus the allocator's
+/// per-allocation overhead.
+fn heap_bytes<M: SeqModel>(model: &M, state: &M::State) -> usize {
+    match model.state_bytes(state) {
+        0 => 0,
+        n => n + 16,
+    }
+}
+
+/// Which candidates a scan of the event list considers. Every candidate of
+/// a configuration is tried in exactly one phase, so the order changes the
+/// steps, never the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Ops that never change the state (reads, failed cas), when legal now:
+    /// linearizing one now loses nothing (see [`search`]), so it is the
+    /// configuration's only move.
+    Observe,
+    /// Ops that returned.
+    Returned,
+    /// Ops that never returned: each may take effect at any later point or
+    /// never, so they are tried last, only when the others are stuck.
+    Crashed,
+}
+
 /// Decides whether `ops` has a linearization under `model`, within `budget`.
+///
+/// On top of Lowe's search, two orderings cut the steps on hard histories:
+///
+/// - A candidate that never changes the state (a read, a failed cas) and is
+///   legal now is linearized at once, with no alternative tried. This loses
+///   nothing: it is a candidate, so no remaining op returned before it was
+///   called, and moving it to the front of any linearization of the rest
+///   keeps every state and every real-time order. If the configuration
+///   after it fails, so does the one before.
+/// - Ops that never returned are tried after the ones that did: a crashed
+///   write is needed only when a later read saw it.
 pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_>) -> Searched {
     let n = ops.len();
+    let mut ledger = Ledger::new(budget.memory, budget.memory_cap);
+    let frame_size = std::mem::size_of::<Frame<M::State>>();
+    // Event list (and the sort that builds it), Zobrist keys, bitset, op
+    // classes, the stack and the furthest linearization, none longer than
+    // `n`.
+    let fixed = (2 * n + 1) * 13 + n * (8 + 32 + 8 + 2 + frame_size + 4) + n.div_ceil(64) * 8;
+    if !ledger.charge(fixed) {
+        return Searched {
+            outcome: Outcome::Unknown(Stop::Memory {
+                cap: budget.memory_cap,
+                resident: None,
+            }),
+            furthest: Vec::new(),
+            steps: 0,
+            memo_states: 0,
+            memory_bytes: ledger.peak(),
+        };
+    }
     let mut events = Events::build(ops);
     let zobrist: Vec<u64> = (0..n as u64).map(splitmix).collect();
+    let observes: Vec<bool> = ops.iter().map(|o| model.observes(&o.op)).collect();
+    let crashed: Vec<bool> = ops.iter().map(|o| o.ret.is_none()).collect();
+    let any_crashed = crashed.iter().any(|&c| c);
+    let any_observer = observes.iter().any(|&o| o);
     let mut bits = vec![0u64; n.div_ceil(64)];
     let mut bits_hash = 0u64;
     let mut memo: HashTable<MemoEntry<M::State>> = HashTable::new();
     let mut memo_words: Vec<u64> = Vec::new();
-    let mut memo_bytes = 0usize;
-    let mut stack: Vec<(u32, M::State)> = Vec::new();
+    // Heap bytes of the states held by the memo and by the stack.
+    let mut state_heap = 0usize;
+    let mut stack: Vec<Frame<M::State>> = Vec::with_capacity(n);
     let mut furthest = Furthest::default();
     let mut state = model.init();
+    let mut phase = if any_observer {
+        Phase::Observe
+    } else {
+        Phase::Returned
+    };
     let mut entry = events.next[HEAD as usize];
     let mut steps = 0u64;
+    let footprint = |memo: &HashTable<MemoEntry<M::State>>, words: &Vec<u64>, heap: usize| {
+        fixed + table_bytes::<MemoEntry<M::State>>(memo.capacity()) + words.capacity() * 8 + heap
+    };
+    let out_of_memory = |resident| {
+        Outcome::Unknown(Stop::Memory {
+            cap: budget.memory_cap,
+            resident,
+        })
+    };
 
-    let outcome = loop {
-        if entry == NIL {
-            break Outcome::Linearizable(stack.iter().map(|(op, _)| *op).collect());
-        }
+    let outcome = 'search: loop {
         steps += 1;
         if steps.is_multiple_of(BUDGET_CHECK_EVERY) {
             if budget.cancel.load(Ordering::Relaxed) {
-                break Outcome::Unknown("cancelled".into());
+                break Outcome::Unknown(Stop::Cancelled);
             }
             if budget.deadline.is_some_and(|d| Instant::now() >= d) {
-                break Outcome::Unknown(format!("time budget ran out after {steps} steps"));
+                break Outcome::Unknown(Stop::Time);
+            }
+            if budget.max_steps.is_some_and(|max| steps >= max) {
+                break Outcome::Unknown(Stop::Steps);
+            }
+            if steps.is_multiple_of(BUDGET_CHECK_EVERY * RESIDENT_CHECK_EVERY) {
+                if let Some(resident) = budget.memory.resident_exceeded() {
+                    break out_of_memory(Some(resident));
+                }
             }
         }
-        let op = events.op[entry as usize];
-        if events.is_call[entry as usize] {
-            if let Some(next_state) = model.step(&state, &ops[op as usize].op) {
-                let (word, bit) = (op as usize / 64, 1u64 << (op % 64));
+        let at_call = entry != NIL && events.is_call[entry as usize];
+        if !at_call {
+            // The end of the candidates of this configuration.
+            if entry == NIL || crashed[events.op[entry as usize] as usize] {
+                // Every op left never returned: each may be taken to have
+                // never happened.
+                break Outcome::Linearizable(stack.iter().map(|f| f.op).collect());
+            }
+            match phase {
+                Phase::Observe => {
+                    phase = Phase::Returned;
+                    entry = events.next[HEAD as usize];
+                    continue;
+                }
+                Phase::Returned if any_crashed => {
+                    phase = Phase::Crashed;
+                    entry = events.next[HEAD as usize];
+                    continue;
+                }
+                // Nothing left to try here: undo the last move.
+                Phase::Returned | Phase::Crashed => {}
+            }
+        } else {
+            let op = events.op[entry as usize];
+            let o = op as usize;
+            let eligible = match phase {
+                Phase::Observe => observes[o],
+                Phase::Returned => !observes[o] && !crashed[o],
+                Phase::Crashed => !observes[o] && crashed[o],
+            };
+            let mut backtrack = false;
+            let next_state = if eligible {
+                model.step(&state, &ops[o].op)
+            } else {
+                None
+            };
+            if let Some(next_state) = next_state {
+                let (word, bit) = (o / 64, 1u64 << (op % 64));
                 bits[word] |= bit;
-                bits_hash ^= zobrist[op as usize];
+                bits_hash ^= zobrist[o];
                 let hash = bits_hash ^ state_hash(&next_state);
                 let seen = memo
                     .find(hash, |e| {
@@ -264,59 +445,90 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
                 if !seen {
                     let full_words = bits.iter().take_while(|&&w| w == u64::MAX).count();
                     let used = bits.iter().rposition(|&w| w != 0).map_or(0, |i| i + 1);
-                    let tail = &bits[full_words..used.max(full_words)];
+                    let tail_len = used.max(full_words) - full_words;
+                    // Charge the worst moment of the insertion (a table or
+                    // arena that grows is briefly held twice) before it.
+                    let mut growth = 2 * heap_bytes(model, &next_state);
+                    if memo.len() == memo.capacity() {
+                        growth += table_bytes::<MemoEntry<M::State>>((memo.capacity() + 1) * 2);
+                    }
+                    if memo_words.len() + tail_len > memo_words.capacity() {
+                        growth += (memo_words.capacity() * 2).max(memo_words.len() + tail_len) * 8;
+                    }
+                    if !ledger.charge(growth) {
+                        break 'search out_of_memory(None);
+                    }
+                    let tail = &bits[full_words..full_words + tail_len];
                     let tail_at = memo_words.len() as u32;
                     memo_words.extend_from_slice(tail);
-                    memo_bytes += std::mem::size_of::<MemoEntry<M::State>>()
-                        + tail.len() * 8
-                        + model.state_bytes(&next_state);
+                    state_heap += heap_bytes(model, &next_state);
                     memo.insert_unique(
                         hash,
                         MemoEntry {
                             hash,
                             full_words: full_words as u32,
                             tail_at,
-                            tail_len: tail.len() as u32,
+                            tail_len: tail_len as u32,
                             state: next_state.clone(),
                         },
                         |e| e.hash,
                     );
-                    if memo_bytes > budget.memo_bytes {
-                        break Outcome::Unknown(format!(
-                            "memory budget of {} MiB ran out after {} states",
-                            budget.memo_bytes >> 20,
-                            memo.len()
-                        ));
-                    }
                     let previous = std::mem::replace(&mut state, next_state);
-                    stack.push((op, previous));
+                    state_heap += heap_bytes(model, &previous);
+                    ledger.release(growth);
+                    if !ledger.settle(footprint(&memo, &memo_words, state_heap)) {
+                        break 'search out_of_memory(None);
+                    }
+                    stack.push(Frame {
+                        op,
+                        previous,
+                        phase,
+                    });
                     furthest.pushed(stack.len());
                     events.lift(op);
+                    phase = if any_observer {
+                        Phase::Observe
+                    } else {
+                        Phase::Returned
+                    };
                     entry = events.next[HEAD as usize];
                     continue;
                 }
                 bits[word] &= !bit;
-                bits_hash ^= zobrist[op as usize];
+                bits_hash ^= zobrist[o];
+                // A forced move already explored and failed: so did this
+                // configuration.
+                backtrack = phase == Phase::Observe;
             }
-            entry = events.next[entry as usize];
-        } else {
-            if ops[op as usize].ret.is_none() {
-                // Every op still in the list never returned: each may be
-                // taken to have never happened.
-                break Outcome::Linearizable(stack.iter().map(|(op, _)| *op).collect());
+            if !backtrack {
+                entry = events.next[entry as usize];
+                continue;
             }
+        }
+        // Undo moves until one leaves an alternative to try.
+        loop {
             if stack.is_empty() {
-                break Outcome::NotLinearizable;
+                break 'search Outcome::NotLinearizable;
             }
             furthest.popping(&stack);
-            let Some((top, previous)) = stack.pop() else {
-                break Outcome::NotLinearizable;
+            let Some(Frame {
+                op: top,
+                previous,
+                phase: top_phase,
+            }) = stack.pop()
+            else {
+                break 'search Outcome::NotLinearizable;
             };
+            state_heap -= heap_bytes(model, &previous);
             state = previous;
             bits[top as usize / 64] &= !(1u64 << (top % 64));
             bits_hash ^= zobrist[top as usize];
             events.unlift(top);
-            entry = events.next[events.call_entry[top as usize] as usize];
+            if top_phase != Phase::Observe {
+                phase = top_phase;
+                entry = events.next[events.call_entry[top as usize] as usize];
+                break;
+            }
         }
     };
     furthest.sync(&stack);
@@ -325,6 +537,6 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
         furthest: furthest.ops,
         steps,
         memo_states: memo.len(),
-        memo_bytes,
+        memory_bytes: ledger.peak(),
     }
 }
