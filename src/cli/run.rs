@@ -296,6 +296,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
     let checks = check_all(&result.history);
     let live = result.live_figures();
     let mut report = Report::build(&result.history, &checks, Some(&live));
+    report.convergence_steps = result.convergence;
     if report.verdict == Verdict::Invalid && !args.no_shrink {
         if args.format == Format::Human {
             eprintln!("invalid: shrinking to a minimal counterexample...");
