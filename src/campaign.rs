@@ -338,6 +338,7 @@ pub fn run_campaign(
         let checks = check_all(&result.history);
         let live = result.live_figures();
         let mut report = Report::build(&result.history, &checks, Some(&live));
+        report.convergence_steps = result.convergence;
         if report.verdict != Verdict::Valid {
             let found_after_s = started.elapsed().as_secs_f64();
             let dir = keep(&campaign.out, &scratch, iteration, &config)?;

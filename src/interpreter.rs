@@ -1,7 +1,12 @@
-//! The interpreter: runs the writers as tokio tasks against in-process
-//! replicas, drives the network on its own thread, streams every op into the
-//! history, then heals, polls anti-entropy until quiescence, reads every
-//! replica and probes idempotency.
+//! The interpreter: runs the writers against in-process replicas as a
+//! deterministic simulation (see [`crate::network`]), streams every op into
+//! the history, then heals, lets the network drain, runs anti-entropy until
+//! quiescence, reads every replica and probes idempotency.
+//!
+//! A seed is a promise here: the same configuration gives the same history,
+//! byte for byte apart from wall-clock fields (`time_ns`, `convergence_ns`),
+//! whatever the machine and the thread count. Each op line carries the tick
+//! that made it (`tick`), the logical time the simulation used.
 
 use crate::error::{Error, Result};
 use crate::generator::{Generator, Mix, Step};
@@ -10,14 +15,14 @@ use crate::history::{
     FinalRead, Function, Header, History, OpBatch, OpRecord, Outcome, Probe, ProbeKind, Quiescence,
     SCHEMA_VERSION,
 };
-use crate::nemesis::{Nemesis, NemesisSpec};
-use crate::network::{all_equal, anti_entropy_round, Cluster, Network};
+use crate::nemesis::{Nemesis, NemesisSpec, MAX_DELAY_TICKS, RETRANSMIT_TICKS};
+use crate::network::{Network, Site, TickCtx};
+use crate::report::ConvergenceSteps;
 use crate::target::in_process::Replica;
 use converge_models::{Crdt, Intent, ModelVisitor, OpMeta, Workload};
 use converge_sync::channel::Sender;
-use converge_sync::{Backlog, Progress, ReplicaCell};
+use rayon::prelude::*;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Everything a run needs. Built by the CLI; the shrinker varies it.
@@ -43,7 +48,7 @@ pub struct RunConfig {
     pub out: PathBuf,
     /// Bound on final anti-entropy rounds before the verdict is `unknown`.
     pub max_rounds: u32,
-    /// Tokio worker threads.
+    /// Threads the replicas run on (the run is the same for any count).
     pub threads: usize,
     /// Show a progress bar.
     pub progress: bool,
@@ -192,6 +197,11 @@ pub struct RunResult {
     pub nemesis_log: Vec<String>,
     /// Resident memory before the run, MB.
     pub rss_start_mb: f64,
+    /// How the replicas converged after the heal, in simulation steps
+    /// (`None` if they did not reach quiescence).
+    pub convergence: Option<ConvergenceSteps>,
+    /// Ticks the simulation ran, final phase included.
+    pub ticks: u64,
 }
 
 impl RunResult {
@@ -206,24 +216,13 @@ impl RunResult {
     }
 }
 
-/// Below this many new updates per tick the network thread naps.
-const NETWORK_BATCH: usize = 1024;
-/// Writers yield to the other writers every this many ops: often enough
-/// that 1000 writers interleave finely, seldom enough that the scheduler
-/// does not cost more than the ops.
-const YIELD_EVERY: u64 = 4;
-/// Writers report progress every this many ops (the nemesis phases on it).
-const PROGRESS_EVERY: u64 = 16;
-/// Ops buffered by all writers together before they reach the history
-/// writer; each writer's batch is this divided by the writer count, within
-/// [`MIN_BATCH`, `BATCH`], so 10,000 writers do not hold 10,000 full batches.
-const BUFFERED_OPS: usize = 1 << 16;
-/// Smallest per-writer history batch.
-const MIN_BATCH: usize = 4;
-/// Largest per-writer history batch.
-const BATCH: usize = 256;
-/// Writers pause while this many update copies per replica are undelivered.
-const BACKLOG_PER_REPLICA: u64 = 1 << 16;
+/// From this much work in a tick (writer ops plus copies to route), the
+/// replicas take their share side by side on the pool: below it, waking
+/// the pool costs more than it saves. Either way the run is the same.
+const PARALLEL_WORK: usize = 256;
+/// A flush after the heal ends within the longest delay plus a
+/// retransmission; past this many ticks something is wrong in the engine.
+const MAX_FLUSH_TICKS: u64 = 4 * (MAX_DELAY_TICKS + RETRANSMIT_TICKS + 2);
 
 /// Runs the configured model. The history is on disk before this returns.
 pub fn run(config: &RunConfig) -> Result<RunResult> {
@@ -260,131 +259,134 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
         nemesis: config.nemesis.to_spec(),
         reproduce: config.reproduce(),
     };
-    let history_path = config.out.join("history.jsonl");
-    let writer = HistoryWriter::start(&history_path, header)?;
-    let replicas = config.replicas as usize;
-    let cluster: Cluster<M> = Arc::new(
-        (0..config.replicas)
-            .map(|id| ReplicaCell::new(Replica::new(id, config.mix.keys, replicas)))
-            .collect(),
-    );
+    let writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
     let start = Instant::now();
-    let progress = Arc::new(Progress::new());
-    let backlog = Arc::new(Backlog::new());
+    // `simulate` owns the only other sender and drops it on every path, so
+    // the history on disk is complete up to a failure, whatever happened.
+    let outcome = simulate::<M>(config, writer.sender(), start);
+    let history = writer.finish()?;
+    let mut result = outcome?;
+    result.history = history;
+    result.total = start.elapsed();
+    result.rss_start_mb = rss_start_mb;
+    Ok(result)
+}
 
-    // The network thread.
+/// The run as a deterministic simulation in ticks (see [`crate::network`]):
+/// in each tick every replica takes the copies due to it and its writers
+/// make one op each, interleaved in a fixed order; replicas do so side by
+/// side, each with its own random streams, so the thread count cannot
+/// change the run. The history gets each tick's ops replica by replica, in
+/// the order they ran, once the tick is over: every value a read returns
+/// comes from an update of an earlier tick or an earlier op of its own
+/// replica in this one, so any prefix of the file (a killed run) holds the
+/// sources of every read in it.
+fn simulate<M: Crdt>(
+    config: &RunConfig,
+    sender: Sender<WriterMsg>,
+    start: Instant,
+) -> Result<RunResult> {
+    let replicas = config.replicas as usize;
     let nemesis = Nemesis::new(config.nemesis.clone(), config.seed, replicas);
-    let ops_per_phase = (config.ops / 8).max(1);
-    let mut network = Network::new(nemesis, replicas, ops_per_phase, backlog.clone());
-    let net_thread = {
-        let cluster = cluster.clone();
-        let progress = progress.clone();
-        std::thread::Builder::new()
-            .name("network".into())
-            .spawn(move || {
-                // Small batches cost a core in overhead; let them grow while
-                // the writers have the CPU.
-                while !progress.finished() {
-                    if network.tick(&cluster, progress.completed()) < NETWORK_BATCH {
-                        std::thread::sleep(Duration::from_micros(200));
-                    }
-                }
-                network
-            })
-            .map_err(|e| Error::io("network thread", e))?
-    };
-
+    let sites = (0..config.replicas)
+        .map(|id| Replica::new(id, config.mix.keys, replicas))
+        .collect();
+    let mut network = Network::<M>::new(nemesis, sites, (config.ops / 8).max(1));
+    let mut groups: Vec<Group> = (0..config.replicas)
+        .map(|replica| Group {
+            replica,
+            writers: Vec::new(),
+            active: 0,
+            clock_len: replicas,
+            batch: OpBatch::default(),
+            latest_ns: 0,
+        })
+        .collect();
+    let per_writer = config.ops / config.writers as u64;
+    let extra = config.ops % config.writers as u64;
+    for w in 0..config.writers {
+        let ops = per_writer + u64::from((w as u64) < extra);
+        if ops == 0 {
+            break;
+        }
+        let group = &mut groups[(w % config.replicas as u32) as usize];
+        group.writers.push(Writer {
+            process: w,
+            left: ops,
+            generator: Generator::new(config.seed, w, config.workload, config.mix.clone()),
+        });
+        group.active += 1;
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads.max(1))
+        .thread_name(|i| format!("replica-{i}"))
+        .build()
+        .map_err(|e| Error::Target {
+            component: "simulation thread pool".into(),
+            message: e.to_string(),
+        })?;
     let bar = config
         .progress
         .then(|| crate::cli::progress::bar(config.ops));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.threads.max(1))
-        .enable_time()
-        .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
-    let write_result: Result<()> = runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        let per_writer = config.ops / config.writers as u64;
-        let extra = config.ops % config.writers as u64;
-        for w in 0..config.writers {
-            let ops = per_writer + u64::from((w as u64) < extra);
-            if ops == 0 {
-                continue;
-            }
-            let ctx = WriterCtx {
-                cluster: cluster.clone(),
-                history: writer.sender(),
-                progress: progress.clone(),
-                backlog: backlog.clone(),
-                backlog_limit: BACKLOG_PER_REPLICA * replicas as u64,
-                batch_size: (BUFFERED_OPS / config.writers as usize).clamp(MIN_BATCH, BATCH),
-                clock_len: replicas,
-                start,
-                replica: (w % config.replicas as u32) as u16,
-                process: w,
-                ops,
-                generator: Generator::new(config.seed, w, config.workload, config.mix.clone()),
-            };
-            tasks.spawn(writer_task::<M>(ctx));
+    let mut sim = Sim {
+        pool,
+        start,
+        clock_floor_ns: 0,
+        sender,
+    };
+    let mut completed = 0u64;
+    // SIGINT/SIGTERM stops the writers; the final phase still runs (it is
+    // in memory and quick), so the ops done so far are judged in full.
+    while completed < config.ops && !crate::interrupt::requested() {
+        completed += sim.tick(&mut network, &mut groups, completed)?;
+        if let Some(bar) = &bar {
+            bar.set_position(completed);
         }
-        let ticker = bar.clone().map(|bar| {
-            let progress = progress.clone();
-            tokio::spawn(async move {
-                loop {
-                    bar.set_position(progress.completed());
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-        });
-        let mut result = Ok(());
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(e),
-                Err(e) => {
-                    result = Err(Error::Target {
-                        component: "writer task".into(),
-                        message: e.to_string(),
-                    })
-                }
-            }
-        }
-        if let Some(t) = ticker {
-            t.abort();
-        }
-        result
-    });
-    drop(runtime);
-    let write_phase = start.elapsed();
-    progress.finish();
-    let mut network = net_thread.join().map_err(|_| Error::Target {
-        component: "network thread".into(),
-        message: "panicked".into(),
-    })?;
+    }
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let sender = writer.sender();
-    if let Err(e) = write_result {
-        // Keep what was recorded: close the history before reporting.
-        drop(sender);
-        let _ = writer.finish();
-        return Err(e);
-    }
+    let write_phase = start.elapsed();
+    let write_ticks = network.tick();
 
-    // Final phase: heal, drain, anti-entropy until quiescence.
-    network.heal_and_flush(&cluster);
+    // Final phase: heal, let every copy in flight arrive, then anti-entropy
+    // until quiescence. Convergence is timed from the heal, in wall time,
+    // ticks, messages and rounds.
+    network.heal();
     let healed_at = Instant::now();
-    let mut convergence_ns = all_equal(&cluster).then_some(0u64);
+    let delivered_at_heal = network.stats().delivered;
+    let steps = |network: &Network<M>, rounds| ConvergenceSteps {
+        ticks: network.tick() - write_ticks,
+        messages: network.stats().delivered - delivered_at_heal,
+        rounds,
+    };
+    let mut converged = network
+        .all_equal()
+        .then(|| (0u64, steps(&network, 0)));
+    while !network.drained() {
+        if network.tick() - write_ticks > MAX_FLUSH_TICKS {
+            return Err(Error::Target {
+                component: "simulated network".into(),
+                message: format!(
+                    "{} copies still in flight {MAX_FLUSH_TICKS} ticks after the heal",
+                    network.in_flight()
+                ),
+            });
+        }
+        sim.tick(&mut network, &mut groups, completed)?;
+        if converged.is_none() && network.all_equal() {
+            converged = Some((elapsed_ns(healed_at), steps(&network, 0)));
+        }
+    }
     let mut rounds = 0;
     let mut reached = false;
     // Equal-but-still-changing replicas have not converged: the time counts
     // only if quiescence follows.
     while rounds < config.max_rounds {
         rounds += 1;
-        let changed = anti_entropy_round(&cluster);
-        if convergence_ns.is_none() && all_equal(&cluster) {
-            convergence_ns = Some(healed_at.elapsed().as_nanos() as u64);
+        let changed = network.anti_entropy_round();
+        if converged.is_none() && network.all_equal() {
+            converged = Some((elapsed_ns(healed_at), steps(&network, rounds)));
         }
         if !changed {
             reached = true;
@@ -392,16 +394,16 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
         }
     }
     if !reached {
-        convergence_ns = None;
+        converged = None;
     }
+    let sender = &sim.sender;
     let closed = |_| Error::Config("history writer stopped early".into());
-    for (id, replica) in cluster.iter().enumerate() {
-        let replica = replica.lock();
+    for site in &network.sites {
         for key in 0..config.mix.keys {
-            if let Some(value) = replica.read(key) {
+            if let Some(value) = site.replica.read(key) {
                 sender
                     .send(WriterMsg::Final(FinalRead {
-                        replica: id as u16,
+                        replica: site.replica.id,
                         key,
                         value,
                     }))
@@ -409,7 +411,7 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
             }
         }
     }
-    for probe in idempotency_probes(&cluster, &network) {
+    for probe in idempotency_probes(&network) {
         sender.send(WriterMsg::Probe(probe)).map_err(closed)?;
     }
     sender
@@ -417,135 +419,186 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
             reached,
             rounds,
             max_rounds: config.max_rounds,
-            convergence_ns,
+            convergence_ns: converged.map(|(ns, _)| ns),
         }))
         .map_err(closed)?;
     sender
-        .send(WriterMsg::Network(network.stats))
+        .send(WriterMsg::Network(network.stats()))
         .map_err(closed)?;
-    drop(sender);
-    let history = writer.finish()?;
     Ok(RunResult {
-        history,
+        history: History::default(),
         write_phase,
-        total: start.elapsed(),
+        total: Duration::ZERO,
         nemesis_log: std::mem::take(&mut network.log),
-        rss_start_mb,
+        rss_start_mb: 0.0,
+        convergence: converged.map(|(_, steps)| steps),
+        ticks: network.tick(),
     })
 }
 
-struct WriterCtx<M: Crdt> {
-    cluster: Cluster<M>,
-    history: Sender<WriterMsg>,
-    progress: Arc<Progress>,
-    backlog: Arc<Backlog>,
-    backlog_limit: u64,
-    batch_size: usize,
-    /// Entries of an update's clock (one per replica).
-    clock_len: usize,
+fn elapsed_ns(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What drives the ticks: the pool the replicas share, the wall clock the
+/// history's `time_ns` comes from, and the history writer.
+struct Sim {
+    pool: rayon::ThreadPool,
     start: Instant,
-    replica: u16,
+    /// Every op recorded so far completed before this (ns since `start`).
+    clock_floor_ns: u64,
+    sender: Sender<WriterMsg>,
+}
+
+impl Sim {
+    /// Runs one tick and records its ops; returns how many it made.
+    fn tick<M: Crdt>(
+        &mut self,
+        network: &mut Network<M>,
+        groups: &mut [Group],
+        completed: u64,
+    ) -> Result<u64> {
+        // Every op of a tick is recorded as invoked when the tick began:
+        // after every op of the previous ticks had returned, and before
+        // any of this one's did. So the real-time order the history shows
+        // is the tick order, which a seed fixes, not the schedule of the
+        // threads; an op's latency is still its own measured duration.
+        let invoked_ns = elapsed_ns(self.start).max(self.clock_floor_ns + 1);
+        let (sites, ctx) = network.begin_tick(completed);
+        let work = ctx.work() + groups.iter().map(|g| g.active).sum::<usize>();
+        let step = |(site, group): (&mut Site<M>, &mut Group)| {
+            site.receive(&ctx);
+            group.tick(site, &ctx, invoked_ns);
+        };
+        if work >= PARALLEL_WORK {
+            self.pool
+                .install(|| sites.par_iter_mut().zip(groups.par_iter_mut()).for_each(&step));
+        } else {
+            sites.iter_mut().zip(groups.iter_mut()).for_each(&step);
+        }
+        let tick = ctx.tick();
+        network.end_tick();
+        let mut made = 0;
+        for group in groups.iter_mut() {
+            self.clock_floor_ns = self.clock_floor_ns.max(group.latest_ns);
+            if group.batch.ops.is_empty() {
+                continue;
+            }
+            made += group.batch.ops.len() as u64;
+            let mut batch = OpBatch::with_capacity(group.active, group.clock_len);
+            std::mem::swap(&mut batch, &mut group.batch);
+            batch.tick = Some(tick);
+            self.sender
+                .send(WriterMsg::Ops(Box::new(batch)))
+                .map_err(|_| Error::Target {
+                    component: "history writer".into(),
+                    message: "stopped accepting ops".into(),
+                })?;
+        }
+        Ok(made)
+    }
+}
+
+/// One writer: a logical client bound to one replica, with its own op stream.
+struct Writer {
     process: u32,
-    ops: u64,
+    left: u64,
     generator: Generator,
 }
 
-async fn writer_task<M: Crdt>(mut ctx: WriterCtx<M>) -> Result<()> {
-    let mut batch = OpBatch::with_capacity(ctx.batch_size, ctx.clock_len);
-    let mut unreported = 0u64;
-    let send = |history: &Sender<WriterMsg>, batch: OpBatch| {
-        history
-            .send(WriterMsg::Ops(Box::new(batch)))
-            .map_err(|_| Error::Target {
-                component: "history writer".into(),
-                message: "stopped accepting ops".into(),
-            })
-    };
-    for done in 1..=ctx.ops {
-        // The backlog is written by every thread: reading it once per
-        // progress report instead of once per op spares a cache miss per op
-        // and lets the backlog overshoot by at most that many ops a writer.
-        while unreported == 0 && ctx.backlog.get() > ctx.backlog_limit {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        let step = ctx.generator.next_step();
-        let invoke = ctx.start.elapsed();
-        let mut record = OpRecord {
-            invoke_ns: invoke.as_nanos() as u64,
-            value: 0,
-            aux: 0,
-            latency_ns: 0,
-            process: ctx.process,
-            key: 0,
-            clock_sum: 0,
-            slot: 0,
-            replica: ctx.replica,
-            f: Function::Read,
-            outcome: Outcome::Ok,
-        };
-        match step {
-            Step::Read { key } => {
-                record.key = key;
-                let value = ctx.cluster[ctx.replica as usize].lock().read(key);
-                record.latency_ns = latency_since(ctx.start, invoke);
-                if value.is_none() {
-                    record.outcome = Outcome::Fail;
-                }
-                batch.push(record, None, &[], value);
-            }
-            Step::Update { key, intent } => {
-                record.key = key;
-                (record.f, record.value, record.slot) = describe(&intent);
-                let applied = ctx.cluster[ctx.replica as usize].originate(&ctx.backlog, |r| {
-                    r.update(key, &intent).map(|a| (a.msg, a.stamp))
-                });
-                record.latency_ns = latency_since(ctx.start, invoke);
-                match applied {
-                    Ok(stamp) => {
-                        record.clock_sum = u32::try_from(stamp.clock_sum).unwrap_or(u32::MAX);
-                        let mut observed = Vec::new();
-                        match stamp.meta {
-                            OpMeta::None => {}
-                            OpMeta::Dot(d) => record.aux = d.counter,
-                            OpMeta::Timestamp(ts) => record.aux = ts,
-                            OpMeta::Observed(dots) => observed = dots,
-                        }
-                        batch.push(record, Some(&stamp.clock), &observed, None);
-                    }
-                    Err(_) => {
-                        record.outcome = Outcome::Fail;
-                        batch.push(record, None, &[], None);
-                    }
-                }
-            }
-        }
-        unreported += 1;
-        if unreported >= PROGRESS_EVERY {
-            ctx.progress.report(unreported);
-            unreported = 0;
-        }
-        if batch.ops.len() >= ctx.batch_size {
-            let next = OpBatch::with_capacity(ctx.batch_size, ctx.clock_len);
-            send(&ctx.history, std::mem::replace(&mut batch, next))?;
-        }
-        if done.is_multiple_of(YIELD_EVERY) {
-            // SIGINT/SIGTERM: stop sending; the ops done so far are checked.
-            if crate::interrupt::requested() {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    }
-    ctx.progress.report(unreported);
-    if !batch.ops.is_empty() {
-        send(&ctx.history, batch)?;
-    }
-    Ok(())
+/// The writers of one replica and the ops they made this tick.
+struct Group {
+    replica: u16,
+    /// By id; those with ops left come first (lower ids get the remainder).
+    writers: Vec<Writer>,
+    /// Writers with ops left.
+    active: usize,
+    /// Entries of an update's clock (one per replica).
+    clock_len: usize,
+    batch: OpBatch,
+    /// Latest completion recorded this tick, ns since the run started.
+    latest_ns: u64,
 }
 
-fn latency_since(start: Instant, invoke: Duration) -> u32 {
-    let ns = start.elapsed().saturating_sub(invoke).as_nanos();
-    u32::try_from(ns).unwrap_or(u32::MAX)
+impl Group {
+    /// Each writer with ops left makes one op on `site`, in id order; the
+    /// copies the site gathered are applied spread evenly between them.
+    fn tick<M: Crdt>(
+        &mut self,
+        site: &mut Site<M>,
+        ctx: &TickCtx<'_, M>,
+        invoked_ns: u64,
+    ) {
+        let ready = site.ready();
+        let n = self.active;
+        for i in 0..n {
+            site.deliver_until(ctx, ready * (i + 1) / (n + 1));
+            let began = Instant::now();
+            let writer = &mut self.writers[i];
+            writer.left -= 1;
+            let mut record = OpRecord {
+                invoke_ns: invoked_ns,
+                value: 0,
+                aux: 0,
+                latency_ns: 0,
+                process: writer.process,
+                key: 0,
+                clock_sum: 0,
+                slot: 0,
+                replica: self.replica,
+                f: Function::Read,
+                outcome: Outcome::Ok,
+            };
+            match writer.generator.next_step() {
+                Step::Read { key } => {
+                    record.key = key;
+                    let value = site.replica.read(key);
+                    record.latency_ns = latency(began);
+                    if value.is_none() {
+                        record.outcome = Outcome::Fail;
+                    }
+                    self.batch.push(record, None, &[], value);
+                }
+                Step::Update { key, intent } => {
+                    record.key = key;
+                    (record.f, record.value, record.slot) = describe(&intent);
+                    let applied = site.replica.update(key, &intent);
+                    record.latency_ns = latency(began);
+                    match applied {
+                        Ok(applied) => {
+                            let stamp = applied.stamp;
+                            site.outbox.push(applied.msg);
+                            record.clock_sum =
+                                u32::try_from(stamp.clock_sum).unwrap_or(u32::MAX);
+                            let mut observed = Vec::new();
+                            match stamp.meta {
+                                OpMeta::None => {}
+                                OpMeta::Dot(d) => record.aux = d.counter,
+                                OpMeta::Timestamp(ts) => record.aux = ts,
+                                OpMeta::Observed(dots) => observed = dots,
+                            }
+                            self.batch.push(record, Some(&stamp.clock), &observed, None);
+                        }
+                        Err(_) => {
+                            record.outcome = Outcome::Fail;
+                            self.batch.push(record, None, &[], None);
+                        }
+                    }
+                }
+            }
+            self.latest_ns = self
+                .latest_ns
+                .max(invoked_ns + u64::from(record.latency_ns));
+        }
+        site.deliver_until(ctx, ready);
+        while self.active > 0 && self.writers[self.active - 1].left == 0 {
+            self.active -= 1;
+        }
+    }
+}
+
+fn latency(began: Instant) -> u32 {
+    u32::try_from(began.elapsed().as_nanos()).unwrap_or(u32::MAX)
 }
 
 /// How an intent is written in the history: (function, value, field).
@@ -562,7 +615,7 @@ pub fn describe(intent: &Intent) -> (Function, i64, u32) {
 
 /// Re-merges every final state with itself and with earlier snapshots, and
 /// re-delivers sampled ops; records whether anything changed.
-fn idempotency_probes<M: Crdt>(cluster: &Cluster<M>, network: &Network<M>) -> Vec<Probe> {
+fn idempotency_probes<M: Crdt>(network: &Network<M>) -> Vec<Probe> {
     let mut probes = Vec::new();
     let mut record = |probe, replica, key, before: &M, after: &M| {
         let changed = before != after;
@@ -590,8 +643,7 @@ fn idempotency_probes<M: Crdt>(cluster: &Cluster<M>, network: &Network<M>) -> Ve
             );
         }
     }
-    for replica in cluster.iter() {
-        let replica = replica.lock();
+    for replica in network.sites.iter().map(|s| &s.replica) {
         for (key, state) in replica.keys.iter().enumerate() {
             let mut merged = state.model.clone();
             merged.merge(&state.model);

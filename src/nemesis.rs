@@ -157,8 +157,15 @@ pub enum Fate {
 }
 
 /// The nemesis at run time: the faults plus a seeded random source.
+///
+/// Partitions, gossip choices and snapshots draw from the nemesis's own
+/// stream. A simulation that decides many messages side by side draws each
+/// link's and each replica's decisions from a stream of its own instead
+/// ([`Nemesis::link_stream`], [`Nemesis::replica_stream`] and the `*_from`
+/// methods), so the order in which threads reach them cannot change them.
 pub struct Nemesis {
     spec: NemesisSpec,
+    seed: u64,
     rng: ChaCha8Rng,
     replicas: usize,
     /// `side[r]` is replica r's side of the current partition.
@@ -172,6 +179,7 @@ impl Nemesis {
     pub fn new(spec: NemesisSpec, seed: u64, replicas: usize) -> Self {
         Nemesis {
             spec,
+            seed,
             rng: ChaCha8Rng::seed_from_u64(derive_seed(seed, u64::MAX - 1)),
             replicas,
             side: vec![false; replicas],
@@ -234,29 +242,52 @@ impl Nemesis {
 
     /// Decides the fate of one message on one link.
     pub fn fate(&mut self) -> Fate {
-        if self.healed {
-            return Fate::Deliver;
-        }
-        if self.spec.has(Fault::Drop) && self.rng.random_bool(DROP_PROBABILITY) {
-            return Fate::Drop(RETRANSMIT_TICKS);
-        }
-        if self.spec.has(Fault::Delay) && self.rng.random_bool(DELAY_PROBABILITY) {
-            return Fate::Delay(self.rng.random_range(1..=MAX_DELAY_TICKS));
-        }
-        Fate::Deliver
+        fate(&self.spec, self.healed, &mut self.rng)
     }
 
     /// Whether to inject a late duplicate, and after how many ticks.
     pub fn duplicate(&mut self) -> Option<u64> {
-        (!self.healed
-            && self.spec.has(Fault::Duplicate)
-            && self.rng.random_bool(DUPLICATE_PROBABILITY))
-        .then(|| self.rng.random_range(1..=MAX_DELAY_TICKS))
+        duplicate(&self.spec, self.healed, &mut self.rng)
     }
 
     /// Whether to shuffle a delivery batch.
     pub fn reorder(&mut self) -> bool {
-        !self.healed && self.spec.has(Fault::Reorder) && self.rng.random_bool(REORDER_PROBABILITY)
+        reorder(&self.spec, self.healed, &mut self.rng)
+    }
+
+    /// The random stream of the link from replica `src` to replica `dst`.
+    pub fn link_stream(&self, src: usize, dst: usize) -> ChaCha8Rng {
+        let link = ((src as u64) << 32) | dst as u64;
+        ChaCha8Rng::seed_from_u64(derive_seed(derive_seed(self.seed, LINK_STREAMS), link))
+    }
+
+    /// The random stream of replica `replica` (reordering its deliveries,
+    /// sampling them for probes).
+    pub fn replica_stream(&self, replica: usize) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(derive_seed(
+            derive_seed(self.seed, REPLICA_STREAMS),
+            replica as u64,
+        ))
+    }
+
+    /// [`Nemesis::fate`], drawn from `rng` (a link's stream).
+    pub fn fate_from(&self, rng: &mut ChaCha8Rng) -> Fate {
+        fate(&self.spec, self.healed, rng)
+    }
+
+    /// [`Nemesis::duplicate`], drawn from `rng` (a link's stream).
+    pub fn duplicate_from(&self, rng: &mut ChaCha8Rng) -> Option<u64> {
+        duplicate(&self.spec, self.healed, rng)
+    }
+
+    /// [`Nemesis::reorder`], drawn from `rng` (a replica's stream).
+    pub fn reorder_from(&self, rng: &mut ChaCha8Rng) -> bool {
+        reorder(&self.spec, self.healed, rng)
+    }
+
+    /// Whether every fault is healed for good.
+    pub fn is_healed(&self) -> bool {
+        self.healed
     }
 
     /// Shuffles a batch with the nemesis's random source.
@@ -273,6 +304,35 @@ impl Nemesis {
     pub fn drop_gossip(&mut self) -> bool {
         !self.healed && self.spec.has(Fault::Drop) && self.rng.random_bool(DROP_PROBABILITY)
     }
+}
+
+/// Stream tags under the run seed: each link's and each replica's stream
+/// is derived from one of these, apart from the writers' streams (small
+/// numbers) and the nemesis's own.
+const LINK_STREAMS: u64 = u64::MAX - 2;
+/// See [`LINK_STREAMS`].
+const REPLICA_STREAMS: u64 = u64::MAX - 3;
+
+fn fate(spec: &NemesisSpec, healed: bool, rng: &mut ChaCha8Rng) -> Fate {
+    if healed {
+        return Fate::Deliver;
+    }
+    if spec.has(Fault::Drop) && rng.random_bool(DROP_PROBABILITY) {
+        return Fate::Drop(RETRANSMIT_TICKS);
+    }
+    if spec.has(Fault::Delay) && rng.random_bool(DELAY_PROBABILITY) {
+        return Fate::Delay(rng.random_range(1..=MAX_DELAY_TICKS));
+    }
+    Fate::Deliver
+}
+
+fn duplicate(spec: &NemesisSpec, healed: bool, rng: &mut ChaCha8Rng) -> Option<u64> {
+    (!healed && spec.has(Fault::Duplicate) && rng.random_bool(DUPLICATE_PROBABILITY))
+        .then(|| rng.random_range(1..=MAX_DELAY_TICKS))
+}
+
+fn reorder(spec: &NemesisSpec, healed: bool, rng: &mut ChaCha8Rng) -> bool {
+    !healed && spec.has(Fault::Reorder) && rng.random_bool(REORDER_PROBABILITY)
 }
 
 #[cfg(test)]

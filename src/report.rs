@@ -139,6 +139,10 @@ pub struct Report {
     pub info_rate: f64,
     /// From heal until all replicas were equal, ms (`null` if never).
     pub convergence_ms: Option<f64>,
+    /// Convergence after the heal in simulation steps (deterministic
+    /// targets only; set by the run, `null` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convergence_steps: Option<ConvergenceSteps>,
     /// Whether anti-entropy reached quiescence.
     pub quiescent: Option<bool>,
     /// Anti-entropy rounds run.
@@ -166,6 +170,27 @@ pub struct Report {
     /// The service under test, when converge started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceFigures>,
+}
+
+/// How a simulated run converged after the heal, in its own units: what
+/// `convergence_ms` took, independent of the machine's speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvergenceSteps {
+    /// Network ticks from the heal until every replica held the same state.
+    pub ticks: u64,
+    /// Op messages delivered in those ticks.
+    pub messages: u64,
+    /// Anti-entropy rounds it took on top (0 when the ticks sufficed).
+    pub rounds: u32,
+}
+
+impl ConvergenceSteps {
+    fn describe(&self) -> String {
+        format!(
+            "{} ticks, {} messages, {} anti-entropy rounds",
+            self.ticks, self.messages, self.rounds
+        )
+    }
 }
 
 /// Figures only a live run knows.
@@ -245,6 +270,7 @@ impl Report {
                 .quiescence
                 .and_then(|q| q.convergence_ns)
                 .map(|ns| ns as f64 / 1e6),
+            convergence_steps: None,
             quiescent: history.quiescence.map(|q| q.reached),
             anti_entropy_rounds: history.quiescence.map(|q| q.rounds),
             memory: Memory {
@@ -458,7 +484,10 @@ impl Report {
             (
                 "convergence time after heal",
                 self.convergence_ms
-                    .map_or("never".into(), |ms| format!("{ms:.2} ms")),
+                    .map_or("never".into(), |ms| format!("{ms:.2} ms"))
+                    + &self
+                        .convergence_steps
+                        .map_or(String::new(), |c| format!(" ({})", c.describe())),
             ),
             (
                 "conflicts (concurrent same-key update pairs)",
@@ -561,7 +590,10 @@ impl Report {
             self.counts.conflicts,
             self.counts.duplicates_delivered,
             self.convergence_ms
-                .map_or("never".into(), |ms| format!("{ms:.2} ms")),
+                .map_or("never".into(), |ms| format!("{ms:.2} ms"))
+                + &self
+                    .convergence_steps
+                    .map_or(String::new(), |c| format!(" ({})", c.describe())),
             self.memory
                 .rss_peak_mb
                 .map_or("n/a".into(), |m| format!("{m:.1} MB"))

@@ -4,6 +4,7 @@ pub mod check;
 pub mod fuzz;
 pub mod list;
 pub mod progress;
+pub mod replay;
 pub mod run;
 pub mod run_automerge;
 pub mod run_http;
@@ -46,6 +47,9 @@ pub enum Command {
     List(list::ListArgs),
     /// Run the reference HTTP CRDT service (several replicas in one process).
     Serve(serve::ServeArgs),
+    /// Re-run a stored in-process or automerge run from its history header
+    /// and compare: exit 0 identical, 1 different, 3 not replayable.
+    Replay(replay::ReplayArgs),
 }
 
 /// Where run outputs go by default.
@@ -138,6 +142,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Fuzz(args) => fuzz::execute(*args),
         Command::List(args) => list::execute(args),
         Command::Serve(args) => serve::execute(args),
+        Command::Replay(args) => replay::execute(args),
     };
     // No child outlives the command, whatever path ended it.
     crate::child::kill_all();

@@ -334,6 +334,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
     checks.extend(crate::interrupt::check());
     let live = result.live_figures();
     let mut report = Report::build(&result.history, &checks, Some(&live));
+    report.convergence_steps = result.convergence;
     if report.verdict == Verdict::Invalid && !args.no_shrink && !crate::interrupt::requested() {
         if args.format == Format::Human {
             eprintln!("invalid: shrinking to a minimal counterexample...");

@@ -136,6 +136,9 @@ fn write_loop(
                         op.observed.iter().copied(),
                         op.read,
                     );
+                    if let Some(tick) = batch.tick {
+                        add_tick(&mut line, tick);
+                    }
                     out.write_all(&line).map_err(io)?;
                     next_op += 1;
                     history
@@ -314,6 +317,20 @@ fn format_parts(
     line.extend_from_slice(b"}\n");
 }
 
+/// Adds `"tick":N` (logical time) at the end of both lines of one
+/// formatted op (`{...}\n{...}\n`), beside their wall-clock `time_ns`.
+fn add_tick(line: &mut Vec<u8>, tick: u64) {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(tick).as_bytes();
+    let field = || b",\"tick\":".iter().chain(digits).copied();
+    // Each line ends in `}\n`; no value holds a newline.
+    if let Some(newline) = line.iter().position(|b| *b == b'\n') {
+        line.splice(newline - 1..newline - 1, field());
+    }
+    let end = line.len() - 2;
+    line.splice(end..end, field());
+}
+
 /// One parsed line.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -330,6 +347,9 @@ enum Line {
         #[serde(default)]
         field: u32,
         time_ns: u64,
+        /// Logical time (deterministic targets); checkers do not need it.
+        #[serde(default, rename = "tick")]
+        _tick: Option<u64>,
     },
     Ok(Completion),
     Fail(Completion),
@@ -344,6 +364,9 @@ enum Line {
 struct Completion {
     op: u64,
     time_ns: u64,
+    /// Logical time (deterministic targets); checkers do not need it.
+    #[serde(default, rename = "tick")]
+    _tick: Option<u64>,
     #[serde(default)]
     clock_sum: u32,
     #[serde(default)]
@@ -451,6 +474,7 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
                 value,
                 field,
                 time_ns,
+                ..
             } => {
                 check_bounds(&history, replica, key).map_err(|m| bad(line_no, m))?;
                 if !seen_ids.insert(op) {

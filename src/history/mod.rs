@@ -564,6 +564,10 @@ fn slot_of(offset: usize) -> Result<u32, String> {
 pub struct OpBatch {
     /// The operations, [`OpRecord::slot`] holding only a put's or delete's field.
     pub ops: Vec<OpRecord>,
+    /// Logical time of every op of the batch: the simulation tick that
+    /// invoked and completed them (deterministic targets only; written
+    /// beside the wall-clock `time_ns`).
+    pub tick: Option<u64>,
     /// Per op: clock length (`u32::MAX` when none), observed dots, has a read.
     shapes: Vec<(u32, u32, bool)>,
     clocks: Vec<u64>,
@@ -589,6 +593,7 @@ impl OpBatch {
     pub fn with_capacity(ops: usize, clock_len: usize) -> Self {
         OpBatch {
             ops: Vec::with_capacity(ops),
+            tick: None,
             shapes: Vec::with_capacity(ops),
             clocks: Vec::with_capacity(ops * clock_len),
             dots: Vec::new(),

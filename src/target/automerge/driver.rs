@@ -273,6 +273,12 @@ impl Run<'_> {
             outcome: Outcome::Ok,
         };
         let observed: Vec<Dot> = observed.iter().map(|t| Dot::new(0, *t)).collect();
+        // A batch carries one tick (the ops' logical time): a new tick
+        // starts a new batch.
+        if self.batch.tick != Some(self.tick) {
+            self.flush()?;
+            self.batch.tick = Some(self.tick);
+        }
         self.batch.push(record, None, &observed, None);
         Ok(())
     }
