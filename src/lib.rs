@@ -12,8 +12,13 @@
 //! - [`shrink`]: minimal counterexamples;
 //! - [`campaign`]: fuzzing campaigns of randomized runs (`converge fuzz`);
 //! - [`scenario`]: TOML scenario files; [`slo`]: SLO gates;
-//! - [`serve`]: `converge serve`, the reference HTTP CRDT service.
+//! - [`serve`]: `converge serve`, the reference HTTP CRDT service;
+//! - [`secrets`] and [`output`]: every output masked, closed pipes quiet.
 #![warn(missing_docs)]
+
+// First: its print macros replace the standard ones in every module below.
+#[macro_use]
+pub mod output;
 
 pub mod campaign;
 pub mod checker;
@@ -28,6 +33,7 @@ pub mod network;
 pub mod props;
 pub mod report;
 pub mod scenario;
+pub mod secrets;
 pub mod serve;
 pub mod shrink;
 pub mod slo;
