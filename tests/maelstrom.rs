@@ -4,6 +4,8 @@
 //! the wire. Runs are short and several run at once; no test asserts a
 //! wall-clock time.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,8 +24,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Whether python3 is there; under CI its absence fails the test.
 fn python_available() -> bool {
-    interpreter_available("python3")
+    common::python3()
 }
 
 /// Whether `program` runs; under CI a missing interpreter fails the test
@@ -33,14 +36,7 @@ fn interpreter_available(program: &str) -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "{program} is needed under CI"
-        );
-        eprintln!("notice: {program} not found; maelstrom node tests skipped");
-    }
-    ok
+    common::requirement((!ok).then(|| format!("{program} is not installed")))
 }
 
 /// What one run left.
