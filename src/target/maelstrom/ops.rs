@@ -252,7 +252,9 @@ async fn call(
         },
         outcome,
     };
-    rec.record(record, None)?;
+    // No history.jsonl for these workloads (writer is None): ops.jsonl
+    // holds them, written as they complete.
+    rec.record(None, record, None)?;
     Ok((outcome == Outcome::Ok).then_some(reply).flatten())
 }
 
