@@ -35,6 +35,7 @@ fn main() {
                 out: scratch.join(format!("{}-{seed}", model.name)),
                 shrink_budget: 0,
                 threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                check_determinism: false,
             };
             let summary = run_campaign(&campaign, |_| {}).expect("campaign runs");
             if let Some(t) = summary.time_to_first_violation_s {

@@ -119,8 +119,12 @@ pub struct CampaignConfig {
     pub out: PathBuf,
     /// Shrinker re-runs per violation (0: do not shrink).
     pub shrink_budget: u32,
-    /// Tokio worker threads per run.
+    /// Threads per run.
     pub threads: usize,
+    /// Run every run a second time with another thread count and compare
+    /// the histories: a difference is an error finding (the engine broke
+    /// the promise that a seed replays the run).
+    pub check_determinism: bool,
 }
 
 /// One run that was not valid.
@@ -161,8 +165,11 @@ pub struct Summary {
     pub violations: Vec<Finding>,
     /// Runs whose verdict was unknown (no quiescence within the bound).
     pub unknowns: Vec<Finding>,
-    /// Runs that stopped with an error (a crash of converge or its target).
+    /// Runs that stopped with an error (a crash of converge or its target),
+    /// or that a second run with another thread count did not reproduce.
     pub errors: Vec<Finding>,
+    /// Runs re-run with another thread count and found identical.
+    pub replayed_identical: u64,
     /// Wall time of the campaign, seconds.
     pub elapsed_s: f64,
     /// Wall time until the first violation, seconds.
@@ -270,6 +277,39 @@ fn keep(out: &Path, scratch: &Path, iteration: u64, config: &RunConfig) -> Resul
     Ok(dir)
 }
 
+/// Runs `config` again into a scratch directory of its own with another
+/// thread count, and describes the first difference between the two
+/// histories (wall-clock fields aside), if any.
+fn rerun_differs(
+    campaign: &CampaignConfig,
+    config: &RunConfig,
+    scratch: &Path,
+) -> Result<Option<String>> {
+    let mut again = config.clone();
+    again.threads = if campaign.threads == 1 { 2 } else { 1 };
+    again.out = scratch.with_extension("again");
+    let outcome = run(&again).map(|_| ());
+    let rename = (
+        crate::interpreter::shell_quote(&again.out.display().to_string()),
+        crate::interpreter::shell_quote(&scratch.display().to_string()),
+    );
+    let compared = outcome.and_then(|()| {
+        crate::cli::replay::first_difference(
+            &scratch.join("history.jsonl"),
+            &again.out.join("history.jsonl"),
+            Some(&rename),
+        )
+    });
+    let _ = std::fs::remove_dir_all(&again.out);
+    Ok(match compared? {
+        (_, None) => None,
+        (_, Some(d)) => Some(format!(
+            "not deterministic: re-run with {} threads, the history differs at line {}, field {} ({} vs {})",
+            again.threads, d.line, d.field, d.original, d.replay
+        )),
+    })
+}
+
 /// Runs a campaign, calling `progress` after every run.
 pub fn run_campaign(
     campaign: &CampaignConfig,
@@ -335,6 +375,28 @@ pub fn run_campaign(
                 continue;
             }
         };
+        if campaign.check_determinism {
+            if let Some(message) = rerun_differs(campaign, &config, &scratch)? {
+                let dir = keep(&campaign.out, &scratch, iteration, &config)?;
+                config.out = dir.clone();
+                summary.errors.push(Finding {
+                    iteration,
+                    model: config.model.clone(),
+                    verdict: Verdict::Unknown,
+                    checks: Vec::new(),
+                    dir: dir.display().to_string(),
+                    reproduce: config.reproduce(),
+                    found_after_s: started.elapsed().as_secs_f64(),
+                    counterexample: None,
+                    error: Some(message),
+                });
+                if !campaign.keep_going {
+                    break;
+                }
+                continue;
+            }
+            summary.replayed_identical += 1;
+        }
         let checks = check_all(&result.history);
         let live = result.live_figures();
         let mut report = Report::build(&result.history, &checks, Some(&live));

@@ -1,6 +1,8 @@
 //! Counterexample shrinking: re-run the same seed with fewer ops, writers,
 //! keys, replicas and faults (greedy delta debugging), keeping each reduction
-//! that still violates one of the originally violated checks.
+//! that still violates one of the originally violated checks. It relies on
+//! the engine's determinism: a configuration that failed once fails again,
+//! so the minimum it prints reproduces from its command.
 
 use crate::checker::{check_all, Check};
 use crate::error::{Error, Result};
@@ -108,7 +110,7 @@ pub fn shrink(
         return Err(Error::Target {
             component: "shrinker".into(),
             message: format!(
-                "the minimal run passed when re-run (scheduling nondeterminism); last failing checks were {best_violated:?}"
+                "the minimal run passed when re-run, so the engine broke its promise that a seed replays the run; last failing checks were {best_violated:?}"
             ),
         });
     }

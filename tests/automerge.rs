@@ -1,6 +1,7 @@
 //! The automerge target: the correct wrapper is valid across seeds with the
 //! nemesis on, each broken wrapper is caught, the checkers decide tiny
-//! literal histories, and re-delivered sync messages change nothing.
+//! literal histories, re-delivered sync messages change nothing, and a
+//! stored run replays to the same history.
 
 mod common;
 
@@ -437,6 +438,14 @@ fn the_cli_runs_rechecks_and_lists_the_target() {
         .expect_code(1)
         .mentions("reproduce: converge run --target automerge --fault automerge-drop-sync");
     common::cli(["check".as_ref(), bad.join("history.jsonl").as_os_str()]).expect_code(1);
+    // The target is a seeded simulation: both runs replay from their
+    // headers to the same history (only wall-clock fields differ).
+    for stored in [&out, &bad] {
+        common::cli(["replay".as_ref(), stored.as_os_str()])
+            .no_panic()
+            .expect_code(0)
+            .mentions("identical");
+    }
 
     let faults = common::cli(["list", "faults"]);
     faults.expect_code(0);

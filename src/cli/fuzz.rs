@@ -47,9 +47,13 @@ pub struct FuzzArgs {
     /// Shrinker re-runs per violation (0: keep the violation unshrunk).
     #[arg(long, default_value_t = 40)]
     pub shrink_budget: u32,
-    /// Worker threads per run (default: available cores).
+    /// Threads per run (default: available cores).
     #[arg(long, value_parser = super::parse_threads)]
     pub threads: Option<usize>,
+    /// Run every run twice, the second time with another thread count, and
+    /// report any difference between the histories as an error.
+    #[arg(long)]
+    pub check_determinism: bool,
     /// Output directory (default: `reports/fuzz-<seed>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -134,6 +138,7 @@ pub fn campaign_from(args: &FuzzArgs) -> Result<CampaignConfig, Error> {
         threads: args
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        check_determinism: args.check_determinism,
     })
 }
 
@@ -153,6 +158,12 @@ fn human_summary(summary: &Summary) -> String {
         .map(|(m, n)| format!("{m} {n}"))
         .collect();
     out += &format!("runs per model: {}\n", per_model.join(", "));
+    if summary.replayed_identical > 0 {
+        out += &format!(
+            "determinism: {} runs re-run with another thread count, identical\n",
+            summary.replayed_identical
+        );
+    }
     if let (Some(t), Some(n)) = (
         summary.time_to_first_violation_s,
         summary.runs_to_first_violation,
@@ -271,6 +282,9 @@ fn replay_flags(args: &FuzzArgs) -> String {
     }
     if args.keep_going {
         flags.push("--keep-going".into());
+    }
+    if args.check_determinism {
+        flags.push("--check-determinism".into());
     }
     let b = Bounds::default();
     for (flag, value, default) in [
