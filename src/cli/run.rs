@@ -89,7 +89,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub topology: Option<String>,
     /// Datatype: g-counter, pn-counter, g-set, 2p-set, or-set, lww-register, mv-register, lww-map;
-    /// maelstrom also broadcast and lin-kv.
+    /// maelstrom also echo, unique-ids, broadcast, lin-kv and kafka.
     #[arg(long)]
     pub workload: Option<String>,
     /// A faulty model (see `converge list faults`); implies its workload.
