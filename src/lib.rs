@@ -14,8 +14,13 @@
 //! - [`scenario`]: TOML scenario files; [`slo`]: SLO gates;
 //! - [`serve`]: `converge serve`, the reference HTTP CRDT service;
 //! - [`child`] and [`interrupt`]: child processes that never outlive a run,
-//!   and SIGINT/SIGTERM that stop it gracefully.
+//!   and SIGINT/SIGTERM that stop it gracefully;
+//! - [`secrets`] and [`output`]: every output masked, closed pipes quiet.
 #![warn(missing_docs)]
+
+// First: its print macros replace the standard ones in every module below.
+#[macro_use]
+pub mod output;
 
 pub mod campaign;
 pub mod checker;
@@ -32,6 +37,7 @@ pub mod network;
 pub mod props;
 pub mod report;
 pub mod scenario;
+pub mod secrets;
 pub mod serve;
 pub mod shrink;
 pub mod slo;

@@ -1,23 +1,33 @@
 //! The `converge` binary: parse, dispatch, exit with the verdict's code.
 
 use converge::cli::{dispatch, parse_from};
+use converge::output::{exit_code, print_stderr, print_stdout};
 use converge::verdict::EXIT_USAGE;
 
 fn main() {
-    let cli = match parse_from(std::env::args_os()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    for arg in &args {
+        converge::secrets::register_in(&arg.to_string_lossy());
+    }
+    let cli = match parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
+            let text = e.render().to_string();
+            if e.use_stderr() {
+                print_stderr(format_args!("{text}"));
+                std::process::exit(exit_code(EXIT_USAGE));
+            }
+            print_stdout(format_args!("{text}"));
+            std::process::exit(exit_code(0));
         }
     };
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_stderr(format_args!("error: {e:#}\n"));
             EXIT_USAGE
         }
     };
-    std::process::exit(code);
+    converge::history::lock::release_all();
+    std::process::exit(exit_code(code));
 }

@@ -305,9 +305,11 @@ impl Report {
         let json_path = dir.join("report.json");
         let json =
             serde_json::to_string_pretty(self).map_err(|e| Error::io(&json_path, e.into()))?;
-        std::fs::write(&json_path, json + "\n").map_err(|e| Error::io(&json_path, e))?;
+        let json = crate::secrets::mask(&json) + "\n";
+        std::fs::write(&json_path, json.as_bytes()).map_err(|e| Error::io(&json_path, e))?;
         let md_path = dir.join("report.md");
-        std::fs::write(&md_path, self.markdown()).map_err(|e| Error::io(&md_path, e))?;
+        let md = crate::secrets::mask(&self.markdown()).into_owned();
+        std::fs::write(&md_path, md).map_err(|e| Error::io(&md_path, e))?;
         Ok(())
     }
 

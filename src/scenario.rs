@@ -141,6 +141,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
     if let Some(sql) = scenario.target.as_ref().and_then(|t| t.sql.as_ref()) {
         sql.validate_templates(text, path)?;
     }
+    if let Some(slo) = &scenario.slo {
+        slo.validate()
+            .map_err(|m| Error::Config(format!("scenario {}: [slo] {m}", path.display())))?;
+    }
     Ok(scenario)
 }
 

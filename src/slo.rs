@@ -107,6 +107,17 @@ impl SloSpec {
         Ok(spec)
     }
 
+    /// Every gate must be a finite number >= 0 (a gate set from a file
+    /// skips [`SloSpec::parse_flags`]); the error names the first that is not.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (name, _) in GATES {
+            if let Some(value) = self.get(name).filter(|v| !v.is_finite() || *v < 0.0) {
+                return Err(format!("{name} = {value}: must be a finite number >= 0"));
+            }
+        }
+        Ok(())
+    }
+
     /// This spec with every gate `other` sets replaced by `other`'s.
     pub fn overridden_by(mut self, other: &SloSpec) -> SloSpec {
         for (name, _) in GATES {

@@ -348,10 +348,7 @@ fn every_http_example_is_covered_by_the_tests_above() {
 
 #[test]
 fn the_reference_service_on_postgres_is_valid_and_its_lost_update_is_caught() {
-    let Ok(url) = std::env::var("CONVERGE_TEST_DATABASE_URL") else {
-        eprintln!(
-            "CONVERGE_TEST_DATABASE_URL not set: skipping the Postgres run of converge serve"
-        );
+    let Some(url) = common::postgres_url() else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");

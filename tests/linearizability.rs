@@ -2,6 +2,8 @@
 //! semantics, budgets, witnesses, a differential test against brute force,
 //! and the shared corpora with their known verdicts.
 
+mod common;
+
 use converge::checker::linearizable::brute;
 use converge::checker::linearizable::model::{
     Compile, Compiled, Counter, CounterOp, Effect, Kv, KvOp, ModelKind, Register, RegisterOp,
@@ -848,14 +850,9 @@ fn compile_drops_what_each_semantics_says_constrains_nothing() {
 // ---------------------------------------------------------------------------
 // The shared corpora, with their known verdicts.
 
+/// The corpus folder; under CI its absence fails the test.
 fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/linearizability");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("notice: {} not found; corpus tests skipped", dir.display());
-        None
-    }
+    common::shared_dir("corpus/linearizability")
 }
 
 fn check_corpus(folder: &str, model: ModelKind, semantics: Semantics) {

@@ -4,6 +4,8 @@
 //! the wire. Runs are short and several run at once; no test asserts a
 //! wall-clock time.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,15 +24,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Whether python3 is there; under CI its absence fails the test.
 fn python_available() -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("notice: python3 not found; maelstrom node tests skipped");
-    }
-    ok
+    common::python3()
 }
 
 /// What one run left.

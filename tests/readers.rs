@@ -1,6 +1,8 @@
 //! Readers of linearizability histories: Jepsen logs, Jepsen EDN, porcupine
 //! kv EDN, format detection, malformed input, and the shared corpus.
 
+mod common;
+
 use converge::error::Error;
 use converge::history::detect::{detect_format, read_lin_history};
 use converge::history::edn::{parse_one, EdnKind, Events};
@@ -508,14 +510,9 @@ fn odd_inputs_never_panic() {
 
 // ---------------------------------------------------------------- corpus
 
+/// The corpus folder; under CI its absence fails the test.
 fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/linearizability");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipping: corpus not found at {}", dir.display());
-        None
-    }
+    common::shared_dir("corpus/linearizability")
 }
 
 fn files(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {

@@ -340,10 +340,7 @@ fn serve_stops_cleanly_on_sigterm_and_rejects_bad_flags() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_backend_replicates_between_schemas() {
-    let Ok(url) = std::env::var("CONVERGE_TEST_DATABASE_URL") else {
-        eprintln!(
-            "CONVERGE_TEST_DATABASE_URL not set: skipping the Postgres test of converge serve"
-        );
+    let Some(url) = common::postgres_url() else {
         return;
     };
     let prefix = format!("converge_test_serve_{}", std::process::id());

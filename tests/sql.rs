@@ -13,14 +13,9 @@ use std::path::{Path, PathBuf};
 
 const PG_ENV: &str = "CONVERGE_TEST_DATABASE_URL";
 
+/// The PostgreSQL URL; under CI its absence fails the test.
 fn postgres_url() -> Option<String> {
-    match std::env::var(PG_ENV) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            eprintln!("skipping: {PG_ENV} not set");
-            None
-        }
-    }
+    common::postgres_url()
 }
 
 fn examples() -> Vec<PathBuf> {

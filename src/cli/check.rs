@@ -52,7 +52,7 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = Explain::First)]
     pub explain: Explain,
     /// Worker threads for the per-key search (default: available cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_threads)]
     pub threads: Option<usize>,
     /// Input format (detected from the content when omitted).
     #[arg(long, value_enum)]
@@ -99,7 +99,11 @@ fn check_crdt(args: &CheckArgs, file: &Path) -> anyhow::Result<i32> {
     if let Some(h) = &read.history.header {
         eprintln!("seed: {}", h.seed);
     }
-    let checks = check_all(&read.history);
+    let mut checks = check_all(&read.history);
+    if let Some(why) = &read.interrupted {
+        eprintln!("warning: {why}");
+        checks.push(interrupted_check(why));
+    }
     let report = Report::build(&read.history, &checks, None);
     if let Some(out) = &args.out {
         if let Err(e) = std::fs::create_dir_all(out)
@@ -119,6 +123,18 @@ fn check_crdt(args: &CheckArgs, file: &Path) -> anyhow::Result<i32> {
         }
     }
     Ok(report.verdict.exit_code())
+}
+
+/// A cut history (no end line) may show a violation, but its silence is
+/// not a pass: the part of the run it lacks was never judged.
+fn interrupted_check(why: &str) -> crate::checker::Check {
+    let mut check = crate::checker::Check::new(
+        "complete-history",
+        Verdict::Unknown,
+        format!("not judged: {why}"),
+    );
+    check.count("judged", 0);
+    check
 }
 
 /// One file's linearizability result, as printed with `--format json`.

@@ -48,7 +48,7 @@ pub struct FuzzArgs {
     #[arg(long, default_value_t = 40)]
     pub shrink_budget: u32,
     /// Worker threads per run (default: available cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_threads)]
     pub threads: Option<usize>,
     /// Output directory (default: `reports/fuzz-<seed>`).
     #[arg(long)]

@@ -48,6 +48,18 @@ pub enum Command {
     Serve(serve::ServeArgs),
 }
 
+/// Most worker threads `--threads` accepts: far past any useful number on
+/// one machine, and below what spawning would fail at.
+pub const MAX_THREADS: usize = 1024;
+
+/// Parses `--threads`: 1 to [`MAX_THREADS`] (a usage error otherwise, exit 3).
+pub fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!("give a number of threads from 1 to {MAX_THREADS}")),
+    }
+}
+
 /// Where run outputs go by default.
 pub fn default_out(model: &str, seed: u64) -> PathBuf {
     PathBuf::from("reports").join(format!("{model}-{seed}"))
@@ -74,13 +86,19 @@ where
     Ok(cli)
 }
 
-/// Prints the seed, then runs; a run that fails before its verdict prints
-/// the error and the command that reproduces it, and gives the exit code.
+/// Claims the output folder ([`crate::history::lock::claim`]: one run per
+/// folder), prints the seed, then runs; a run that fails before its verdict
+/// prints the error and the command that reproduces it, and gives the exit
+/// code.
 pub fn start_run<R>(
+    out: &std::path::Path,
     seed: u64,
     reproduce: impl FnOnce() -> String,
     run: impl FnOnce() -> Result<R, crate::error::Error>,
 ) -> Result<R, i32> {
+    if let Err(e) = crate::history::lock::claim(out) {
+        return Err(check::fail(&e));
+    }
     eprintln!("seed: {seed}");
     run().map_err(|e| {
         let code = check::fail(&e);

@@ -124,7 +124,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_ROUNDS)]
     pub max_rounds: u32,
     /// Worker threads (default: available cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_threads)]
     pub threads: Option<usize>,
     /// Do not shrink a failing run.
     #[arg(long)]

@@ -52,7 +52,14 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
     } else {
         args.nemesis.as_str()
     };
-    let mean = Duration::from_secs_f64(seconds("--latency", args.latency / 1e3)?.as_secs_f64());
+    // --latency is milliseconds: the error says so.
+    if !(args.latency.is_finite() && (0.0..=1e9).contains(&args.latency)) {
+        return Err(Error::Config(format!(
+            "--latency must be milliseconds in [0, 1e9], got {}",
+            args.latency
+        )));
+    }
+    let mean = Duration::from_secs_f64(args.latency / 1e3);
     let seed = args.seed.unwrap_or_else(random_seed);
     Ok(MaelstromConfig {
         bin,
@@ -113,7 +120,12 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     };
     // Taken before the run, so that rss_growth_mb is growth, not the peak.
     let rss_start_mb = crate::metrics::rss_mb().map_or(0.0, |r| r.0);
-    let result = match super::start_run(config.seed, || config.reproduce(), || run(&config)) {
+    let result = match super::start_run(
+        &config.out,
+        config.seed,
+        || config.reproduce(),
+        || run(&config),
+    ) {
         Ok(r) => r,
         Err(code) => return Ok(super::after_failure(code, &config.out)),
     };

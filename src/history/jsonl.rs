@@ -3,7 +3,16 @@
 //! Each operation is two lines, Jepsen style: an `invoke` line and a
 //! completion (`ok`, `fail` or `info`) carrying the same `op` id. An invoke
 //! with no completion (a killed run) reads back as `info`. The final phase
-//! adds `final`, `probe`, `quiescence` and `network` lines.
+//! adds `final`, `probe`, `quiescence` and `network` lines, and the writer
+//! closes the file with an `end` line (its header promises one with
+//! `"end_line": true`), so a history cut short by a kill is recognised.
+//!
+//! Black-box targets (Maelstrom nodes, HTTP services, SQL databases) record
+//! an op's invocation before they send it ([`record_invoke`], which returns
+//! once the line is written to the file) and its completion when it returns
+//! ([`Invoked::complete`]): a killed run leaves every op that may have taken
+//! effect on disk. The in-process engine, whose ops cannot outlive it, hands
+//! over completed ops in batches ([`WriterMsg::Ops`]).
 //!
 //! The writer runs on its own thread, formats op lines by hand (they are the
 //! hot path) and flushes whenever its queue is empty, so a killed run loses at
@@ -20,7 +29,7 @@ use converge_sync::channel::{self, Receiver, Sender, TryRecvError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -29,6 +38,13 @@ use std::thread::JoinHandle;
 pub enum WriterMsg {
     /// A batch of completed operations.
     Ops(Box<OpBatch>),
+    /// The invocation of an op about to be sent (only its invoke fields
+    /// count): the writer writes its line, hands it to the file, and only
+    /// then answers with the op's id.
+    Invoke(OpRecord, tokio::sync::oneshot::Sender<u64>),
+    /// The completion of an op invoked with [`WriterMsg::Invoke`]: a batch
+    /// of that one op.
+    Complete(u64, Box<OpBatch>),
     /// A final read.
     Final(FinalRead),
     /// An idempotency probe.
@@ -46,10 +62,61 @@ pub fn send_op(sender: &Sender<WriterMsg>, record: OpRecord, read: Option<Value>
     batch.push(record, None, &[], read);
     sender
         .send(WriterMsg::Ops(Box::new(batch)))
-        .map_err(|_| Error::Target {
-            component: "history writer".into(),
-            message: "stopped accepting ops".into(),
-        })
+        .map_err(|_| writer_gone())
+}
+
+fn writer_gone() -> Error {
+    Error::Target {
+        component: "history writer".into(),
+        message: "stopped accepting ops".into(),
+    }
+}
+
+/// An op whose invocation is in the history file: complete it with
+/// [`Invoked::complete`] once it returns. One dropped without completing
+/// reads back as `info`.
+#[derive(Debug)]
+#[must_use = "an invoked op is completed with Invoked::complete"]
+pub struct Invoked {
+    id: u64,
+}
+
+impl Invoked {
+    /// The op's id in the history file.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Records how the op ended: its outcome, latency, stamp and read. The
+    /// fields the invocation recorded (process, replica, key, function,
+    /// value, invocation time) are taken from the invocation.
+    pub fn complete(
+        self,
+        sender: &Sender<WriterMsg>,
+        record: OpRecord,
+        read: Option<Value>,
+    ) -> Result<()> {
+        let mut batch = OpBatch::default();
+        batch.push(record, None, &[], read);
+        sender
+            .send(WriterMsg::Complete(self.id, Box::new(batch)))
+            .map_err(|_| writer_gone())
+    }
+}
+
+/// Writes the invocation of `record` (its process, replica, key, function,
+/// value and invocation time) to the history file and returns once the line
+/// has been handed to the file: call it before sending the op, so a killed
+/// run leaves every op that may have taken effect on disk, as Jepsen does.
+pub async fn record_invoke(sender: &Sender<WriterMsg>, record: &OpRecord) -> Result<Invoked> {
+    let (ack, written) = tokio::sync::oneshot::channel();
+    sender
+        .send(WriterMsg::Invoke(*record, ack))
+        .map_err(|_| writer_gone())?;
+    match written.await {
+        Ok(id) => Ok(Invoked { id }),
+        Err(_) => Err(writer_gone()),
+    }
 }
 
 /// Most ops [`HistoryWriter::start`] reserves room for (48 MiB of records).
@@ -62,12 +129,22 @@ pub struct HistoryWriter {
 }
 
 impl HistoryWriter {
-    /// Creates `path`, writes the header, and starts the writer thread.
+    /// Claims the folder of `path` for this run ([`super::lock::claim`]),
+    /// creates `path`, writes the header, and starts the writer thread.
     pub fn start(path: &Path, header: Header) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            super::lock::claim(dir)?;
+        }
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        serde_json::to_writer(&mut out, &Tagged::Header(&header))
+        let first = HeaderLine {
+            header: header.clone(),
+            end_line: true,
+        };
+        let first = serde_json::to_string(&Tagged::Header(&first))
             .map_err(|e| Error::io(path, e.into()))?;
+        out.write_all(crate::secrets::mask(&first).as_bytes())
+            .map_err(|e| Error::io(path, e))?;
         out.write_all(b"\n").map_err(|e| Error::io(path, e))?;
         out.flush().map_err(|e| Error::io(path, e))?;
         let (sender, receiver) = channel::bounded(4096);
@@ -103,6 +180,11 @@ impl HistoryWriter {
     }
 }
 
+/// Invocations the writer hands to the file before answering: more than
+/// this many waiting for an answer are flushed at once, so a writer never
+/// waits on a queue that does not empty.
+const MAX_UNANSWERED_INVOKES: usize = 256;
+
 fn write_loop(
     mut receiver: Receiver<WriterMsg>,
     mut out: BufWriter<File>,
@@ -111,12 +193,32 @@ fn write_loop(
 ) -> Result<History> {
     let mut line = Vec::with_capacity(512);
     let mut next_op: u64 = 0;
+    // Invocations whose completion has not come yet.
+    let mut open: HashMap<u64, OpRecord> = HashMap::new();
+    // Positions in `history.ops` are op ids, as in a history read back: a
+    // completion waits here until every lower id is in.
+    let mut ordered = InIdOrder::default();
+    // Writers waiting to hear that their invocation is in the file.
+    let mut unanswered: Vec<(tokio::sync::oneshot::Sender<u64>, u64)> = Vec::new();
     let io = |e: std::io::Error| Error::io(&path, e);
+    let incoherent = |(_, message): (usize, String)| Error::History {
+        path: path.clone(),
+        message,
+    };
+    let answer = |out: &mut BufWriter<File>,
+                  unanswered: &mut Vec<(tokio::sync::oneshot::Sender<u64>, u64)>|
+     -> Result<()> {
+        out.flush().map_err(io)?;
+        for (ack, id) in unanswered.drain(..) {
+            let _ = ack.send(id);
+        }
+        Ok(())
+    };
     loop {
         let msg = match receiver.try_recv() {
             Ok(msg) => msg,
             Err(TryRecvError::Empty) => {
-                out.flush().map_err(io)?;
+                answer(&mut out, &mut unanswered)?;
                 match receiver.recv() {
                     Ok(msg) => msg,
                     Err(_) => break,
@@ -128,7 +230,8 @@ fn write_loop(
             WriterMsg::Ops(batch) => {
                 for op in batch.iter() {
                     line.clear();
-                    format_parts(
+                    format_invoke(&mut line, next_op, op.record);
+                    format_completion(
                         &mut line,
                         next_op,
                         op.record,
@@ -137,13 +240,75 @@ fn write_loop(
                         op.read,
                     );
                     out.write_all(&line).map_err(io)?;
+                    if ordered.next == next_op && ordered.waiting.is_empty() {
+                        // The in-process engine's path: no op is ever open.
+                        history
+                            .push(*op.record, op.clock, op.observed, op.read.cloned())
+                            .map_err(|m| incoherent((0, m)))?;
+                        ordered.next += 1;
+                    } else {
+                        let completed = Completed {
+                            id: next_op,
+                            line: 0,
+                            record: *op.record,
+                            clock: op.clock.map(<[u64]>::to_vec),
+                            observed: op.observed.to_vec(),
+                            read: op.read.cloned(),
+                        };
+                        ordered
+                            .accept(&mut history, completed)
+                            .map_err(incoherent)?;
+                    }
                     next_op += 1;
-                    history
-                        .push(*op.record, op.clock, op.observed, op.read.cloned())
-                        .map_err(|m| Error::History {
-                            path: path.clone(),
-                            message: m,
-                        })?;
+                }
+            }
+            WriterMsg::Invoke(record, ack) => {
+                line.clear();
+                format_invoke(&mut line, next_op, &record);
+                out.write_all(&line).map_err(io)?;
+                open.insert(next_op, record);
+                unanswered.push((ack, next_op));
+                next_op += 1;
+                if unanswered.len() >= MAX_UNANSWERED_INVOKES {
+                    answer(&mut out, &mut unanswered)?;
+                }
+            }
+            WriterMsg::Complete(id, batch) => {
+                let Some(invoked) = open.remove(&id) else {
+                    return Err(incoherent((
+                        0,
+                        format!("completion of op {id} that was never invoked"),
+                    )));
+                };
+                for op in batch.iter() {
+                    let record = OpRecord {
+                        outcome: op.record.outcome,
+                        latency_ns: op.record.latency_ns,
+                        aux: op.record.aux,
+                        clock_sum: op.record.clock_sum,
+                        ..invoked
+                    };
+                    line.clear();
+                    format_completion(
+                        &mut line,
+                        id,
+                        &record,
+                        op.clock,
+                        op.observed.iter().copied(),
+                        op.read,
+                    );
+                    out.write_all(&line).map_err(io)?;
+                    let completed = Completed {
+                        id,
+                        line: 0,
+                        record,
+                        clock: op.clock.map(<[u64]>::to_vec),
+                        observed: op.observed.to_vec(),
+                        read: op.read.cloned(),
+                    };
+                    ordered
+                        .accept(&mut history, completed)
+                        .map_err(incoherent)?;
                 }
             }
             WriterMsg::Final(f) => {
@@ -164,7 +329,16 @@ fn write_loop(
             }
         }
     }
-    out.flush().map_err(io)?;
+    // An op still open when every sender is gone was never answered: as
+    // in a history read back, it is `info`, in id order with the rest.
+    for (id, record) in open {
+        ordered.waiting.insert(id, never_completed(id, 0, record));
+    }
+    for c in std::mem::take(&mut ordered.waiting).into_values() {
+        push_completed(&mut history, c).map_err(incoherent)?;
+    }
+    write_json(&mut out, &Tagged::End {}).map_err(io)?;
+    answer(&mut out, &mut unanswered)?;
     history.shrink_to_fit();
     Ok(history)
 }
@@ -178,11 +352,23 @@ fn write_json<T: Serialize>(out: &mut impl Write, value: &T) -> std::io::Result<
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Tagged<'a> {
-    Header(&'a Header),
+    Header(&'a HeaderLine),
     Final(&'a FinalRead),
     Probe(&'a Probe),
     Quiescence(&'a Quiescence),
     Network(&'a NetworkStats),
+    End {},
+}
+
+/// The first line: the run's parameters, and whether the writer promises
+/// to close the file with an `end` line (histories written before it did,
+/// and by hand, make no promise).
+#[derive(Serialize, Deserialize)]
+struct HeaderLine {
+    #[serde(flatten)]
+    header: Header,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    end_line: bool,
 }
 
 fn function_name(f: Function) -> &'static str {
@@ -232,6 +418,12 @@ fn format_parts(
     observed: impl Iterator<Item = Dot>,
     read: Option<&Value>,
 ) {
+    format_invoke(line, id, op);
+    format_completion(line, id, op, clock, observed, read);
+}
+
+/// Formats the invoke line of an operation: what is known before it is sent.
+fn format_invoke(line: &mut Vec<u8>, id: u64, op: &OpRecord) {
     line.extend_from_slice(b"{\"type\":\"invoke\",\"op\":");
     push_int(line, id);
     line.extend_from_slice(b",\"process\":");
@@ -253,7 +445,19 @@ fn format_parts(
     }
     line.extend_from_slice(b",\"time_ns\":");
     push_int(line, op.invoke_ns);
-    line.extend_from_slice(b"}\n{\"type\":\"");
+    line.extend_from_slice(b"}\n");
+}
+
+/// Formats the completion line of an operation.
+fn format_completion(
+    line: &mut Vec<u8>,
+    id: u64,
+    op: &OpRecord,
+    clock: Option<&[u64]>,
+    observed: impl Iterator<Item = Dot>,
+    read: Option<&Value>,
+) {
+    line.extend_from_slice(b"{\"type\":\"");
     line.extend_from_slice(match op.outcome {
         Outcome::Ok => b"ok",
         Outcome::Fail => b"fail",
@@ -318,7 +522,7 @@ fn format_parts(
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum Line {
-    Header(Header),
+    Header(HeaderLine),
     Invoke {
         op: u64,
         process: u32,
@@ -338,6 +542,7 @@ enum Line {
     Probe(Probe),
     Quiescence(Quiescence),
     Network(NetworkStats),
+    End {},
 }
 
 #[derive(Deserialize)]
@@ -367,7 +572,16 @@ pub struct ReadHistory {
     pub history: History,
     /// Non-fatal notes (a truncated last line, invokes without completion).
     pub warnings: Vec<String>,
+    /// Why the history is known to be cut short: its header promises an
+    /// `end` line and there is none (a killed run). What it holds may be
+    /// judged, but it cannot be the whole run.
+    pub interrupted: Option<String>,
 }
+
+/// Longest line [`read_history`] accepts by default: far above any line a
+/// run writes (a read of a 4-million-element set), and a bound on the
+/// memory a file without newlines (`/dev/zero`) can take.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 struct Pending {
     id: u64,
@@ -377,8 +591,15 @@ struct Pending {
 
 /// Reads `history.jsonl`. A malformed line is an error naming the line; a
 /// final line with no newline that does not parse (a run killed mid-write) is
-/// skipped with a warning; invokes with no completion become `info`.
+/// skipped with a warning; invokes with no completion become `info`. Lines
+/// are at most [`MAX_LINE_BYTES`] long.
 pub fn read_history(path: &Path) -> Result<ReadHistory> {
+    read_history_with_limit(path, MAX_LINE_BYTES)
+}
+
+/// [`read_history`] with another bound on line length: a longer line is an
+/// error naming it, read no further than the bound.
+pub fn read_history_with_limit(path: &Path, max_line: usize) -> Result<ReadHistory> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut buf = Vec::with_capacity(512);
@@ -392,6 +613,8 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
     let mut ordered = InIdOrder::default();
     let mut seen_ids: HashSet<u64> = HashSet::new();
     let mut line_no = 0usize;
+    let mut promises_end = false;
+    let mut ended_at: Option<usize> = None;
     let bad = |line: usize, message: String| Error::HistoryLine {
         path: path.to_path_buf(),
         line,
@@ -399,7 +622,8 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
     };
     loop {
         buf.clear();
-        let n = reader
+        let n = (&mut reader)
+            .take(max_line as u64 + 1)
             .read_until(b'\n', &mut buf)
             .map_err(|e| Error::io(path, e))?;
         if n == 0 {
@@ -407,12 +631,37 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
         }
         line_no += 1;
         let terminated = buf.last() == Some(&b'\n');
+        if buf.len() > max_line && !(terminated && buf.len() == max_line + 1) {
+            return Err(bad(
+                line_no,
+                format!(
+                    "line is longer than {} bytes; no history line is that long \
+                     (is this a history file?)",
+                    max_line
+                ),
+            ));
+        }
         let text = buf.trim_ascii();
         if text.is_empty() {
             continue;
         }
+        if let Some(end) = ended_at {
+            return Err(bad(
+                line_no,
+                format!("a line after the end line (line {end})"),
+            ));
+        }
         let parsed: Line = match serde_json::from_slice(text) {
             Ok(line) => line,
+            Err(e) if !terminated && line_no == 1 => {
+                return Err(bad(
+                    line_no,
+                    format!(
+                        "the header line is cut short (no newline, {} bytes): {e}",
+                        text.len()
+                    ),
+                ));
+            }
             Err(e) if !terminated => {
                 warnings.push(format!(
                     "{}:{line_no}: last line is cut short ({e}); skipped, as a killed run leaves it",
@@ -426,7 +675,8 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
             return Err(bad(line_no, "the first line must be the header".into()));
         }
         match parsed {
-            Line::Header(header) => {
+            Line::Header(HeaderLine { header, end_line }) => {
+                promises_end = end_line;
                 if line_no != 1 {
                     return Err(bad(line_no, "a second header".into()));
                 }
@@ -508,8 +758,16 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
             }
             Line::Quiescence(q) => history.quiescence = Some(q),
             Line::Network(n) => history.network = Some(n),
+            Line::End {} => ended_at = Some(line_no),
         }
     }
+    let interrupted = (promises_end && ended_at.is_none()).then(|| {
+        format!(
+            "{}: the history stops at line {line_no} without its end line: \
+             the run was cut short (killed or still running)",
+            path.display()
+        )
+    });
     if history.header.is_none() {
         return Err(Error::History {
             path: path.to_path_buf(),
@@ -527,17 +785,9 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
         ));
     }
     for p in open {
-        ordered.waiting.insert(
-            p.id,
-            Completed {
-                id: p.id,
-                line: p.line,
-                record: p.record,
-                clock: None,
-                observed: Vec::new(),
-                read: None,
-            },
-        );
+        ordered
+            .waiting
+            .insert(p.id, never_completed(p.id, p.line, p.record));
     }
     // Whatever still waits follows, in id order: ops that never completed,
     // and any after a gap in the ids.
@@ -545,7 +795,29 @@ pub fn read_history(path: &Path) -> Result<ReadHistory> {
         push_completed(&mut history, c).map_err(|(line, m)| bad(line, m))?;
     }
     history.shrink_to_fit();
-    Ok(ReadHistory { history, warnings })
+    Ok(ReadHistory {
+        history,
+        warnings,
+        interrupted,
+    })
+}
+
+/// An invoked op that never completed: `info`, whose stamp is unknown.
+fn never_completed(id: u64, line: usize, record: OpRecord) -> Completed {
+    Completed {
+        id,
+        line,
+        record: OpRecord {
+            outcome: Outcome::Info,
+            latency_ns: 0,
+            clock_sum: 0,
+            aux: if stamped(record.f) { UNKNOWN_AUX } else { 0 },
+            ..record
+        },
+        clock: None,
+        observed: Vec::new(),
+        read: None,
+    }
 }
 
 /// Matches a completion line to its invoke and hands the op to `ordered`.
@@ -561,13 +833,33 @@ fn on_completion(
     ordered.accept(history, c)
 }
 
-/// Observed dots must name replicas the header declares.
+/// Dots (an add's, a remove's observed ones) must name replicas the header
+/// declares, and a vector clock has at most one entry per replica.
 fn check_dots(history: &History, c: Completed) -> std::result::Result<Completed, String> {
-    let replicas = history.header.as_ref().map_or(u16::MAX, |h| h.replicas);
+    let Some(replicas) = history.header.as_ref().map(|h| h.replicas) else {
+        return Ok(c);
+    };
     if let Some(d) = c.observed.iter().find(|d| d.replica >= replicas) {
         return Err(format!(
             "observed dot ({}, {}) names replica {} but the header declares {replicas} replica(s)",
             d.replica, d.counter, d.replica
+        ));
+    }
+    if c.record.f == Function::Add && c.record.aux != 0 && c.record.aux != UNKNOWN_AUX {
+        let dot = super::unpack_dot(c.record.aux);
+        if dot.replica >= replicas {
+            return Err(format!(
+                "dot {} (replica {}, counter {}) names replica {} but the header declares \
+                 {replicas} replica(s)",
+                c.record.aux, dot.replica, dot.counter, dot.replica
+            ));
+        }
+    }
+    if let Some(clock) = c.clock.as_ref().filter(|k| k.len() > usize::from(replicas)) {
+        return Err(format!(
+            "op {}: a vector clock of {} entries, but the header declares {replicas} replica(s)",
+            c.id,
+            clock.len()
         ));
     }
     Ok(c)
@@ -661,6 +953,13 @@ fn complete(
         ));
     }
     let _ = c.error;
+    if let Some(stamp) = c.ts.or(c.dot).filter(|&s| s == UNKNOWN_AUX) {
+        let name = if c.ts.is_some() { "ts" } else { "dot" };
+        return Err(format!(
+            "op {}: {name} {stamp} is out of range (u64::MAX stands for an unknown stamp)",
+            c.op
+        ));
+    }
     record.outcome = outcome;
     record.latency_ns = u32::try_from(c.time_ns - record.invoke_ns).unwrap_or(u32::MAX);
     record.clock_sum = c.clock_sum;

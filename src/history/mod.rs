@@ -18,6 +18,7 @@ pub mod finals;
 pub mod jepsen;
 pub mod jsonl;
 pub mod lin;
+pub mod lock;
 pub mod reads;
 
 pub use finals::{DecodedFinals, FinalView, Finals, FinalsIter};
@@ -261,6 +262,31 @@ pub fn unpack_dot(word: u64) -> Dot {
 }
 
 impl OpRecord {
+    /// What is known of an op before it is sent: its invocation, recorded
+    /// with [`jsonl::record_invoke`]. Until it completes it is `info`.
+    pub fn invocation(
+        f: Function,
+        process: u32,
+        replica: ReplicaId,
+        key: u32,
+        value: i64,
+        invoke_ns: u64,
+    ) -> OpRecord {
+        OpRecord {
+            invoke_ns,
+            value,
+            aux: UNKNOWN_AUX,
+            latency_ns: 0,
+            process,
+            key,
+            clock_sum: 0,
+            slot: 0,
+            replica,
+            f,
+            outcome: Outcome::Info,
+        }
+    }
+
     /// True for an indeterminate op whose timestamp, dot, clock or observed
     /// dots are unknown: checkers must assume any of them.
     pub fn meta_unknown(&self) -> bool {

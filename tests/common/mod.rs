@@ -195,3 +195,68 @@ pub fn summary(checks: &[converge::checker::Check]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// True under CI (`CI` set to anything but empty, `0` or `false`): there a
+/// test whose requirement is missing fails instead of not running.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
+}
+
+/// Whether the calling test can run: `missing` is `None` when its
+/// requirement is there, else what is missing. Under CI a missing
+/// requirement fails the test; elsewhere the test says on the terminal that
+/// it did NOT run (past the harness's capture, so it is not taken for a
+/// pass) and the caller returns.
+pub fn requirement(missing: Option<String>) -> bool {
+    let Some(missing) = missing else {
+        return true;
+    };
+    // The harness names each test's thread after the test.
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    if under_ci() {
+        panic!("{test} cannot run under CI: {missing}");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "NOT RUN: {test}: {missing} (under CI=true this fails)"
+    );
+    false
+}
+
+/// The PostgreSQL URL the tests use (`CONVERGE_TEST_DATABASE_URL`), or
+/// `None` once [`requirement`] has reported it missing.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("CONVERGE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let missing = url
+        .is_none()
+        .then(|| "CONVERGE_TEST_DATABASE_URL is not set".to_string());
+    requirement(missing).then_some(url).flatten()
+}
+
+/// Whether `python3` runs (the maelstrom reference nodes need it), after
+/// [`requirement`] has reported it missing if it does not.
+pub fn python3() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    requirement((!ok).then(|| "python3 is not installed".to_string()))
+}
+
+/// A folder of `../shared` (the corpora next to the repository), or `None`
+/// once [`requirement`] has reported it missing.
+pub fn shared_dir(relative: &str) -> Option<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(relative);
+    let missing = (!dir.is_dir()).then(|| format!("{} is not there", dir.display()));
+    requirement(missing).then_some(dir)
+}

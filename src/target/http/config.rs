@@ -271,6 +271,7 @@ impl Request {
         let path = Template::parse(&config.path, kind.fields()).map_err(|e| err("path", e))?;
         let mut headers = Vec::new();
         for (name, value) in &config.headers {
+            crate::secrets::register_header(name, value);
             let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| err("headers", format!("'{name}' is not a header name")))?;
             let template = Template::parse(value, kind.fields())
@@ -389,6 +390,9 @@ impl HttpTargetConfig {
 
     /// Checks ranges and templates.
     pub fn validate(&self) -> Result<()> {
+        for url in &self.replicas {
+            crate::secrets::register_in(url);
+        }
         let bad = |m: String| Err(Error::Config(m));
         let workload = self.datatype()?;
         self.requests()?;

@@ -22,7 +22,7 @@ pub mod template;
 
 use crate::error::{Error, Result};
 use crate::generator::derive_seed;
-use crate::history::jsonl::{send_op, HistoryWriter, WriterMsg};
+use crate::history::jsonl::{record_invoke, HistoryWriter, WriterMsg};
 use crate::history::{
     FinalRead, Function, Header, History, OpRecord, Outcome, Quiescence, SCHEMA_VERSION,
     UNKNOWN_AUX,
@@ -794,6 +794,15 @@ async fn client_task(
         }
         let invoke = Instant::now();
         let invoke_ns = invoke.duration_since(shared.start).as_nanos() as u64;
+        let invocation = OpRecord::invocation(
+            planned.f,
+            writer,
+            replica as u16,
+            planned.key,
+            planned.value,
+            invoke_ns,
+        );
+        let invoked = record_invoke(&history, &invocation).await?;
         let (outcome, aux, read_value) = if planned.f == Function::Read {
             let (value, ctx) = read(&shared, replica, planned.key).await;
             if let Some(ctx) = ctx {
@@ -849,7 +858,7 @@ async fn client_task(
             f: planned.f,
             outcome,
         };
-        send_op(&history, record, read_value)?;
+        invoked.complete(&history, record, read_value)?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub mod workload;
 
 use crate::error::{Error, Result};
 use crate::generator::derive_seed;
-use crate::history::jsonl::{HistoryWriter, WriterMsg};
+use crate::history::jsonl::{record_invoke, HistoryWriter, Invoked, WriterMsg};
 use crate::history::lin::{LinFn, LinHistory, LinOp, LinValue};
 use crate::history::{
     FinalRead, Function, Header, History, OpRecord, Outcome, Quiescence, SCHEMA_VERSION,
@@ -256,9 +256,14 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&mut self, record: OpRecord, read: Option<converge_models::Value>) -> Result<()> {
-        if let Some(writer) = &self.writer {
-            crate::history::jsonl::send_op(writer, record, read.clone())?;
+    fn record(
+        &mut self,
+        invoked: Option<Invoked>,
+        record: OpRecord,
+        read: Option<converge_models::Value>,
+    ) -> Result<()> {
+        if let (Some(writer), Some(invoked)) = (&self.writer, invoked) {
+            invoked.complete(writer, record, read.clone())?;
         }
         self.history
             .push(record, None, &[], read)
@@ -281,6 +286,50 @@ pub fn run(config: &MaelstromConfig) -> Result<MaelstromResult> {
 
 async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     let started = Instant::now();
+    let header = Header {
+        schema_version: SCHEMA_VERSION,
+        seed: config.seed,
+        workload: config
+            .workload
+            .datatype()
+            .unwrap_or(converge_models::Workload::LwwRegister),
+        model: config.bin.display().to_string(),
+        target: "maelstrom".into(),
+        writers: config.clients as u32,
+        replicas: config.nodes as u16,
+        keys: if config.workload == MaelstromWorkload::LinKv {
+            workload::LIN_KV_KEYS as u32
+        } else {
+            1
+        },
+        ops: (config.rate * config.time_limit.as_secs_f64()) as u64,
+        nemesis: config.faults.to_spec(),
+        reproduce: config.reproduce(),
+        linearizable: config.workload == MaelstromWorkload::LinKv,
+    };
+    // The history exists before any node starts: a run killed during
+    // start-up still leaves one.
+    let (writer, edn) = if config.workload == MaelstromWorkload::LinKv {
+        crate::history::lock::claim(&config.out)?;
+        let path = config.out.join("history.edn");
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        (
+            None,
+            Some(EdnLog {
+                out: std::io::BufWriter::new(file),
+                path,
+                events: 0,
+            }),
+        )
+    } else {
+        (
+            Some(HistoryWriter::start(
+                &config.out.join("history.jsonl"),
+                header.clone(),
+            )?),
+            None,
+        )
+    };
     std::fs::create_dir_all(process::log_dir(&config.out))
         .map_err(|e| Error::io(process::log_dir(&config.out), e))?;
     let command = NodeCommand {
@@ -365,47 +414,6 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         }
     }
 
-    let header = Header {
-        schema_version: SCHEMA_VERSION,
-        seed: config.seed,
-        workload: config
-            .workload
-            .datatype()
-            .unwrap_or(converge_models::Workload::LwwRegister),
-        model: config.bin.display().to_string(),
-        target: "maelstrom".into(),
-        writers: config.clients as u32,
-        replicas: config.nodes as u16,
-        keys: if config.workload == MaelstromWorkload::LinKv {
-            workload::LIN_KV_KEYS as u32
-        } else {
-            1
-        },
-        ops: (config.rate * config.time_limit.as_secs_f64()) as u64,
-        nemesis: config.faults.to_spec(),
-        reproduce: config.reproduce(),
-        linearizable: config.workload == MaelstromWorkload::LinKv,
-    };
-    let (writer, edn) = if config.workload == MaelstromWorkload::LinKv {
-        let path = config.out.join("history.edn");
-        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        (
-            None,
-            Some(EdnLog {
-                out: std::io::BufWriter::new(file),
-                path,
-                events: 0,
-            }),
-        )
-    } else {
-        (
-            Some(HistoryWriter::start(
-                &config.out.join("history.jsonl"),
-                header.clone(),
-            )?),
-            None,
-        )
-    };
     let recorder = Arc::new(Mutex::new(Recorder {
         start: started,
         writer: writer.as_ref().map(HistoryWriter::sender),
@@ -482,7 +490,8 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     router_report.findings_total += rec.garbage.len() as u64;
     router_report.findings.append(&mut rec.garbage);
     if let Some(writer) = writer {
-        writer.finish()?;
+        // The writer's history: ops in id (invocation) order, as `check` reads them back.
+        rec.history = writer.finish()?;
     }
     if let Some(e) = client_error {
         return Err(e);
@@ -555,7 +564,7 @@ async fn client_task(
         );
         let node = rng.random_range(0..config.nodes);
         let invoke_at = Instant::now();
-        let (invoke_ns, call) = {
+        let (invoke_ns, call, writer) = {
             let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
             let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
             let call = match (&planned.lin, rec.edn.as_mut()) {
@@ -564,7 +573,22 @@ async fn client_task(
                 }
                 _ => None,
             };
-            (invoke_ns, call)
+            (invoke_ns, call, rec.writer.clone())
+        };
+        let key = planned.lin.as_ref().map_or(0, |(k, _, _)| *k as u32);
+        let invoked = match &writer {
+            Some(w) => {
+                let invocation = OpRecord::invocation(
+                    planned.f,
+                    client as u32,
+                    node as u16,
+                    key,
+                    planned.value,
+                    invoke_ns,
+                );
+                Some(record_invoke(w, &invocation).await?)
+            }
+            None => None,
         };
         let reply = request(
             &commands,
@@ -643,14 +667,14 @@ async fn client_task(
             },
             latency_ns,
             process: client as u32,
-            key: planned.lin.as_ref().map_or(0, |(k, _, _)| *k as u32),
+            key,
             clock_sum: 0,
             slot: 0,
             replica: node as u16,
             f: planned.f,
             outcome: interpreted.outcome,
         };
-        rec.record(record, interpreted.read)?;
+        rec.record(invoked, record, interpreted.read)?;
     }
 }
 

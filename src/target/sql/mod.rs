@@ -25,8 +25,7 @@ pub mod template;
 
 use crate::error::{Error, Result};
 use crate::generator::{derive_seed, Generator, Mix, Step};
-use crate::history::jsonl::{HistoryWriter, WriterMsg};
-use crate::history::OpBatch;
+use crate::history::jsonl::{record_invoke, HistoryWriter, Invoked, WriterMsg};
 use crate::history::{
     FinalRead, Function, Header, History, OpRecord, Outcome, Probe, ProbeKind, Quiescence,
     SCHEMA_VERSION, UNKNOWN_AUX,
@@ -344,15 +343,13 @@ impl Shared {
         }
     }
 
-    fn record(&self, record: OpRecord, read: Option<Value>) -> Result<()> {
-        let mut batch = OpBatch::default();
-        batch.push(record, None, &[], read);
-        self.sender
-            .send(WriterMsg::Ops(Box::new(batch)))
-            .map_err(|_| Error::Target {
-                component: "history writer".into(),
-                message: "stopped accepting ops".into(),
-            })
+    /// Puts the op's invocation in the history file before it is sent.
+    async fn invoke(&self, record: &OpRecord) -> Result<Invoked> {
+        record_invoke(&self.sender, record).await
+    }
+
+    fn record(&self, invoked: Invoked, record: OpRecord, read: Option<Value>) -> Result<()> {
+        invoked.complete(&self.sender, record, read)
     }
 }
 
@@ -639,6 +636,7 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
         match step {
             Step::Read { key } => {
                 record.key = key;
+                let invoked = shared.invoke(&record).await?;
                 let read = read_key(&shared, replica, &mut held, key, w).await;
                 record.latency_ns = elapsed_ns(started);
                 record.outcome = if read.is_some() {
@@ -652,7 +650,7 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
                     }
                     value
                 });
-                shared.record(record, value)?;
+                shared.record(invoked, record, value)?;
             }
             Step::Update { key, intent } => {
                 let (f, value, _) = crate::interpreter::describe(&intent);
@@ -684,6 +682,7 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
                     ("process".into(), Param::Int(w as i64)),
                 ];
                 let stmts = &shared.prepared.ops[&f];
+                let invoked = shared.invoke(&record).await?;
                 let mut outcome =
                     execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
                 if config.retry_fraction > 0.0 && rng.random_bool(config.retry_fraction) {
@@ -703,7 +702,7 @@ async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instan
                     let done = invoke_ns + record.latency_ns as u64;
                     contexts.insert(key, (clock, done.max(context_ns)));
                 }
-                shared.record(record, None)?;
+                shared.record(invoked, record, None)?;
                 if outcome == Outcome::Ok {
                     let mut samples = shared.samples.lock().unwrap_or_else(|p| p.into_inner());
                     if samples.len() < MAX_PROBES && rng.random_bool(0.05) {

@@ -228,30 +228,20 @@ pub fn expand_env(text: &str) -> String {
     out
 }
 
-/// Splits `scheme://user:password@rest` into (`scheme://user`, `password`, `@rest`).
-fn split_password(url: &str) -> Option<(&str, &str, &str)> {
-    let authority_start = url.find("://")? + 3;
-    let authority_end = url[authority_start..]
-        .find('/')
-        .map_or(url.len(), |i| authority_start + i);
-    let at = authority_start + url[authority_start..authority_end].rfind('@')?;
-    let colon = authority_start + url[authority_start..at].find(':')?;
-    Some((&url[..colon], &url[colon + 1..at], &url[at..]))
-}
-
-/// A URL with its password replaced by `***`, fit for logs and reports.
+/// A URL or libpq DSN with its secrets masked ([`crate::secrets::mask`]),
+/// fit for logs and reports.
 pub fn redact_url(url: &str) -> String {
-    match split_password(url) {
-        Some((user, _, rest)) => format!("{user}:***{rest}"),
-        None => url.to_string(),
-    }
+    crate::secrets::mask(url).into_owned()
 }
 
-/// The password inside a URL, if any (to scrub it from driver messages).
+/// The password inside a URL (userinfo or `password=` parameter) or a libpq
+/// DSN, if any (to scrub it from driver messages); registered with
+/// [`crate::secrets::register`] so every output masks it.
 pub fn password_of(url: &str) -> Option<String> {
-    split_password(url)
-        .map(|(_, p, _)| p.to_string())
-        .filter(|p| !p.is_empty())
+    crate::secrets::register_in(url);
+    crate::secrets::secrets_in(url)
+        .into_iter()
+        .find(|p| !p.is_empty())
 }
 
 #[cfg(test)]

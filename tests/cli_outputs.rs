@@ -1,0 +1,546 @@
+//! The verifier loses nothing, leaks nothing and leaves nothing behind:
+//! bad `check` inputs (bounded memory, the line named), cut histories,
+//! closed pipes and full disks, one run per output folder, secrets in every
+//! form masked in every output, and out-of-range flags.
+
+mod common;
+
+use common::{cli, converge, finish, Out};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn header(end_line: bool) -> String {
+    let end = if end_line { r#","end_line":true"# } else { "" };
+    format!(
+        r#"{{"type":"header","schema_version":1,"seed":1,"workload":"g-counter","model":"m","target":"maelstrom","writers":1,"replicas":2,"keys":1,"ops":2,"nemesis":"none","reproduce":"converge run"{end}}}"#
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write the history");
+    path
+}
+
+fn check(path: &Path) -> Out {
+    cli([OsStr::new("check"), path.as_os_str()])
+}
+
+/// The peak resident memory of a child, read from `/proc/<pid>/status`
+/// while it runs (VmHWM is its high-water mark), then its exit code.
+fn peak_rss_kib(mut child: Child) -> (u64, Out) {
+    let pid = child.id();
+    let mut peak = 0u64;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+        }
+        if child.try_wait().expect("poll").is_some() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_string(&mut stdout));
+    child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
+    let code = child.wait().expect("reap").code().expect("no signal");
+    (
+        peak,
+        Out {
+            code,
+            stdout,
+            stderr,
+        },
+    )
+}
+
+// ------------------------------------------------------------ check inputs
+
+#[test]
+fn check_of_an_endless_line_fails_at_the_cap_with_bounded_memory() {
+    let child = converge()
+        .args(["check", "/dev/zero"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn converge check");
+    let (peak_kib, out) = peak_rss_kib(child);
+    out.no_panic().expect_code(3);
+    assert!(
+        out.stderr.contains("/dev/zero:1:") && out.stderr.contains("longer than"),
+        "the error does not name line 1 and the cap\n{}",
+        out.dump()
+    );
+    // The line buffer may double once past the cap: three caps is a bound
+    // no unbounded reader stays under.
+    let cap_kib = converge::history::jsonl::MAX_LINE_BYTES as u64 / 1024;
+    assert!(
+        peak_kib > 0 && peak_kib < 3 * cap_kib,
+        "peak RSS {peak_kib} KiB (cap {cap_kib} KiB)"
+    );
+}
+
+#[test]
+fn check_of_one_unterminated_line_names_it_and_is_not_called_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    for text in ["garbage without newline", &header(true)[..40]] {
+        let path = write(dir.path(), "one.jsonl", text);
+        let out = check(&path);
+        out.no_panic().expect_code(3);
+        assert!(
+            out.stderr.contains("one.jsonl:1:") && !out.stderr.contains("empty history"),
+            "{}",
+            out.dump()
+        );
+    }
+}
+
+#[test]
+fn check_rejects_clocks_and_dots_the_header_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let invoke = |f: &str| {
+        format!(
+            r#"{{"type":"invoke","op":0,"process":0,"replica":0,"key":0,"f":"{f}","value":1,"time_ns":1}}"#
+        )
+    };
+    let mv = header(true)
+        .replace("g-counter", "mv-register")
+        .replace("maelstrom", "in-process");
+    let set = header(true)
+        .replace("g-counter", "or-set")
+        .replace("maelstrom", "in-process");
+    let cases = [
+        (
+            &mv,
+            invoke("write"),
+            r#"{"type":"ok","op":0,"time_ns":2,"clock_sum":3,"clock":[1,1,1],"ts":5}"#,
+            "vector clock of 3 entries",
+        ),
+        (
+            &set,
+            invoke("add"),
+            r#"{"type":"ok","op":0,"time_ns":2,"clock_sum":1,"dot":18446744073709551615}"#,
+            "dot 18446744073709551615",
+        ),
+        (
+            &set,
+            invoke("add"),
+            r#"{"type":"ok","op":0,"time_ns":2,"clock_sum":1,"dot":1125899906842625}"#,
+            "names replica 4",
+        ),
+    ];
+    for (head, invoke, done, needle) in cases {
+        let text = format!("{head}\n{invoke}\n{done}\n{{\"type\":\"end\"}}\n");
+        let path = write(dir.path(), "bad.jsonl", &text);
+        let out = check(&path);
+        out.no_panic().expect_code(3);
+        assert!(
+            out.stderr.contains("bad.jsonl:3:") && out.stderr.contains(needle),
+            "expected line 3 and `{needle}`\n{}",
+            out.dump()
+        );
+    }
+}
+
+#[test]
+fn a_history_without_its_end_line_is_interrupted_and_never_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ops = concat!(
+        r#"{"type":"invoke","op":0,"process":0,"replica":0,"key":0,"f":"increment","value":1,"time_ns":1}"#,
+        "\n",
+        r#"{"type":"ok","op":0,"time_ns":2,"clock_sum":1}"#,
+        "\n",
+        r#"{"type":"final","replica":0,"key":0,"value":1}"#,
+        "\n",
+        r#"{"type":"final","replica":1,"key":0,"value":1}"#,
+        "\n",
+        r#"{"type":"quiescence","reached":true,"rounds":1,"max_rounds":5,"convergence_ns":10}"#,
+        "\n",
+    );
+    let whole = write(
+        dir.path(),
+        "whole.jsonl",
+        &format!("{}\n{ops}{{\"type\":\"end\"}}\n", header(true)),
+    );
+    check(&whole).no_panic().expect_code(0);
+    // The same history by a writer that promised no end line: as before.
+    let old = write(
+        dir.path(),
+        "old.jsonl",
+        &format!("{}\n{ops}", header(false)),
+    );
+    check(&old).no_panic().expect_code(0);
+    // Cut before the end line: what it holds is right, but it is not the run.
+    let cut = write(dir.path(), "cut.jsonl", &format!("{}\n{ops}", header(true)));
+    let out = check(&cut);
+    out.no_panic().expect_code(2);
+    assert!(out.stderr.contains("cut short"), "{}", out.dump());
+    // Nothing may follow the end line.
+    let after = write(
+        dir.path(),
+        "after.jsonl",
+        &format!("{}\n{{\"type\":\"end\"}}\n{ops}", header(true)),
+    );
+    let out = check(&after);
+    out.no_panic().expect_code(3);
+    assert!(out.stderr.contains("after.jsonl:3:"), "{}", out.dump());
+}
+
+// ------------------------------------------------------------ pipes, disks
+
+fn small_run(out: &Path) -> Command {
+    let mut cmd = converge();
+    cmd.args([
+        "run",
+        "--workload",
+        "g-counter",
+        "--ops",
+        "300",
+        "--writers",
+        "2",
+        "--seed",
+        "5",
+    ])
+    .arg("--out")
+    .arg(out);
+    cmd
+}
+
+/// Runs `cmd` with its stdout a pipe whose reader is already gone.
+fn with_closed_stdout(cmd: &mut Command) -> Out {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
+    let status = child.wait().expect("reap");
+    Out {
+        code: status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {status:?}\n{stderr}")),
+        stdout: String::new(),
+        stderr,
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_verdicts_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = with_closed_stdout(converge().args(["list", "workloads"]));
+    out.no_panic().expect_code(0);
+    let out = with_closed_stdout(&mut small_run(&dir.path().join("run")));
+    out.no_panic().expect_code(0);
+    assert!(dir.path().join("run/report.json").is_file());
+}
+
+#[test]
+fn a_full_stdout_is_an_io_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        &mut small_run(&dir.path().join("run")),
+        converge().args(["list", "workloads"]),
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = finish(cmd.stdout(full));
+        out.no_panic().expect_code(3);
+        assert!(out.stderr.contains("/dev/full"), "{}", out.dump());
+    }
+}
+
+#[test]
+fn out_of_range_threads_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = write(dir.path(), "h.jsonl", &format!("{}\n", header(false)));
+    let h = history.to_str().unwrap();
+    for args in [
+        vec!["run", "--threads", "100000"],
+        vec!["run", "--threads", "0"],
+        vec![
+            "check",
+            "--checker",
+            "linearizable",
+            "--threads",
+            "100000",
+            h,
+        ],
+        vec!["fuzz", "--threads", "100000"],
+    ] {
+        let out = cli(&args);
+        out.no_panic().expect_code(3).mentions("--threads");
+    }
+}
+
+#[test]
+fn latency_errors_speak_milliseconds_and_negative_slos_are_config_errors() {
+    let out = cli([
+        "run",
+        "--target",
+        "maelstrom",
+        "--bin",
+        "x",
+        "--latency",
+        "-5",
+    ]);
+    out.no_panic().expect_code(3);
+    assert!(
+        out.stderr.contains("--latency must be milliseconds") && out.stderr.contains("-5"),
+        "{}",
+        out.dump()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.toml",
+        "workload = \"g-counter\"\nops = 100\n[target]\nkind = \"in-process\"\n[slo]\np95_ms = -1\n",
+    );
+    let out = cli([
+        OsStr::new("run"),
+        OsStr::new("--scenario"),
+        scenario.as_os_str(),
+        OsStr::new("--out"),
+        dir.path().join("out").as_os_str(),
+    ]);
+    out.no_panic().expect_code(3);
+    assert!(
+        out.stderr.contains("p95_ms") && out.stderr.contains("-1"),
+        "{}",
+        out.dump()
+    );
+}
+
+// ------------------------------------------------------------ one run per folder
+
+#[test]
+fn an_output_folder_in_use_is_refused_naming_its_holder_and_a_stale_one_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    let lock = out.join(converge::history::lock::LOCK_FILE);
+    // This test process is alive: its lock holds.
+    let me = std::process::id();
+    std::fs::write(&lock, format!("{me}\n")).unwrap();
+    let refused = finish(&mut small_run(&out));
+    refused.no_panic().expect_code(3);
+    assert!(
+        refused.stderr.contains(&format!("pid {me}")),
+        "{}",
+        refused.dump()
+    );
+    assert!(!out.join("history.jsonl").exists(), "{}", refused.dump());
+
+    // A process that has ended holds nothing.
+    let mut gone = Command::new("true").spawn().expect("spawn true");
+    let dead = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&lock, format!("{dead}\n")).unwrap();
+    finish(&mut small_run(&out)).no_panic().expect_code(0);
+    assert!(!lock.exists(), "the run left its lock behind");
+}
+
+#[test]
+fn two_concurrent_runs_never_share_a_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let long = |cmd: &mut Command| {
+        cmd.args([
+            "run",
+            "--workload",
+            "g-set",
+            "--ops",
+            "2000000",
+            "--writers",
+            "4",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+    };
+    let mut first = long(&mut converge());
+    let lock = out.join(converge::history::lock::LOCK_FILE);
+    while !lock.exists() {
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended");
+        std::thread::yield_now();
+    }
+    let second = finish(&mut small_run(&out));
+    let _ = first.kill();
+    let _ = first.wait();
+    second.no_panic().expect_code(3);
+    assert!(
+        second.stderr.contains(&format!("pid {}", first.id())),
+        "{}",
+        second.dump()
+    );
+}
+
+// ------------------------------------------------------------ secrets
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Fails if `secret` is in the run's stdout, stderr or any file it wrote.
+fn assert_masked(out: &Out, dir: &Path, secret: &str, what: &str) {
+    assert!(
+        !out.stdout.contains(secret) && !out.stderr.contains(secret),
+        "{what}: the secret reached stdout or stderr\n{}",
+        out.dump()
+    );
+    for file in files_under(dir) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(secret),
+            "{what}: the secret reached {}\n{}",
+            file.display(),
+            out.dump()
+        );
+    }
+}
+
+fn sql_scenario() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sql-counter-upsert-ok.toml")
+}
+
+fn sql_run(dir: &Path, name: &str, url: &str) -> (Out, PathBuf) {
+    let out_dir = dir.join(name);
+    let out = finish(
+        converge()
+            .args(["run", "--scenario"])
+            .arg(sql_scenario())
+            .args(["--ops", "200", "--seed", "3", "--database-url", url])
+            .arg("--out")
+            .arg(&out_dir),
+    );
+    out.no_panic();
+    (out, out_dir)
+}
+
+#[test]
+fn sql_passwords_in_urls_and_dsns_reach_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    // Runs that fail fast: the database cannot be opened or reached.
+    let cases = [
+        (
+            "sqlite-query",
+            format!(
+                "sqlite://{}/no/such/dir/x.db?password=Sq1iteSecret",
+                dir.path().display()
+            ),
+            "Sq1iteSecret",
+        ),
+        (
+            "dsn",
+            "host=127.0.0.1 port=1 user=u password=DsnSecret42 dbname=test".to_string(),
+            "DsnSecret42",
+        ),
+        (
+            "dsn-quoted",
+            "host=127.0.0.1 port=1 user=u password='Quoted Secret9' dbname=test".to_string(),
+            "Quoted Secret9",
+        ),
+        (
+            "userinfo",
+            "postgres://u:UserinfoSecret7@127.0.0.1:1/test".to_string(),
+            "UserinfoSecret7",
+        ),
+    ];
+    for (name, url, secret) in &cases {
+        let (out, out_dir) = sql_run(dir.path(), name, url);
+        assert_ne!(out.code, 0, "{name}: {}", out.dump());
+        assert!(
+            out.stderr.contains("***"),
+            "{name}: nothing masked?\n{}",
+            out.dump()
+        );
+        assert_masked(&out, &out_dir, secret, name);
+    }
+}
+
+#[test]
+fn a_postgres_password_parameter_reaches_no_output_of_a_real_run() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    // Trust authentication accepts any password: a whole run with one.
+    let secret = "PgQuerySecret5";
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}password={secret}");
+    let dir = tempfile::tempdir().unwrap();
+    let (out, out_dir) = sql_run(dir.path(), "pg", &url);
+    out.expect_code(0);
+    assert!(out_dir.join("history.jsonl").is_file());
+    assert_masked(&out, &out_dir, secret, "postgres ?password=");
+}
+
+#[test]
+fn http_userinfo_and_authorization_headers_reach_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the run fails fast, naming the replica.
+    let config = write(
+        dir.path(),
+        "http.toml",
+        concat!(
+            "workload = \"pn-counter\"\n",
+            "replicas = [\"http://alice:HttpSecret3@127.0.0.1:1\"]\n",
+            "[ops.increment]\nmethod = \"POST\"\npath = \"/c/{key}\"\n",
+            "headers = { \"Authorization\" = \"Bearer HeaderToken8\" }\n",
+            "body = { delta = \"{delta}\" }\n",
+            "[ops.read]\nmethod = \"GET\"\npath = \"/c/{key}\"\nvalue = \"/value\"\n",
+            "headers = { \"Authorization\" = \"Bearer HeaderToken8\" }\n",
+        ),
+    );
+    let out_dir = dir.path().join("out");
+    let out = finish(
+        converge()
+            .args(["run", "--target", "http", "--http-config"])
+            .arg(&config)
+            .args(["--ops", "50", "--seed", "1", "--out"])
+            .arg(&out_dir),
+    );
+    out.no_panic().expect_code(4);
+    assert!(out.stderr.contains("alice:***@"), "{}", out.dump());
+    for secret in ["HttpSecret3", "HeaderToken8"] {
+        assert_masked(&out, &out_dir, secret, "http");
+    }
+}
