@@ -165,10 +165,22 @@ impl Group {
         self.pgid as u32
     }
 
-    /// SIGCONT then SIGKILL to every process of the group (a stopped
-    /// process is continued first so nothing is left stopped).
+    /// SIGKILL to every process of the group but the guard, which then
+    /// reaps its command (so its CPU time reaches converge's children's
+    /// usage) and exits. The group is stopped while it is listed, so
+    /// nothing forks past the list, and continued after, so nothing is left
+    /// stopped.
     pub fn kill(&self) {
-        kill_group(self.pgid);
+        // SAFETY: kill(2) on a process group we created and its members.
+        unsafe {
+            libc::kill(-self.pgid, libc::SIGSTOP);
+            for pid in members(self.pgid) {
+                if pid != self.pgid {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            libc::kill(-self.pgid, libc::SIGCONT);
+        }
     }
 
     /// SIGTERM to every process of the group; the guard ignores it and
@@ -195,9 +207,28 @@ impl Group {
     }
 }
 
+/// Pids of the processes in process group `pgid`, from /proc.
+fn members(pgid: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // After the parenthesised name: state, ppid, pgrp.
+                stat.rfind(')')
+                    .and_then(|i| stat[i + 1..].split_whitespace().nth(2)?.parse().ok())
+                    == Some(pgid)
+            })
+        })
+        .collect()
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
-        kill_group(self.pgid);
+        self.kill();
         for slot in &GROUPS {
             if slot
                 .compare_exchange(self.pgid, 0, Ordering::SeqCst, Ordering::SeqCst)
@@ -319,69 +350,78 @@ pub fn describe_log(path: &Path) -> String {
     }
 }
 
-/// One line of a child's output, as read by [`read_line_capped`].
+/// One line of a child's output, as read by [`CappedLines`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum OutputLine {
     /// A whole line (without its newline), lossily decoded.
     Line(String),
-    /// A line longer than the cap: its first bytes were dropped, and the
-    /// rest up to the newline was skipped; `bytes` is its full length.
-    TooLong {
-        /// The line's length, in bytes.
-        bytes: u64,
-    },
+    /// A line longer than the cap, reported as soon as it passes the cap;
+    /// what was read of it is dropped and the rest, up to its newline, is
+    /// skipped.
+    TooLong,
     /// End of output.
     End,
 }
 
-/// Reads one line, keeping at most `cap` bytes of it in memory: a longer
-/// line is skipped to its newline and reported as [`OutputLine::TooLong`].
-/// A last line without a newline counts as a line.
-pub async fn read_line_capped<R>(reader: &mut R, cap: usize) -> io::Result<OutputLine>
-where
-    R: tokio::io::AsyncBufRead + Unpin,
-{
-    use tokio::io::AsyncBufReadExt;
-    let mut line = Vec::new();
-    let mut length: u64 = 0;
-    let mut too_long = false;
-    loop {
-        let buf = reader.fill_buf().await?;
-        if buf.is_empty() {
-            if length == 0 {
-                return Ok(OutputLine::End);
+/// Lines of a child's output, keeping at most `cap` bytes of a line in
+/// memory. A last line without a newline counts as a line.
+pub struct CappedLines<R> {
+    reader: R,
+    cap: usize,
+    skipping: bool,
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin> CappedLines<R> {
+    /// Lines of `reader`, each at most `cap` bytes.
+    pub fn new(reader: R, cap: usize) -> Self {
+        CappedLines {
+            reader,
+            cap,
+            skipping: false,
+        }
+    }
+
+    /// The next line, [`OutputLine::TooLong`] once per over-long line, or
+    /// the end.
+    pub async fn next(&mut self) -> io::Result<OutputLine> {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = Vec::new();
+        loop {
+            let buf = self.reader.fill_buf().await?;
+            if buf.is_empty() {
+                self.skipping = false;
+                if line.is_empty() {
+                    return Ok(OutputLine::End);
+                }
+                break;
             }
-            break;
-        }
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        length += chunk.len() as u64;
-        if !too_long {
-            if line.len() + chunk.len() > cap {
-                too_long = true;
-                line = Vec::new();
-            } else {
-                line.extend_from_slice(chunk);
+            let newline = buf.iter().position(|&b| b == b'\n');
+            let used = newline.map_or(buf.len(), |i| i + 1);
+            let chunk_len = newline.unwrap_or(buf.len());
+            if self.skipping {
+                self.reader.consume(used);
+                self.skipping = newline.is_none();
+                continue;
+            }
+            if line.len() + chunk_len > self.cap {
+                self.reader.consume(used);
+                self.skipping = newline.is_none();
+                return Ok(OutputLine::TooLong);
+            }
+            line.extend_from_slice(&buf[..chunk_len]);
+            self.reader.consume(used);
+            if newline.is_some() {
+                break;
             }
         }
-        let used = done.unwrap_or(buf.len());
-        reader.consume(used);
-        if done.is_some() {
-            break;
+        if line.last() == Some(&b'\r') {
+            line.pop();
         }
+        Ok(OutputLine::Line(match String::from_utf8(line) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }))
     }
-    if too_long {
-        return Ok(OutputLine::TooLong { bytes: length });
-    }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    Ok(OutputLine::Line(match String::from_utf8(line) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }))
 }
 
 /// How long [`wait_briefly`] waits for a process whose output ended.
@@ -404,11 +444,12 @@ mod tests {
 
     #[tokio::test]
     async fn long_lines_are_skipped_and_counted() {
-        let input = b"short\nabcdefghij\nok\r\ntail".to_vec();
-        let mut reader = tokio::io::BufReader::with_capacity(4, &input[..]);
+        let input = b"short\nabcdefghij\nok\r\n\nabcdefg".to_vec();
+        let reader = tokio::io::BufReader::with_capacity(4, &input[..]);
+        let mut lines = CappedLines::new(reader, 6);
         let mut got = Vec::new();
         loop {
-            match read_line_capped(&mut reader, 6).await.expect("in memory") {
+            match lines.next().await.expect("in memory") {
                 OutputLine::End => break,
                 other => got.push(other),
             }
@@ -417,9 +458,10 @@ mod tests {
             got,
             vec![
                 OutputLine::Line("short".into()),
-                OutputLine::TooLong { bytes: 10 },
+                OutputLine::TooLong,
                 OutputLine::Line("ok".into()),
-                OutputLine::Line("tail".into()),
+                OutputLine::Line(String::new()),
+                OutputLine::TooLong,
             ]
         );
     }

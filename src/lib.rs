@@ -14,7 +14,7 @@
 //! - [`scenario`]: TOML scenario files; [`slo`]: SLO gates;
 //! - [`serve`]: `converge serve`, the reference HTTP CRDT service;
 //! - [`child`] and [`interrupt`]: child processes that never outlive a run,
-//!   and SIGINT/SIGTERM that stop it gracefully.
+//!   and SIGINT/SIGTERM that stop it gracefully;
 //! - [`secrets`] and [`output`]: every output masked, closed pipes quiet.
 #![warn(missing_docs)]
 

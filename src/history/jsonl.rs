@@ -206,7 +206,7 @@ fn write_loop(
         message,
     };
     let answer = |out: &mut BufWriter<File>,
-                      unanswered: &mut Vec<(tokio::sync::oneshot::Sender<u64>, u64)>|
+                  unanswered: &mut Vec<(tokio::sync::oneshot::Sender<u64>, u64)>|
      -> Result<()> {
         out.flush().map_err(io)?;
         for (ack, id) in unanswered.drain(..) {
@@ -258,7 +258,9 @@ fn write_loop(
                             observed: op.observed.to_vec(),
                             read: op.read.cloned(),
                         };
-                        ordered.accept(&mut history, completed).map_err(incoherent)?;
+                        ordered
+                            .accept(&mut history, completed)
+                            .map_err(incoherent)?;
                     }
                     next_op += 1;
                 }
@@ -307,7 +309,9 @@ fn write_loop(
                         observed: op.observed.to_vec(),
                         read: op.read.cloned(),
                     };
-                    ordered.accept(&mut history, completed).map_err(incoherent)?;
+                    ordered
+                        .accept(&mut history, completed)
+                        .map_err(incoherent)?;
                 }
             }
             WriterMsg::Final(f) => {

@@ -9,7 +9,7 @@
 //! and CPU are summed over every process of it, not just the shell's.
 
 use super::config::StartConfig;
-use crate::child::{contain, read_line_capped, Group, OutputLine, MAX_LINE_BYTES};
+use crate::child::{contain, CappedLines, Group, OutputLine, MAX_LINE_BYTES};
 use crate::error::{Error, Result};
 use crate::report::ServiceFigures;
 use parking_lot::Mutex;
@@ -118,12 +118,12 @@ impl Service {
             let mut log = tokio::fs::File::from_std(log);
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
-                let mut reader = BufReader::new(stdout);
+                let mut lines = CappedLines::new(BufReader::new(stdout), MAX_LINE_BYTES);
                 loop {
-                    let line = match read_line_capped(&mut reader, MAX_LINE_BYTES).await {
+                    let line = match lines.next().await {
                         Ok(OutputLine::Line(line)) => line,
-                        Ok(OutputLine::TooLong { bytes }) => format!(
-                            "[converge: the service wrote a line of {bytes} bytes, over the {} MiB limit: skipped]",
+                        Ok(OutputLine::TooLong) => format!(
+                            "[converge: the service wrote a line over {} MiB: skipped]",
                             MAX_LINE_BYTES >> 20
                         ),
                         Ok(OutputLine::End) | Err(_) => break,

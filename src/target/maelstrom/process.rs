@@ -9,7 +9,7 @@
 //! [`MAX_BUFFERED_BYTES`] of its lines wait for the router, after which its
 //! reader stops reading and the node blocks on its own stdout.
 
-use crate::child::{contain, read_line_capped, Group, OutputLine};
+use crate::child::{contain, CappedLines, Group, OutputLine};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,8 +22,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use crate::child::MAX_LINE_BYTES;
 
-/// Most bytes of one node's stdout read but not yet routed.
+/// Most bytes of one node's stdout read but not yet routed, or queued for
+/// its stdin and not yet written.
 pub const MAX_BUFFERED_BYTES: usize = 16 << 20;
+
+/// What a queued line costs beyond its text (event, allocation), counted
+/// against [`MAX_BUFFERED_BYTES`] so that a flood of short lines is bounded
+/// too.
+const LINE_OVERHEAD: usize = 128;
 
 /// A line a node wrote, holding its share of the node's output budget
 /// until the router is done with it.
@@ -61,7 +67,8 @@ pub enum NodeEvent {
         /// The line.
         line: NodeLine,
     },
-    /// A line over [`MAX_LINE_BYTES`]: skipped, not routed.
+    /// A line over [`MAX_LINE_BYTES`], reported as soon as it passes the
+    /// cap: skipped, not routed.
     Oversized {
         /// Node index.
         node: usize,
@@ -69,8 +76,6 @@ pub enum NodeEvent {
         incarnation: u32,
         /// Its line number on the node's stdout (1-based).
         line: u64,
-        /// Its length, in bytes.
-        bytes: u64,
     },
     /// The node's stdout closed: it exited or was killed.
     Exited {
@@ -149,7 +154,7 @@ impl NodeProcess {
         let written = queued.clone();
         tokio::spawn(async move {
             while let Some(line) = rx.recv().await {
-                written.fetch_sub(line.len(), Ordering::Relaxed);
+                written.fetch_sub(line.len() + LINE_OVERHEAD, Ordering::Relaxed);
                 // A dead node's pipe fails; the reader reports the exit.
                 if stdin.write_all(line.as_bytes()).await.is_err() {
                     break;
@@ -173,7 +178,8 @@ impl NodeProcess {
     /// stdin (stopped, stuck) gets at most [`MAX_BUFFERED_BYTES`] queued;
     /// lines past that are dropped, like a message the network lost.
     pub fn send(&mut self, line: String) {
-        if self.queued.load(Ordering::Relaxed) + line.len() > MAX_BUFFERED_BYTES {
+        let cost = line.len() + LINE_OVERHEAD;
+        if self.queued.load(Ordering::Relaxed) + cost > MAX_BUFFERED_BYTES {
             if self.dropped == 0 {
                 tracing::warn!(
                     "node n{} has not read {} MiB sent to it: dropping messages to it",
@@ -184,7 +190,7 @@ impl NodeProcess {
             self.dropped += 1;
             return;
         }
-        self.queued.fetch_add(line.len(), Ordering::Relaxed);
+        self.queued.fetch_add(cost, Ordering::Relaxed);
         let _ = self.stdin.send(line);
     }
 
@@ -233,18 +239,17 @@ async fn read_stdout(
     events: UnboundedSender<NodeEvent>,
 ) {
     let budget = Arc::new(Semaphore::new(MAX_BUFFERED_BYTES));
-    let mut reader = BufReader::with_capacity(64 << 10, stdout);
+    let mut lines = CappedLines::new(BufReader::with_capacity(64 << 10, stdout), MAX_LINE_BYTES);
     let mut number: u64 = 0;
     loop {
         number += 1;
-        let text = match read_line_capped(&mut reader, MAX_LINE_BYTES).await {
+        let text = match lines.next().await {
             Ok(OutputLine::Line(text)) => text,
-            Ok(OutputLine::TooLong { bytes }) => {
+            Ok(OutputLine::TooLong) => {
                 let over = NodeEvent::Oversized {
                     node,
                     incarnation,
                     line: number,
-                    bytes,
                 };
                 if events.send(over).is_err() {
                     return;
@@ -264,7 +269,7 @@ async fn read_stdout(
         // Waits while the router has not consumed this node's earlier
         // lines: the node then blocks on its full pipe, and converge's
         // memory stays bounded however fast it writes.
-        let cost = text.len().clamp(1, MAX_BUFFERED_BYTES) as u32;
+        let cost = (text.len() + LINE_OVERHEAD).min(MAX_BUFFERED_BYTES) as u32;
         let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
             return;
         };

@@ -585,10 +585,10 @@ impl Router {
                             self.route_line(node, &line);
                         }
                     }
-                    NodeEvent::Oversized { node, incarnation, line, bytes } => {
+                    NodeEvent::Oversized { node, incarnation, line } => {
                         if incarnation + 1 == self.incarnations[node] {
                             self.finding(format!(
-                                "node n{node} wrote a line over {} MiB at line {line} of its stdout ({bytes} bytes): skipped",
+                                "node n{node} wrote a line over {} MiB at line {line} of its stdout: skipped",
                                 super::process::MAX_LINE_BYTES >> 20
                             ));
                         }
