@@ -118,7 +118,11 @@ fn secret_spans(text: &str) -> Vec<(usize, usize)> {
 
 /// Characters that end a URL authority or an unquoted value in free text.
 fn ends_value(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\\' | ',' | ')' | ']' | '}')
+    c.is_whitespace()
+        || matches!(
+            c,
+            '"' | '\'' | '`' | '<' | '>' | '\\' | ',' | ')' | ']' | '}'
+        )
 }
 
 /// Passwords of URL userinfo: `scheme://user:PASSWORD@host`.
@@ -191,7 +195,10 @@ mod tests {
                 "postgres://alice:s3cr:et@db:5432/app",
                 "postgres://alice:***@db:5432/app",
             ),
-            ("http://user:hunter2@host:8080/x", "http://user:***@host:8080/x"),
+            (
+                "http://user:hunter2@host:8080/x",
+                "http://user:***@host:8080/x",
+            ),
             (
                 "sqlite://x.db?mode=rwc&password=hunter2&a=b",
                 "sqlite://x.db?mode=rwc&password=***&a=b",
@@ -204,7 +211,10 @@ mod tests {
                 "host=db password = 'two words' port=5",
                 "host=db password = '***' port=5",
             ),
-            ("sslpassword=abc&access_token=xyz", "sslpassword=***&access_token=***"),
+            (
+                "sslpassword=abc&access_token=xyz",
+                "sslpassword=***&access_token=***",
+            ),
             ("\"url\":\"a://u:p@h\"", "\"url\":\"a://u:***@h\""),
         ];
         for (text, want) in cases {

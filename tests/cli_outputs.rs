@@ -48,8 +48,14 @@ fn peak_rss_kib(mut child: Child) -> (u64, Out) {
     }
     let mut stdout = String::new();
     let mut stderr = String::new();
-    child.stdout.take().map(|mut s| s.read_to_string(&mut stdout));
-    child.stderr.take().map(|mut s| s.read_to_string(&mut stderr));
+    child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_string(&mut stdout));
+    child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
     let code = child.wait().expect("reap").code().expect("no signal");
     (
         peak,
@@ -107,7 +113,9 @@ fn check_of_one_unterminated_line_names_it_and_is_not_called_empty() {
 fn check_rejects_clocks_and_dots_the_header_cannot_hold() {
     let dir = tempfile::tempdir().unwrap();
     let invoke = |f: &str| {
-        format!(r#"{{"type":"invoke","op":0,"process":0,"replica":0,"key":0,"f":"{f}","value":1,"time_ns":1}}"#)
+        format!(
+            r#"{{"type":"invoke","op":0,"process":0,"replica":0,"key":0,"f":"{f}","value":1,"time_ns":1}}"#
+        )
     };
     let mv = header(true)
         .replace("g-counter", "mv-register")
@@ -156,9 +164,9 @@ fn a_history_without_its_end_line_is_interrupted_and_never_valid() {
         "\n",
         r#"{"type":"ok","op":0,"time_ns":2,"clock_sum":1}"#,
         "\n",
-        r#"{"type":"final","replica":0,"key":0,"value":1}"#,
+        r#"{"type":"final","replica":0,"key":0,"value":{"int":1}}"#,
         "\n",
-        r#"{"type":"final","replica":1,"key":0,"value":1}"#,
+        r#"{"type":"final","replica":1,"key":0,"value":{"int":1}}"#,
         "\n",
         r#"{"type":"quiescence","reached":true,"rounds":1,"max_rounds":5,"convergence_ns":10}"#,
         "\n",
@@ -170,7 +178,11 @@ fn a_history_without_its_end_line_is_interrupted_and_never_valid() {
     );
     check(&whole).no_panic().expect_code(0);
     // The same history by a writer that promised no end line: as before.
-    let old = write(dir.path(), "old.jsonl", &format!("{}\n{ops}", header(false)));
+    let old = write(
+        dir.path(),
+        "old.jsonl",
+        &format!("{}\n{ops}", header(false)),
+    );
     check(&old).no_panic().expect_code(0);
     // Cut before the end line: what it holds is right, but it is not the run.
     let cut = write(dir.path(), "cut.jsonl", &format!("{}\n{ops}", header(true)));
@@ -193,7 +205,15 @@ fn a_history_without_its_end_line_is_interrupted_and_never_valid() {
 fn small_run(out: &Path) -> Command {
     let mut cmd = converge();
     cmd.args([
-        "run", "--workload", "g-counter", "--ops", "300", "--writers", "2", "--seed", "5",
+        "run",
+        "--workload",
+        "g-counter",
+        "--ops",
+        "300",
+        "--writers",
+        "2",
+        "--seed",
+        "5",
     ])
     .arg("--out")
     .arg(out);
@@ -259,7 +279,14 @@ fn out_of_range_threads_is_a_usage_error() {
     for args in [
         vec!["run", "--threads", "100000"],
         vec!["run", "--threads", "0"],
-        vec!["check", "--checker", "linearizable", "--threads", "100000", h],
+        vec![
+            "check",
+            "--checker",
+            "linearizable",
+            "--threads",
+            "100000",
+            h,
+        ],
         vec!["fuzz", "--threads", "100000"],
     ] {
         let out = cli(&args);
@@ -269,9 +296,7 @@ fn out_of_range_threads_is_a_usage_error() {
 
 #[test]
 fn latency_errors_speak_milliseconds_and_negative_slos_are_config_errors() {
-    let out = cli([
-        "run", "--target", "maelstrom", "--bin", "x", "--latency", "-5",
-    ]);
+    let out = cli(["run", "--target", "maelstrom", "--bin", "x", "--latency=-5"]);
     out.no_panic().expect_code(3);
     assert!(
         out.stderr.contains("--latency must be milliseconds") && out.stderr.contains("-5"),
@@ -333,14 +358,22 @@ fn two_concurrent_runs_never_share_a_history() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let long = |cmd: &mut Command| {
-        cmd.args(["run", "--workload", "g-set", "--ops", "2000000", "--writers", "4"])
-            .arg("--out")
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn")
+        cmd.args([
+            "run",
+            "--workload",
+            "g-set",
+            "--ops",
+            "2000000",
+            "--writers",
+            "4",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
     };
     let mut first = long(&mut converge());
     let lock = out.join(converge::history::lock::LOCK_FILE);
@@ -447,7 +480,11 @@ fn sql_passwords_in_urls_and_dsns_reach_no_output() {
     for (name, url, secret) in &cases {
         let (out, out_dir) = sql_run(dir.path(), name, url);
         assert_ne!(out.code, 0, "{name}: {}", out.dump());
-        assert!(out.stderr.contains("***"), "{name}: nothing masked?\n{}", out.dump());
+        assert!(
+            out.stderr.contains("***"),
+            "{name}: nothing masked?\n{}",
+            out.dump()
+        );
         assert_masked(&out, &out_dir, secret, name);
     }
 }

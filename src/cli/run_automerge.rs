@@ -51,7 +51,12 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(super::check::fail(&e)),
     };
-    let result = match super::start_run(&config.out, config.seed, || config.reproduce(), || run(&config)) {
+    let result = match super::start_run(
+        &config.out,
+        config.seed,
+        || config.reproduce(),
+        || run(&config),
+    ) {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };

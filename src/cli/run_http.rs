@@ -69,7 +69,12 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     };
     // Taken before the run, so that rss_growth_mb is growth, not the peak.
     let rss_start_mb = crate::metrics::rss_mb().map_or(0.0, |r| r.0);
-    let result = match super::start_run(&config.out, config.seed, || config.reproduce(), || run(&config)) {
+    let result = match super::start_run(
+        &config.out,
+        config.seed,
+        || config.reproduce(),
+        || run(&config),
+    ) {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
