@@ -164,9 +164,9 @@ fn a_history_without_its_end_line_is_interrupted_and_never_valid() {
         "\n",
         r#"{"type":"ok","op":0,"time_ns":2,"clock_sum":1}"#,
         "\n",
-        r#"{"type":"final","replica":0,"key":0,"value":1}"#,
+        r#"{"type":"final","replica":0,"key":0,"value":{"int":1}}"#,
         "\n",
-        r#"{"type":"final","replica":1,"key":0,"value":1}"#,
+        r#"{"type":"final","replica":1,"key":0,"value":{"int":1}}"#,
         "\n",
         r#"{"type":"quiescence","reached":true,"rounds":1,"max_rounds":5,"convergence_ns":10}"#,
         "\n",
@@ -296,15 +296,7 @@ fn out_of_range_threads_is_a_usage_error() {
 
 #[test]
 fn latency_errors_speak_milliseconds_and_negative_slos_are_config_errors() {
-    let out = cli([
-        "run",
-        "--target",
-        "maelstrom",
-        "--bin",
-        "x",
-        "--latency",
-        "-5",
-    ]);
+    let out = cli(["run", "--target", "maelstrom", "--bin", "x", "--latency=-5"]);
     out.no_panic().expect_code(3);
     assert!(
         out.stderr.contains("--latency must be milliseconds") && out.stderr.contains("-5"),

@@ -352,3 +352,55 @@ fn two_p_set_history_stays_within_64_bytes_per_op() {
     let bytes = set_run_bytes_per_op("2p-set");
     assert!(bytes <= 64.0, "2p-set: {bytes:.1} bytes/op");
 }
+
+// Invocation first: what a killed black-box run leaves.
+
+#[test]
+fn an_invocation_is_in_the_file_before_record_invoke_returns_and_reads_back_as_info() {
+    use converge::history::jsonl::record_invoke;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let mut head = header(Workload::GCounter, 2, 1);
+    head.target = "maelstrom".into();
+    let writer = HistoryWriter::start(&path, head).unwrap();
+    let sender = writer.sender();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let first = OpRecord::invocation(Function::Increment, 0, 0, 0, 3, 10);
+    let second = OpRecord::invocation(Function::Increment, 1, 1, 0, 4, 11);
+    let done = runtime.block_on(record_invoke(&sender, &first)).unwrap();
+    let open = runtime.block_on(record_invoke(&sender, &second)).unwrap();
+    // Both invocations are in the file now, before either op was "sent":
+    // a kill at this point leaves them (a copy is what a kill leaves).
+    let cut = dir.path().join("cut.jsonl");
+    std::fs::copy(&path, &cut).unwrap();
+    let text = std::fs::read_to_string(&cut).unwrap();
+    assert_eq!(text.matches(r#""type":"invoke""#).count(), 2, "{text}");
+    let read = read_history(&cut).unwrap();
+    assert!(read.interrupted.is_some(), "a cut history is interrupted");
+    assert_eq!(read.history.ops.len(), 2);
+    assert!(read
+        .history
+        .ops
+        .iter()
+        .all(|op| op.outcome == Outcome::Info));
+
+    // The first completes; the second never does (its client died).
+    let mut finished = first;
+    finished.outcome = Outcome::Ok;
+    finished.latency_ns = 5;
+    done.complete(&sender, finished, None).unwrap();
+    drop(open);
+    drop(sender);
+    let live = writer.finish().unwrap();
+    let back = read_history(&path).unwrap();
+    assert_eq!(back.interrupted, None, "a closed history has its end line");
+    for history in [&live, &back.history] {
+        let outcomes: Vec<_> = history.ops.iter().map(|op| op.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Ok, Outcome::Info]);
+        assert_eq!(history.ops[0].value, 3);
+        assert_eq!(history.ops[0].latency_ns, 5);
+        assert_eq!(history.ops[1].process, 1);
+    }
+}

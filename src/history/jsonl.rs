@@ -29,7 +29,7 @@ use converge_sync::channel::{self, Receiver, Sender, TryRecvError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -645,16 +645,14 @@ pub fn read_history_with_limit(path: &Path, max_line: usize) -> Result<ReadHisto
     };
     loop {
         buf.clear();
-        let n = (&mut reader)
-            .take(max_line as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 {
+        let whole =
+            read_line_capped(&mut reader, &mut buf, max_line).map_err(|e| Error::io(path, e))?;
+        if buf.is_empty() && whole {
             break;
         }
         line_no += 1;
         let terminated = buf.last() == Some(&b'\n');
-        if buf.len() > max_line && !(terminated && buf.len() == max_line + 1) {
+        if !whole {
             return Err(bad(
                 line_no,
                 format!(
@@ -824,6 +822,38 @@ pub fn read_history_with_limit(path: &Path, max_line: usize) -> Result<ReadHisto
         warnings,
         interrupted,
     })
+}
+
+/// Reads one line (with its newline) into `buf`; false when it is longer
+/// than `max_line` bytes, having read no further than the bound (an empty
+/// `buf` and true at the end of the input).
+fn read_line_capped(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max_line: usize,
+) -> std::io::Result<bool> {
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(true);
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (chunk.len(), false),
+        };
+        if buf.len() + take > max_line + 1 {
+            return Ok(false);
+        }
+        buf.extend_from_slice(&chunk[..take]);
+        reader.consume(take);
+        if done {
+            return Ok(true);
+        }
+    }
 }
 
 /// An invoked op that never completed: `info`, whose stamp is unknown.
