@@ -346,6 +346,7 @@ impl<M: SeqModel> Scheduler<'_, M> {
             cancel: &self.cancel,
         };
         let searched = search::search(self.model, &part.ops, &budget);
+        memory::return_freed_memory();
         let deadline_passed = self.deadline.is_some_and(|d| Instant::now() >= d);
         let mut again = None;
         let settled: Option<(Verdict, Option<Stop>)> = match &searched.outcome {
