@@ -672,6 +672,9 @@ pub fn check_run(history: &History) -> Check {
     };
     let mut config = LinConfig::new(model);
     config.timeout = Some(RUN_TIMEOUT);
+    // A run's report counts and lists every key, so no key may be left
+    // undecided because another one failed first.
+    config.explain = Explain::All;
     let checked = match check(&lin, &config, Path::new("history.jsonl")) {
         Ok(checked) => checked,
         Err(e) => {
