@@ -36,7 +36,7 @@ pub struct KvPlan {
 
 impl KvPlan {
     /// The bench's class of history (issue 16): 50 clients, 10 keys, about
-    /// 2,000 ops, crashed puts everywhere and many on keys 1 and 2, and one
+    /// 2,000 ops, crashed puts everywhere and most puts crashed on keys 1 and 2, and one
     /// corrupted read on key 0.
     pub fn fifty_clients() -> KvPlan {
         KvPlan {
@@ -44,7 +44,7 @@ impl KvPlan {
             clients: 50,
             keys: 10,
             ops: 2000,
-            crash_percent: vec![10, 45, 45, 10],
+            crash_percent: vec![10, 60, 60, 10],
             weight: vec![1, 2, 2, 1],
             corrupt_key: Some(0),
         }

@@ -99,6 +99,22 @@ pub fn resident_bytes() -> Option<usize> {
     Some(pages * usize::try_from(page).ok().filter(|&p| p > 0)?)
 }
 
+extern "C" {
+    /// mimalloc's own call (the process allocator, see `lib.rs`): frees
+    /// what the calling thread's heap keeps for reuse.
+    fn mi_collect(force: bool);
+}
+
+/// Hands the memory a finished search freed back to the system. The
+/// allocator would keep it for the thread that freed it, where the next
+/// search (perhaps on another thread) cannot use it but the resident size
+/// still counts it.
+pub fn return_freed_memory() {
+    // SAFETY: mi_collect takes no pointers and may be called at any time
+    // from any thread.
+    unsafe { mi_collect(true) }
+}
+
 /// What one search holds against a [`MemoryBudget`], up to its own cap.
 /// Dropping the ledger gives everything back.
 #[derive(Debug)]

@@ -346,6 +346,7 @@ impl<M: SeqModel> Scheduler<'_, M> {
             cancel: &self.cancel,
         };
         let searched = search::search(self.model, &part.ops, &budget);
+        memory::return_freed_memory();
         let deadline_passed = self.deadline.is_some_and(|d| Instant::now() >= d);
         let mut again = None;
         let settled: Option<(Verdict, Option<Stop>)> = match &searched.outcome {
@@ -671,6 +672,9 @@ pub fn check_run(history: &History) -> Check {
     };
     let mut config = LinConfig::new(model);
     config.timeout = Some(RUN_TIMEOUT);
+    // A run's report counts and lists every key, so no key may be left
+    // undecided because another one failed first.
+    config.explain = Explain::All;
     let checked = match check(&lin, &config, Path::new("history.jsonl")) {
         Ok(checked) => checked,
         Err(e) => {

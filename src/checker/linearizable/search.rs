@@ -301,11 +301,10 @@ enum Phase {
     /// linearizing one now loses nothing (see [`search`]), so it is the
     /// configuration's only move.
     Observe,
-    /// Ops that returned.
-    Returned,
-    /// Ops that never returned: each may take effect at any later point or
-    /// never, so they are tried last, only when the others are stuck.
-    Crashed,
+    /// Every other op, in the order of their calls. (Trying ops that
+    /// never returned last was tried and costs steps: a crashed write that
+    /// took effect is then found only after every other order failed.)
+    Others,
 }
 
 /// Decides whether `ops` has a linearization under `model`, within `budget`.
@@ -318,8 +317,6 @@ enum Phase {
 ///   called, and moving it to the front of any linearization of the rest
 ///   keeps every state and every real-time order. If the configuration
 ///   after it fails, so does the one before.
-/// - Ops that never returned are tried after the ones that did: a crashed
-///   write is needed only when a later read saw it.
 pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_>) -> Searched {
     let n = ops.len();
     let mut ledger = Ledger::new(budget.memory, budget.memory_cap);
@@ -344,27 +341,21 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
     let zobrist: Vec<u64> = (0..n as u64).map(splitmix).collect();
     let observes: Vec<bool> = ops.iter().map(|o| model.observes(&o.op)).collect();
     let crashed: Vec<bool> = ops.iter().map(|o| o.ret.is_none()).collect();
-    let any_crashed = crashed.iter().any(|&c| c);
     let any_observer = observes.iter().any(|&o| o);
     let mut bits = vec![0u64; n.div_ceil(64)];
     let mut bits_hash = 0u64;
     let mut memo: HashTable<MemoEntry<M::State>> = HashTable::new();
     let mut memo_words: Vec<u64> = Vec::new();
-    // Heap bytes of the states held by the memo and by the stack.
-    let mut state_heap = 0usize;
     let mut stack: Vec<Frame<M::State>> = Vec::with_capacity(n);
     let mut furthest = Furthest::default();
     let mut state = model.init();
     let mut phase = if any_observer {
         Phase::Observe
     } else {
-        Phase::Returned
+        Phase::Others
     };
     let mut entry = events.next[HEAD as usize];
     let mut steps = 0u64;
-    let footprint = |memo: &HashTable<MemoEntry<M::State>>, words: &Vec<u64>, heap: usize| {
-        fixed + table_bytes::<MemoEntry<M::State>>(memo.capacity()) + words.capacity() * 8 + heap
-    };
     let out_of_memory = |resident| {
         Outcome::Unknown(Stop::Memory {
             cap: budget.memory_cap,
@@ -400,25 +391,19 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
             }
             match phase {
                 Phase::Observe => {
-                    phase = Phase::Returned;
-                    entry = events.next[HEAD as usize];
-                    continue;
-                }
-                Phase::Returned if any_crashed => {
-                    phase = Phase::Crashed;
+                    phase = Phase::Others;
                     entry = events.next[HEAD as usize];
                     continue;
                 }
                 // Nothing left to try here: undo the last move.
-                Phase::Returned | Phase::Crashed => {}
+                Phase::Others => {}
             }
         } else {
             let op = events.op[entry as usize];
             let o = op as usize;
             let eligible = match phase {
                 Phase::Observe => observes[o],
-                Phase::Returned => !observes[o] && !crashed[o],
-                Phase::Crashed => !observes[o] && crashed[o],
+                Phase::Others => !observes[o],
             };
             let mut backtrack = false;
             let next_state = if eligible {
@@ -446,8 +431,10 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
                     let full_words = bits.iter().take_while(|&&w| w == u64::MAX).count();
                     let used = bits.iter().rposition(|&w| w != 0).map_or(0, |i| i + 1);
                     let tail_len = used.max(full_words) - full_words;
-                    // Charge the worst moment of the insertion (a table or
-                    // arena that grows is briefly held twice) before it.
+                    // Charge what the insertion allocates before it. A
+                    // table or arena that grows leaves its old allocation to
+                    // the allocator, which may keep it resident, so what
+                    // was charged for it is not given back.
                     let mut growth = 2 * heap_bytes(model, &next_state);
                     if memo.len() == memo.capacity() {
                         growth += table_bytes::<MemoEntry<M::State>>((memo.capacity() + 1) * 2);
@@ -461,7 +448,6 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
                     let tail = &bits[full_words..full_words + tail_len];
                     let tail_at = memo_words.len() as u32;
                     memo_words.extend_from_slice(tail);
-                    state_heap += heap_bytes(model, &next_state);
                     memo.insert_unique(
                         hash,
                         MemoEntry {
@@ -474,11 +460,6 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
                         |e| e.hash,
                     );
                     let previous = std::mem::replace(&mut state, next_state);
-                    state_heap += heap_bytes(model, &previous);
-                    ledger.release(growth);
-                    if !ledger.settle(footprint(&memo, &memo_words, state_heap)) {
-                        break 'search out_of_memory(None);
-                    }
                     stack.push(Frame {
                         op,
                         previous,
@@ -489,7 +470,7 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
                     phase = if any_observer {
                         Phase::Observe
                     } else {
-                        Phase::Returned
+                        Phase::Others
                     };
                     entry = events.next[HEAD as usize];
                     continue;
@@ -519,7 +500,8 @@ pub fn search<M: SeqModel>(model: &M, ops: &[TimedOp<M::Op>], budget: &Budget<'_
             else {
                 break 'search Outcome::NotLinearizable;
             };
-            state_heap -= heap_bytes(model, &previous);
+            // The state dropped here is freed and reused at once.
+            ledger.release(heap_bytes(model, &state));
             state = previous;
             bits[top as usize / 64] &= !(1u64 << (top % 64));
             bits_hash ^= zobrist[top as usize];
