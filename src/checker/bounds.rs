@@ -67,7 +67,6 @@ pub fn check(history: &History) -> Check {
                         ops: op.into_iter().collect(),
                         expected: Some(format!("[{lo}, {hi}]")),
                         actual: Some(v.to_string()),
-                        ..Finding::default()
                     });
                 }
             }
