@@ -1,7 +1,7 @@
 //! Reports: `report.json` (stable schema), `report.md` (human summary with an
 //! acceptance table) and the terminal summary.
 
-use crate::checker::{overall, Check};
+use crate::checker::{overall, Check, Judged};
 use crate::error::{Error, Result};
 use crate::history::{History, NetworkStats, SCHEMA_VERSION};
 use crate::metrics::{self, Latency};
@@ -24,8 +24,13 @@ pub struct ReportCounts {
     pub fail: u64,
     /// `info` operations.
     pub info: u64,
-    /// Concurrent update pairs on the same key.
-    pub conflicts: u64,
+    /// Updates concurrent with at least one other update to the same
+    /// element (key, set element, map field); `null` when the target
+    /// records no causal order to measure it by.
+    pub conflicts: Option<u64>,
+    /// `conflicts` as a share of the updates it was measured over.
+    #[serde(default)]
+    pub conflict_share: Option<f64>,
     /// Acknowledged updates missing, plus unexpected values, plus duplicate reads.
     pub data_loss_events: u64,
     /// Idempotency probes that changed a state.
@@ -92,8 +97,38 @@ pub struct CheckEntry {
     pub name: String,
     /// Its verdict.
     pub verdict: Verdict,
+    /// What it judged out of what there was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged: Option<Judged>,
+    /// True when it judged nothing or was skipped: never a pass.
+    #[serde(default)]
+    pub not_judged: bool,
     /// Summary, counts and findings.
     pub details: serde_json::Value,
+}
+
+impl CheckEntry {
+    /// True when the check judged something.
+    pub fn judged(&self) -> bool {
+        !self.not_judged
+    }
+
+    /// The verdict as a reader should see it: `not judged` for a check that
+    /// judged nothing.
+    pub fn shown_verdict(&self) -> &'static str {
+        if self.not_judged {
+            "not judged"
+        } else {
+            self.verdict.as_str()
+        }
+    }
+
+    /// `judged/total of`, or empty.
+    pub fn shown_judged(&self) -> String {
+        self.judged
+            .as_ref()
+            .map_or(String::new(), |j| j.to_string())
+    }
 }
 
 /// `report.json`.
@@ -222,6 +257,11 @@ impl Report {
             + get("data-loss", "unexpected")
             + get("data-loss", "duplicates_in_reads");
         let n = ops.counts.ops.max(1) as f64;
+        // (conflicts, updates) where the conflicts check measured them.
+        let conflicts = checks
+            .iter()
+            .find(|c| c.name == "conflicts" && !c.not_judged)
+            .and_then(|c| Some((*c.counts.get("conflicts")?, *c.counts.get("updates")?)));
         let rss = metrics::rss_mb();
         let (model, fault) = match &header {
             Some(h) => {
@@ -255,7 +295,8 @@ impl Report {
                 ok: ops.counts.ok,
                 fail: ops.counts.fail,
                 info: ops.counts.info,
-                conflicts: get("conflicts", "conflicts"),
+                conflicts: conflicts.map(|(c, _)| c),
+                conflict_share: conflicts.map(|(c, u)| c as f64 / u.max(1) as f64),
                 data_loss_events: data_loss,
                 idempotency_violations: get("idempotency", "violations"),
                 duplicates_delivered: history.network.map_or(0, |n| n.duplicates_delivered),
@@ -289,6 +330,8 @@ impl Report {
                 .map(|c| CheckEntry {
                     name: c.name.clone(),
                     verdict: c.verdict,
+                    judged: c.judged.clone(),
+                    not_judged: c.not_judged,
                     details: serde_json::json!({
                         "summary": c.summary,
                         "counts": c.counts,
@@ -339,22 +382,48 @@ impl Report {
         Ok(())
     }
 
-    /// Acceptance rows: (metric, target, actual, passed).
+    /// Acceptance rows: (metric, target, actual, passed). A check that
+    /// judged nothing, and a figure of such a check, is never a pass.
     pub fn acceptance(&self) -> Vec<(String, String, String, Option<bool>)> {
-        let check = |name: &str| {
-            self.checks
-                .iter()
-                .find(|c| c.name == name)
-                .map(|c| c.verdict)
-        };
+        let check = |name: &str| self.checks.iter().find(|c| c.name == name);
         let verdict_row = |name: &str, what: &str| {
-            let v = check(name);
+            let c = check(name);
             (
                 what.to_string(),
                 "valid".to_string(),
-                v.map_or("not run".into(), |v| v.to_string()),
-                v.map(|v| v == Verdict::Valid),
+                c.map_or("not run".into(), |c| {
+                    let judged = c.shown_judged();
+                    if judged.is_empty() {
+                        c.shown_verdict().to_string()
+                    } else {
+                        format!("{} ({judged} judged)", c.shown_verdict())
+                    }
+                }),
+                c.and_then(|c| match c.verdict {
+                    Verdict::Valid if c.judged() => Some(true),
+                    Verdict::Invalid => Some(false),
+                    _ => None,
+                }),
             )
+        };
+        // A count is a figure only when its check judged something and decided.
+        let figure_row = |name: &str, what: &str, n: u64| {
+            let decided = check(name).filter(|c| c.judged());
+            match decided.map(|c| c.verdict) {
+                Some(Verdict::Valid) | Some(Verdict::Invalid) => (
+                    what.to_string(),
+                    "0".to_string(),
+                    n.to_string(),
+                    Some(n == 0),
+                ),
+                Some(Verdict::Unknown) => (what.into(), "0".into(), "unknown".into(), None),
+                None => (
+                    what.into(),
+                    "0".into(),
+                    check(name).map_or("not run", |_| "not judged").into(),
+                    None,
+                ),
+            }
         };
         let mut rows = vec![
             verdict_row(
@@ -363,17 +432,15 @@ impl Report {
             ),
             verdict_row("data-loss", "zero data loss"),
             verdict_row("idempotency", "idempotency"),
-            (
-                "data-loss events".into(),
-                "0".into(),
-                self.counts.data_loss_events.to_string(),
-                Some(self.counts.data_loss_events == 0),
+            figure_row(
+                "data-loss",
+                "data-loss events",
+                self.counts.data_loss_events,
             ),
-            (
-                "idempotency violations".into(),
-                "0".into(),
-                self.counts.idempotency_violations.to_string(),
-                Some(self.counts.idempotency_violations == 0),
+            figure_row(
+                "idempotency",
+                "idempotency violations",
+                self.counts.idempotency_violations,
             ),
             (
                 "quiescence reached".into(),
@@ -426,6 +493,7 @@ impl Report {
             self.writers, self.replicas, self.keys, self.nemesis, self.seed
         );
         let _ = writeln!(md, "- reproduce: `{}`\n", self.reproduce);
+        let _ = writeln!(md, "{}\n", self.verdict_explained());
         let _ = writeln!(
             md,
             "## Acceptance\n\n| metric | target | actual | status |\n|---|---|---|---|"
@@ -440,7 +508,7 @@ impl Report {
         }
         let _ = writeln!(
             md,
-            "\n## Checks\n\n| check | verdict | summary |\n|---|---|---|"
+            "\n## Checks\n\n| check | verdict | judged | summary |\n|---|---|---|---|"
         );
         for c in &self.checks {
             let summary = c
@@ -448,7 +516,19 @@ impl Report {
                 .get("summary")
                 .and_then(|s| s.as_str())
                 .unwrap_or("");
-            let _ = writeln!(md, "| {} | {} | {} |", c.name, c.verdict, summary);
+            let judged = c.shown_judged();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                c.name,
+                c.shown_verdict(),
+                if judged.is_empty() {
+                    "-".into()
+                } else {
+                    judged
+                },
+                summary
+            );
         }
         for c in self.checks.iter().filter(|c| c.verdict == Verdict::Invalid) {
             let _ = writeln!(md, "\n### {} findings\n", c.name);
@@ -492,8 +572,8 @@ impl Report {
                         .map_or(String::new(), |c| format!(" ({})", c.describe())),
             ),
             (
-                "conflicts (concurrent same-key update pairs)",
-                self.counts.conflicts.to_string(),
+                "conflicts (updates concurrent with another update of the same element)",
+                self.conflicts_shown(),
             ),
             (
                 "duplicates delivered",
@@ -547,6 +627,48 @@ impl Report {
         md
     }
 
+    /// `conflicts` with its share of updates, or why it is missing.
+    pub fn conflicts_shown(&self) -> String {
+        match (self.counts.conflicts, self.counts.conflict_share) {
+            (Some(c), Some(share)) => format!("{c} ({:.1}% of updates)", share * 100.0),
+            (Some(c), None) => c.to_string(),
+            _ => "not measured (the target records no causal order)".into(),
+        }
+    }
+
+    /// One paragraph on what the verdict means and what it rests on.
+    pub fn verdict_explained(&self) -> String {
+        let not_judged: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.not_judged)
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut text = match self.verdict {
+            Verdict::Valid => "**Valid**: every check that judged something found nothing wrong, and convergence and data loss were both judged.".to_string(),
+            Verdict::Invalid => format!(
+                "**Invalid**: a violation was found ({}); see the findings below.",
+                {
+                    let v = self.violated();
+                    if v.is_empty() {
+                        "an SLO gate was missed".to_string()
+                    } else {
+                        v.join(", ")
+                    }
+                }
+            ),
+            Verdict::Unknown => "**Unknown**: converge could not decide; nothing was found wrong, but a check that the verdict needs was not judged or could not decide (see its summary).".to_string(),
+        };
+        if !not_judged.is_empty() {
+            let _ = write!(
+                text,
+                " Not judged (not counted as a pass): {}.",
+                not_judged.join(", ")
+            );
+        }
+        text
+    }
+
     /// A short terminal summary.
     pub fn human(&self) -> String {
         let mut s = String::new();
@@ -557,7 +679,19 @@ impl Report {
                 .get("summary")
                 .and_then(|s| s.as_str())
                 .unwrap_or("");
-            let _ = writeln!(s, "  {:<12} {:<8} {}", c.name, c.verdict.as_str(), summary);
+            let judged = c.shown_judged();
+            let _ = writeln!(
+                s,
+                "  {:<12} {:<10} {}{}",
+                c.name,
+                c.shown_verdict(),
+                summary,
+                if judged.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{judged} judged]")
+                }
+            );
             if c.verdict == Verdict::Invalid {
                 if let Some(first) = c
                     .details
@@ -589,7 +723,7 @@ impl Report {
         let _ = writeln!(
             s,
             "conflicts: {}  duplicates delivered: {}  convergence: {}  peak RSS: {}",
-            self.counts.conflicts,
+            self.conflicts_shown(),
             self.counts.duplicates_delivered,
             self.convergence_ms
                 .map_or("never".into(), |ms| format!("{ms:.2} ms"))

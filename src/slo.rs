@@ -2,6 +2,10 @@
 //! `[slo]` table or with `--slo NAME=VALUE`. A gate whose figure was not
 //! measured is `unknown`: it never passes by default. A missed gate makes
 //! the run invalid.
+//!
+//! `require = ["data-loss", "idempotency"]` (or `--slo require=data-loss,idempotency`)
+//! demands that those checks judged something: a required check that was
+//! not judged, or did not run, fails its gate.
 
 use crate::error::{Error, Result};
 use crate::report::Report;
@@ -30,6 +34,36 @@ pub struct SloSpec {
     pub idempotency_violations: Option<f64>,
     /// Throughput at least this, ops/s.
     pub min_throughput: Option<f64>,
+    /// Checks that must have judged something (names as in the report).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "check_names"
+    )]
+    pub require: Vec<String>,
+}
+
+/// Deserializes `require`, refusing names that are not checks.
+fn check_names<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    validate_required(&names).map_err(serde::de::Error::custom)?;
+    Ok(names)
+}
+
+/// Refuses a required name that is no check's.
+fn validate_required(names: &[String]) -> std::result::Result<(), String> {
+    match names
+        .iter()
+        .find(|n| !crate::checker::CHECK_NAMES.contains(&n.as_str()))
+    {
+        Some(bad) => Err(format!(
+            "require: '{bad}' is not a check (checks: {})",
+            crate::checker::CHECK_NAMES.join(", ")
+        )),
+        None => Ok(()),
+    }
 }
 
 /// One evaluated gate: a row of the acceptance table.
@@ -87,6 +121,17 @@ impl SloSpec {
                     "--slo {flag}: expected NAME=VALUE, e.g. p95_ms=300"
                 ))
             })?;
+            if name.trim() == "require" {
+                let names: Vec<String> = value
+                    .split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                validate_required(&names)
+                    .map_err(|m| Error::Config(format!("--slo {flag}: {m}")))?;
+                spec.require.extend(names);
+                continue;
+            }
             let value: f64 = value
                 .trim()
                 .parse()
@@ -118,11 +163,17 @@ impl SloSpec {
         Ok(())
     }
 
-    /// This spec with every gate `other` sets replaced by `other`'s.
+    /// This spec with every gate `other` sets replaced by `other`'s, and
+    /// the checks either requires.
     pub fn overridden_by(mut self, other: &SloSpec) -> SloSpec {
         for (name, _) in GATES {
             if let Some(v) = other.get(name) {
                 *self.slot(name).expect("gate names are slots") = Some(v);
+            }
+        }
+        for name in &other.require {
+            if !self.require.contains(name) {
+                self.require.push(name.clone());
             }
         }
         self
@@ -130,12 +181,27 @@ impl SloSpec {
 
     /// True when no gate is set.
     pub fn is_empty(&self) -> bool {
-        GATES.iter().all(|(name, _)| self.get(name).is_none())
+        GATES.iter().all(|(name, _)| self.get(name).is_none()) && self.require.is_empty()
     }
 
-    /// Evaluates every gate against the report's measured figures.
+    /// Evaluates every gate against the report's measured figures, then
+    /// every required check: judged (its own verdict counts separately) or
+    /// a missed gate.
     pub fn evaluate(&self, report: &Report) -> Vec<SloRow> {
-        GATES
+        let required = self.require.iter().map(|name| {
+            let judged = report.checks.iter().any(|c| &c.name == name && c.judged());
+            SloRow {
+                metric: format!("require {name}"),
+                target: "judged".into(),
+                actual: None,
+                status: if judged {
+                    Verdict::Valid
+                } else {
+                    Verdict::Invalid
+                },
+            }
+        });
+        let gates: Vec<SloRow> = GATES
             .iter()
             .filter_map(|&(name, at_most)| {
                 let target = self.get(name)?;
@@ -154,17 +220,20 @@ impl SloSpec {
                     status,
                 })
             })
-            .collect()
+            .collect();
+        gates.into_iter().chain(required).collect()
     }
 }
 
 /// The figure a gate reads, if the run measured it.
 fn measured(report: &Report, gate: &str) -> Option<f64> {
+    // A figure of a check counts only when the check judged something and
+    // decided: "0 lost" from a check that judged nothing is no figure.
     let check_ran = |name: &str| {
         report
             .checks
             .iter()
-            .any(|c| c.name == name && c.verdict != Verdict::Unknown)
+            .any(|c| c.name == name && c.judged() && c.verdict != Verdict::Unknown)
     };
     let has_ops = report.counts.ops > 0;
     match gate {

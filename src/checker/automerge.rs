@@ -21,7 +21,7 @@ pub fn check_all(history: &History) -> Vec<Check> {
         convergence::check(history),
         data_loss(history),
         idempotency::check(history),
-        conflicts(history),
+        conflicts(history).optional(),
     ]
 }
 
@@ -270,7 +270,7 @@ pub fn data_loss(history: &History) -> Check {
 /// more than one concurrent value.
 pub fn conflicts(history: &History) -> Check {
     let Ok(layout) = layout(history) else {
-        return Check::new("conflicts", Verdict::Valid, "no automerge layout");
+        return Check::not_judged("conflicts", "no automerge layout");
     };
     let first = history.finals.replicas_and_keys().next().map(|(r, _)| r);
     let finals = history.finals.decode();
@@ -295,5 +295,11 @@ pub fn conflicts(history: &History) -> Check {
     );
     check.count("conflicts", siblings);
     check.count("merged_conflicts", merged);
+    let updates = history
+        .ops
+        .iter()
+        .filter(|op| op.f.is_update() && op.outcome != Outcome::Fail)
+        .count() as u64;
+    check.count("updates", updates);
     check
 }

@@ -28,6 +28,8 @@ pub fn check(history: &History) -> Check {
     let mut unexpected = 0u64;
     let mut undecided = 0u64;
     let mut keys = 0u64;
+    // Updates that may have happened, and those on keys a final read judged.
+    let (mut judged, mut total) = (0u64, 0u64);
     // Duplicates inside a set read are a violation whether or not the run
     // quiesced. MV-Register siblings are per write, so equal values may repeat.
     let duplicates = if workload == Workload::MvRegister {
@@ -46,6 +48,14 @@ pub fn check(history: &History) -> Check {
             keys += 1;
             let ops = by_key.get(&key).unwrap_or(&empty);
             let reads = finals.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            let updates = ops
+                .iter()
+                .filter(|&&i| {
+                    let op = &history.ops[i];
+                    op.f.is_update() && op.outcome != Outcome::Fail
+                })
+                .count() as u64;
+            total += updates;
             if reads.is_empty() {
                 // Updates with no final read at all: nothing shows they survived.
                 undecided += 1;
@@ -57,11 +67,13 @@ pub fn check(history: &History) -> Check {
                 });
                 continue;
             }
+            judged += updates;
             let judge = KeyJudge {
                 history,
                 key,
                 ops,
                 reads,
+                workload,
             };
             let (l, u, d) = match workload {
                 Workload::GCounter | Workload::PnCounter => judge.counter(&mut check),
@@ -98,6 +110,31 @@ pub fn check(history: &History) -> Check {
         ),
         _ => format!("every acknowledged update survives on every replica ({keys} keys)"),
     };
+    if undecidable.is_some() {
+        total = history
+            .ops
+            .iter()
+            .filter(|op| op.f.is_update() && op.outcome != Outcome::Fail)
+            .count() as u64;
+    }
+    if check.verdict == Verdict::Unknown {
+        // Keep the reason the final reads could not be judged.
+        check.count("judged", judged);
+        check.count("total", total);
+        check.judged = Some(super::Judged {
+            judged,
+            total,
+            of: "updates".into(),
+        });
+        check.not_judged = judged == 0;
+    } else {
+        check.judged(
+            judged,
+            total,
+            "updates",
+            "nothing to judge: no update and no final read",
+        );
+    }
     check
 }
 
@@ -155,6 +192,7 @@ struct KeyJudge<'a> {
     key: u32,
     ops: &'a [usize],
     reads: &'a [(u16, &'a Value)],
+    workload: Workload,
 }
 
 impl<'a> KeyJudge<'a> {
@@ -223,10 +261,25 @@ impl<'a> KeyJudge<'a> {
                 self.lost(
                     check,
                     *replica,
-                    if too_low {
-                        format!("counter lost {} of its acknowledged increments", acceptable.low - *v as i128)
-                    } else {
-                        "counter value is not the acknowledged sum plus any subset of indeterminate deltas".into()
+                    match (too_low, self.workload) {
+                        (true, Workload::GCounter) => format!(
+                            "counter lost {} of its acknowledged increments",
+                            acceptable.low - *v as i128
+                        ),
+                        (true, _) => format!(
+                            "counter is {} below the least the acknowledged updates allow: an increment lost or a decrement applied more than once",
+                            acceptable.low - *v as i128
+                        ),
+                        (false, _) if (*v as i128) > acceptable.high => format!(
+                            "counter is {} above the most the acknowledged and indeterminate updates allow: {}",
+                            *v as i128 - acceptable.high,
+                            if self.workload == Workload::GCounter {
+                                "some increment was applied more than once"
+                            } else {
+                                "an increment applied more than once or a decrement lost"
+                            }
+                        ),
+                        (false, _) => "counter value is not the acknowledged sum plus any subset of indeterminate deltas".into(),
                     },
                     vec![],
                     acceptable.describe(),

@@ -14,10 +14,9 @@ pub fn check(history: &History) -> Check {
         .filter(|p| p.state_changed || p.before != p.after)
         .collect();
     let mut check = if history.probes.is_empty() {
-        Check::new(
+        Check::not_judged(
             "idempotency",
-            Verdict::Unknown,
-            "no idempotency probes recorded (run did not finish)",
+            "no idempotency probes recorded (the run did not finish)",
         )
     } else if violations.is_empty() {
         Check::new(
@@ -58,6 +57,13 @@ pub fn check(history: &History) -> Check {
     }
     check.count("probes", history.probes.len() as u64);
     check.count("violations", violations.len() as u64);
+    let probes = history.probes.len() as u64;
+    check.judged(
+        probes,
+        probes,
+        "probes",
+        "no idempotency probes recorded (the run did not finish)",
+    );
     if let Some(net) = history.network {
         check.count("duplicates_delivered", net.duplicates_delivered);
     }
@@ -92,7 +98,8 @@ pub fn check(history: &History) -> Check {
 ///
 /// A second application of the same set add or LWW write leaves the value
 /// as it was, so for those datatypes nothing is visible and the check is
-/// valid by construction (its summary says so).
+/// not judged. Only a G-Counter's excess has one explanation (an update
+/// applied more than once); a PN-counter's may also be a lost decrement.
 pub fn black_box(history: &History) -> Check {
     use crate::history::{Function, Outcome};
     use converge_models::{Value, Workload};
@@ -100,6 +107,8 @@ pub fn black_box(history: &History) -> Check {
     let mut check = Check::new("idempotency", Verdict::Valid, "");
     let workload = history.workload();
     let mut violations = 0u64;
+    let (mut judged, mut total) = (0u64, 0u64);
+    let mut unit = "final reads";
     match workload {
         Some(Workload::GCounter | Workload::PnCounter) => {
             // key -> definite sum plus every positive indeterminate delta
@@ -112,15 +121,22 @@ pub fn black_box(history: &History) -> Check {
                     _ => {}
                 }
             }
+            let why = if workload == Some(Workload::GCounter) {
+                "some increment was applied more than once"
+            } else {
+                "an increment was applied more than once or a decrement was lost"
+            };
             for f in &history.finals.decode() {
+                total += 1;
                 let &Value::Int(v) = f.value else { continue };
+                judged += 1;
                 let hi = highest.get(&f.key).copied().unwrap_or_default();
                 let v = v as i128;
                 if v > hi {
                     violations += 1;
                     check.find(Finding {
                         message: format!(
-                            "replica {} ended key {} at {v}, above {hi} (acknowledged sum plus every indeterminate increment): some update was applied more than once",
+                            "replica {} ended key {} at {v}, above {hi} (acknowledged sum plus every positive indeterminate delta): {why}",
                             f.replica, f.key
                         ),
                         key: Some(f.key),
@@ -132,17 +148,20 @@ pub fn black_box(history: &History) -> Check {
                 }
             }
             check.summary = if violations == 0 {
-                "no final counter exceeds the acknowledged sum plus every indeterminate increment"
+                "no final counter exceeds the acknowledged sum plus every positive indeterminate delta (double application from retries or re-delivery)"
                     .into()
             } else {
-                format!("{violations} final counter value(s) count some update twice")
+                format!("{violations} final counter value(s) exceed what was added: {why}")
             };
         }
         Some(Workload::MvRegister) => {
             // Read values are lent by a cursor one at a time, so in-run
             // reads and final reads are judged in two loops.
+            unit = "reads";
             let mut judge = |op: Option<usize>, replica: u16, value: &Value| {
+                total += 1;
                 let Value::Elems(items) = value else { return };
+                judged += 1;
                 if let Some(w) = items.windows(2).find(|w| w[0] == w[1]) {
                     violations += 1;
                     check.find(Finding {
@@ -172,16 +191,20 @@ pub fn black_box(history: &History) -> Check {
                 format!("{violations} read(s) hold a write applied twice")
             };
         }
-        _ => {
-            check.summary = format!(
-                "a repeated {} update does not change its value: double application is not observable here",
-                workload.map_or("?", |w| w.name())
-            );
-        }
+        _ => {}
     }
     check.count("violations", violations);
     if violations > 0 {
         check.verdict = Verdict::Invalid;
     }
+    check.judged(
+        judged,
+        total,
+        unit,
+        &format!(
+            "a repeated {} update does not change its value, so double application is not observable without probes",
+            workload.map_or("?", |w| w.name())
+        ),
+    );
     check
 }

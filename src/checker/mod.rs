@@ -63,7 +63,51 @@ pub struct Check {
     pub findings: Vec<Finding>,
     /// Number of findings before truncation.
     pub findings_total: u64,
+    /// What the check judged out of what there was, when it counts items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged: Option<Judged>,
+    /// True when the check judged nothing or was skipped: its verdict is
+    /// `unknown` and it is never counted as a pass.
+    #[serde(default)]
+    pub not_judged: bool,
+    /// True for a check the verdict can do without (read bounds, monotonic
+    /// reads, value-based idempotency, conflicts): when it judged nothing it
+    /// is shown as not judged and left out of the overall verdict. A check
+    /// that is not optional and judged nothing makes the run unknown.
+    #[serde(default)]
+    pub optional: bool,
 }
+
+/// How much of what there was a check judged: `judged` of `total` `of`
+/// (writes, elements, keys, replicas, reads, probes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Judged {
+    /// Items the check could decide about.
+    pub judged: u64,
+    /// Items there were.
+    pub total: u64,
+    /// What the items are, plural (`writes`, `keys`, ...).
+    pub of: String,
+}
+
+impl std::fmt::Display for Judged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} {}", self.judged, self.total, self.of)
+    }
+}
+
+/// Every check name a gate may require.
+pub const CHECK_NAMES: [&str; 9] = [
+    "convergence",
+    "data-loss",
+    "idempotency",
+    "read-bounds",
+    "monotonic-reads",
+    "conflicts",
+    "linearizability",
+    "node-protocol",
+    "target-responses",
+];
 
 impl Check {
     /// A check with no findings yet.
@@ -75,6 +119,41 @@ impl Check {
             counts: BTreeMap::new(),
             findings: Vec::new(),
             findings_total: 0,
+            judged: None,
+            not_judged: false,
+            optional: false,
+        }
+    }
+
+    /// Marks the check optional (see [`Check::optional`]).
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// A check that judged nothing: `unknown`, flagged as not judged, with
+    /// the reason as its summary.
+    pub fn not_judged(name: &str, why: impl std::fmt::Display) -> Self {
+        let mut check = Check::new(name, Verdict::Unknown, format!("not judged: {why}"));
+        check.not_judged = true;
+        check
+    }
+
+    /// Records what the check judged (also as the `judged` and `total`
+    /// counts). A check that found nothing wrong but judged nothing becomes
+    /// not judged, with `why` as its reason.
+    pub fn judged(&mut self, judged: u64, total: u64, of: &str, why: &str) {
+        self.count("judged", judged);
+        self.count("total", total);
+        self.judged = Some(Judged {
+            judged,
+            total,
+            of: of.to_string(),
+        });
+        if judged == 0 && self.verdict != Verdict::Invalid {
+            self.verdict = Verdict::Unknown;
+            self.not_judged = true;
+            self.summary = format!("not judged: {why}");
         }
     }
 
@@ -96,8 +175,17 @@ impl Check {
 /// HTTP services): no dots, timestamps of their own or merge probes.
 pub const BLACK_BOX_TARGETS: [&str; 3] = ["maelstrom", "sql", "http"];
 
-/// Runs every checker that applies to the history's workload.
+/// Runs every checker that applies to the history's workload. A history
+/// with no client operation and no final read has nothing to judge: its
+/// convergence and data loss are not judged (unknown), and say why.
 pub fn check_all(history: &History) -> Vec<Check> {
+    if history.ops.is_empty() && history.finals.is_empty() {
+        let why = "nothing to judge: the history has no client operation and no final read";
+        return vec![
+            Check::not_judged("convergence", why),
+            Check::not_judged("data-loss", why),
+        ];
+    }
     if let Some("automerge") = history.header.as_ref().map(|h| h.target.as_str()) {
         return automerge::check_all(history);
     }
@@ -112,7 +200,7 @@ pub fn check_all(history: &History) -> Vec<Check> {
         convergence::check(history),
         data_loss::check(history),
         idempotency::check(history),
-        conflicts::check(history),
+        conflicts::check(history).optional(),
     ];
     if history.header.as_ref().is_some_and(|h| h.linearizable) {
         checks.push(linearizable::check_run(history));
@@ -122,23 +210,29 @@ pub fn check_all(history: &History) -> Vec<Check> {
 
 /// Checks for a target whose internals are hidden: there are no dots,
 /// timestamps or clocks of its own in the history, so datatypes that need
-/// them get the black-box checks of [`opaque`]. Idempotency is judged
-/// where the harness could probe it (re-sent writes, recorded as probes).
+/// them get the black-box checks of [`opaque`]; counters and G-Sets need
+/// none and keep the in-process rules. Idempotency is judged where the
+/// harness could probe it (re-sent writes, recorded as probes).
 fn check_black_box(history: &History) -> Vec<Check> {
     use converge_models::Workload;
-    let mut checks = vec![convergence::check(history), bounds::check(history)];
+    let mut checks = vec![
+        convergence::check(history),
+        bounds::check(history).optional(),
+    ];
     match history.workload() {
         Some(Workload::GCounter | Workload::PnCounter | Workload::GSet) => {
             checks.push(data_loss::check(history));
-            checks.push(monotonic::check(history));
         }
         _ => checks.push(opaque::check(history)),
+    }
+    if history.workload() == Some(Workload::GCounter) {
+        checks.push(monotonic::check(history).optional());
     }
     if !history.probes.is_empty() {
         checks.push(idempotency::check(history));
     } else if history.header.as_ref().is_some_and(|h| h.target == "http") {
         // HTTP retries carry no probes: double application shows in the values.
-        checks.push(idempotency::black_box(history));
+        checks.push(idempotency::black_box(history).optional());
     }
     checks
 }
@@ -169,9 +263,19 @@ pub fn findings_check(
     check
 }
 
-/// The combined verdict: the worst of all checks.
+/// The combined verdict: the worst of the checks that count. A check that
+/// judged nothing counts (as unknown) unless it is optional; an optional
+/// one is left out, never counted as a pass. With nothing that counts the
+/// verdict is unknown.
 pub fn overall(checks: &[Check]) -> Verdict {
-    checks
+    let counted: Vec<&Check> = checks
+        .iter()
+        .filter(|c| !(c.not_judged && c.optional))
+        .collect();
+    if counted.is_empty() {
+        return Verdict::Unknown;
+    }
+    counted
         .iter()
         .fold(Verdict::Valid, |acc, c| acc.and(c.verdict))
 }
@@ -196,6 +300,17 @@ pub fn finals_by_key<'a>(finals: &'a DecodedFinals<'_>) -> BTreeMap<u32, Vec<(u1
         by_key.entry(f.key).or_default().push((f.replica, f.value));
     }
     by_key
+}
+
+/// The first (replica, key) with more than one final read, if any: a
+/// history must read each key once per replica, so a second read is an
+/// input error, not evidence.
+pub fn duplicated_final(history: &History) -> Option<(u16, u32)> {
+    let mut seen = rustc_hash::FxHashSet::default();
+    history
+        .finals
+        .replicas_and_keys()
+        .find(|pair| !seen.insert(*pair))
 }
 
 /// Why final reads cannot be judged, if they cannot.

@@ -21,16 +21,11 @@ pub fn check(history: &History) -> Check {
         return Check::new("monotonic-reads", Verdict::Unknown, "history has no header");
     };
     if header.workload != Workload::GCounter {
-        return Check::new(
-            "monotonic-reads",
-            Verdict::Valid,
-            "not a grow-only counter: nothing to check",
-        );
+        return Check::not_judged("monotonic-reads", "not a grow-only counter");
     }
     if header.nemesis.contains("crash") {
-        return Check::new(
+        return Check::not_judged(
             "monotonic-reads",
-            Verdict::Valid,
             "skipped: the crash fault restarts nodes empty",
         );
     }
@@ -52,6 +47,7 @@ pub fn check(history: &History) -> Check {
     let mut check = Check::new("monotonic-reads", Verdict::Valid, "");
     let mut decreases = 0u64;
     let mut total = 0u64;
+    let mut compared = 0u64;
     for ((replica, key), list) in &mut reads {
         list.sort_unstable();
         total += list.len() as u64;
@@ -69,6 +65,7 @@ pub fn check(history: &History) -> Check {
                 }
                 next += 1;
             }
+            compared += u64::from(best.is_some());
             if let Some((earlier, earlier_index)) = best.filter(|(b, _)| value < *b) {
                 decreases += 1;
                 check.find(Finding {
@@ -92,5 +89,13 @@ pub fn check(history: &History) -> Check {
     } else {
         check.summary = format!("{total} reads never went backwards on their replica");
     }
+    // A read is judged when an earlier read of its key on its replica had
+    // returned before it was called.
+    check.judged(
+        compared,
+        total,
+        "reads",
+        "no read followed an earlier read of its key on its replica",
+    );
     check
 }

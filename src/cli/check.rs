@@ -98,6 +98,14 @@ fn check_crdt(args: &CheckArgs, file: &Path) -> anyhow::Result<i32> {
     for w in &read.warnings {
         eprintln!("warning: {w}");
     }
+    if let Some((replica, key)) = crate::checker::duplicated_final(&read.history) {
+        return Ok(fail(&Error::History {
+            path: file.to_path_buf(),
+            message: format!(
+                "replica {replica} has more than one final read of key {key}: each replica's final value must be read once"
+            ),
+        }));
+    }
     if let Some(h) = &read.history.header {
         eprintln!("seed: {}", h.seed);
     }
