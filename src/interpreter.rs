@@ -360,9 +360,7 @@ fn simulate<M: Crdt>(
         messages: network.stats().delivered - delivered_at_heal,
         rounds,
     };
-    let mut converged = network
-        .all_equal()
-        .then(|| (0u64, steps(&network, 0)));
+    let mut converged = network.all_equal().then(|| (0u64, steps(&network, 0)));
     while !network.drained() {
         if network.tick() - write_ticks > MAX_FLUSH_TICKS {
             return Err(Error::Target {
@@ -471,8 +469,12 @@ impl Sim {
             group.tick(site, &ctx, invoked_ns);
         };
         if work >= PARALLEL_WORK {
-            self.pool
-                .install(|| sites.par_iter_mut().zip(groups.par_iter_mut()).for_each(&step));
+            self.pool.install(|| {
+                sites
+                    .par_iter_mut()
+                    .zip(groups.par_iter_mut())
+                    .for_each(&step)
+            });
         } else {
             sites.iter_mut().zip(groups.iter_mut()).for_each(&step);
         }
@@ -523,12 +525,7 @@ struct Group {
 impl Group {
     /// Each writer with ops left makes one op on `site`, in id order; the
     /// copies the site gathered are applied spread evenly between them.
-    fn tick<M: Crdt>(
-        &mut self,
-        site: &mut Site<M>,
-        ctx: &TickCtx<'_, M>,
-        invoked_ns: u64,
-    ) {
+    fn tick<M: Crdt>(&mut self, site: &mut Site<M>, ctx: &TickCtx<'_, M>, invoked_ns: u64) {
         let ready = site.ready();
         let n = self.active;
         for i in 0..n {
@@ -568,8 +565,7 @@ impl Group {
                         Ok(applied) => {
                             let stamp = applied.stamp;
                             site.outbox.push(applied.msg);
-                            record.clock_sum =
-                                u32::try_from(stamp.clock_sum).unwrap_or(u32::MAX);
+                            record.clock_sum = u32::try_from(stamp.clock_sum).unwrap_or(u32::MAX);
                             let mut observed = Vec::new();
                             match stamp.meta {
                                 OpMeta::None => {}

@@ -174,7 +174,9 @@ impl<M: Crdt> Site<M> {
     fn new(replica: Replica<M>, nemesis: &Nemesis, replicas: usize) -> Self {
         let dst = replica.id as usize;
         Site {
-            links: (0..replicas).map(|src| nemesis.link_stream(src, dst)).collect(),
+            links: (0..replicas)
+                .map(|src| nemesis.link_stream(src, dst))
+                .collect(),
             rng: nemesis.replica_stream(dst),
             replica,
             outbox: Vec::new(),

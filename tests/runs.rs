@@ -224,8 +224,8 @@ fn a_seed_gives_the_same_history_whatever_the_thread_count() {
                     .into_iter()
                     .map(|threads| {
                         let name = format!("{}-{seed}-{writers}-{threads}", model.name);
-                        let mut c = RunConfig::for_model(model.name, seed, dir.path().join(name))
-                            .unwrap();
+                        let mut c =
+                            RunConfig::for_model(model.name, seed, dir.path().join(name)).unwrap();
                         c.writers = writers;
                         c.ops = ops;
                         c.threads = threads;
@@ -239,8 +239,7 @@ fn a_seed_gives_the_same_history_whatever_the_thread_count() {
                 );
                 let (lines, difference) = first_difference(&a, &b, Some(&rename)).unwrap();
                 assert_eq!(
-                    difference,
-                    None,
+                    difference, None,
                     "{} seed {seed}, {writers} writers: 1 thread and 3 threads differ",
                     model.name
                 );
@@ -261,15 +260,24 @@ fn the_comparison_names_the_first_line_and_field_that_differ() {
     let a = history_of(&config);
     let text = std::fs::read_to_string(&a).unwrap();
     let b = dir.path().join("b.jsonl");
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines[6] = lines[6].replacen("\"key\":", "\"key\":9", 1);
-    std::fs::write(&b, lines.join("\n") + "\n").unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Line 6 is the invoke of the third op.
+    let mut changed: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    changed[5] = changed[5].replacen("\"key\":", "\"key\":9", 1);
+    std::fs::write(&b, changed.join("\n") + "\n").unwrap();
     let (_, difference) = first_difference(&a, &b, None).unwrap();
     let difference = difference.expect("a changed key is a difference");
-    assert_eq!((difference.line, difference.field.as_str()), (7, "key"));
+    assert_eq!((difference.line, difference.field.as_str()), (6, "key"));
     std::fs::write(&b, lines[..10].join("\n") + "\n").unwrap();
     let (_, difference) = first_difference(&a, &b, None).unwrap();
-    assert_eq!(difference.unwrap().line, 7);
+    let difference = difference.expect("a cut history is a difference");
+    assert_eq!(
+        (difference.line, difference.field.as_str()),
+        (11, "end of file")
+    );
+    // Only wall-clock fields differ between a history and itself re-timed.
+    std::fs::write(&b, text.replace("\"time_ns\":1", "\"time_ns\":2")).unwrap();
+    assert_eq!(first_difference(&a, &b, None).unwrap().1, None);
 }
 
 /// A killed run leaves a prefix of its history. The simulation writes each
@@ -279,7 +287,14 @@ fn the_comparison_names_the_first_line_and_field_that_differ() {
 #[test]
 fn every_prefix_of_a_history_rechecks_without_a_false_invalid() {
     let dir = tempfile::tempdir().unwrap();
-    for model in ["g-set", "2p-set", "or-set", "g-counter", "lww-register", "mv-register"] {
+    for model in [
+        "g-set",
+        "2p-set",
+        "or-set",
+        "g-counter",
+        "lww-register",
+        "mv-register",
+    ] {
         let mut config = RunConfig::for_model(model, 6, dir.path().join(model)).unwrap();
         config.writers = 40;
         config.ops = 4000;
@@ -309,10 +324,20 @@ fn every_prefix_of_a_history_rechecks_without_a_false_invalid() {
 fn replay_reruns_a_stored_run_and_compares() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let args = ["--fault", "arrival-order-lww", "--seed", "2", "--writers", "100"];
-    common::run_into(&run_dir, &[&args[..], &["--ops", "5000", "--no-shrink"]].concat())
-        .no_panic()
-        .expect_code(1);
+    let args = [
+        "--fault",
+        "arrival-order-lww",
+        "--seed",
+        "2",
+        "--writers",
+        "100",
+    ];
+    common::run_into(
+        &run_dir,
+        &[&args[..], &["--ops", "5000", "--no-shrink"]].concat(),
+    )
+    .no_panic()
+    .expect_code(1);
     for threads in ["1", "4"] {
         let out = dir.path().join(format!("replay-{threads}"));
         common::cli([
@@ -382,9 +407,12 @@ fn a_shrunk_counterexample_fails_again_from_its_printed_command() {
         let reproduce = common::string(&report, "counterexample.reproduce").to_string();
         for threads in [1, 2, 3] {
             let again = dir.path().join(format!("{fault}-again-{threads}"));
-            common::rerun(&format!("{reproduce} --threads {threads} --no-shrink"), &again)
-                .no_panic()
-                .expect_code(1);
+            common::rerun(
+                &format!("{reproduce} --threads {threads} --no-shrink"),
+                &again,
+            )
+            .no_panic()
+            .expect_code(1);
         }
         common::cli(["replay".as_ref(), out.join("counterexample").as_os_str()])
             .no_panic()
