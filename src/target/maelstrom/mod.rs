@@ -582,6 +582,35 @@ async fn request(
     tokio::time::timeout(timeout, rx).await.ok()?.ok()
 }
 
+/// A client's seeded randomness and schedule: one request every
+/// `clients / rate` seconds, from a random phase, until the deadline.
+struct Pace {
+    rng: ChaCha8Rng,
+    interval: Duration,
+    next: Instant,
+}
+
+impl Pace {
+    fn new(config: &MaelstromConfig, client: usize) -> Pace {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 1000 + client as u64));
+        let interval = Duration::from_secs_f64(config.clients as f64 / config.rate);
+        let next = Instant::now() + interval.mul_f64(rng.random_range(0.0..1.0));
+        Pace {
+            rng,
+            interval,
+            next,
+        }
+    }
+
+    /// Sleeps until the next request is due; false once the deadline passed.
+    async fn wait(&mut self, deadline: Instant) -> bool {
+        tokio::time::sleep_until(self.next).await;
+        self.next += self.interval;
+        // SIGINT/SIGTERM: stop sending; the ops in flight still complete.
+        Instant::now() < deadline && !crate::interrupt::requested()
+    }
+}
+
 async fn client_task(
     config: MaelstromConfig,
     client: usize,
@@ -589,27 +618,21 @@ async fn client_task(
     recorder: Arc<Mutex<Recorder>>,
     deadline: Instant,
 ) -> Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 1000 + client as u64));
-    let interval = Duration::from_secs_f64(config.clients as f64 / config.rate);
+    let mut pace = Pace::new(&config, client);
     let name = format!("c{client}");
-    let mut next = Instant::now() + interval.mul_f64(rng.random_range(0.0..1.0));
     let mut seq = 0u64;
     let mut process = client as u64;
     let mut context: Option<Value> = None;
     // When the read that gave `context` returned: a write can only
     // supersede values that existed by then.
     let mut context_ns = 0u64;
-    loop {
-        tokio::time::sleep_until(next).await;
-        if Instant::now() >= deadline || crate::interrupt::requested() {
-            return Ok(());
-        }
-        next += interval;
+    while pace.wait(deadline).await {
+        let rng = &mut pace.rng;
         seq += 1;
         let unique = (client as u64) << 32 | seq;
         let planned = workload::plan(
             config.workload,
-            &mut rng,
+            rng,
             config.read_ratio,
             unique,
             context.as_ref(),
@@ -728,6 +751,7 @@ async fn client_task(
         };
         rec.record(invoked, record, interpreted.read)?;
     }
+    Ok(())
 }
 
 /// Polls every node's read until the shared settle rule decides

@@ -5,14 +5,12 @@
 
 use super::protocol::{body, is_indefinite, quote};
 use super::router::Command;
-use super::{request, MaelstromConfig, MaelstromWorkload, Recorder};
+use super::{request, MaelstromConfig, MaelstromWorkload, Pace, Recorder};
 use crate::checker::client_ops::ClientOp;
 use crate::checker::kafka::FinalPolls;
 use crate::error::{Error, Result};
-use crate::generator::derive_seed;
 use crate::history::{Function, OpRecord, Outcome};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::RngExt;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -266,19 +264,13 @@ pub(super) async fn client_task(
     recorder: Arc<Mutex<Recorder>>,
     deadline: Instant,
 ) -> Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 1000 + client as u64));
-    let interval = Duration::from_secs_f64(config.clients as f64 / config.rate);
+    let mut pace = Pace::new(&config, client);
     let name = format!("c{client}");
     let process = client as u64;
-    let mut next = Instant::now() + interval.mul_f64(rng.random_range(0.0..1.0));
     let mut seq = 0u64;
     let mut position = Position::default();
-    loop {
-        tokio::time::sleep_until(next).await;
-        if Instant::now() >= deadline {
-            return Ok(());
-        }
-        next += interval;
+    while pace.wait(deadline).await {
+        let rng = &mut pace.rng;
         seq += 1;
         let unique = (client as u64) << 32 | seq;
         let node = rng.random_range(0..config.nodes);
@@ -335,6 +327,7 @@ pub(super) async fn client_task(
             _ => {}
         }
     }
+    Ok(())
 }
 
 /// How long the final polls must stop changing before what they lack is
