@@ -539,7 +539,7 @@ mod tests {
         ];
         let text = describe_reads(&reads);
         assert!(
-            text.contains("99 elements (lacks [42] of r0's, has [500] r0 lacks)"),
+            text.contains("100 elements (lacks [42] of r0's, has [500] r0 lacks)"),
             "{text}"
         );
         assert_eq!(describe_reads(&counters(&[3, 3])), "replicas agree");
