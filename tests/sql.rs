@@ -89,6 +89,16 @@ fn drop_schemas(url: &str, prefix: &str) {
 }
 
 fn run_example(scenario: &Path, out: &Path, url: Option<&str>, seed: u64) -> Out {
+    run_example_with(scenario, out, url, seed, &[])
+}
+
+fn run_example_with(
+    scenario: &Path,
+    out: &Path,
+    url: Option<&str>,
+    seed: u64,
+    args: &[&str],
+) -> Out {
     let mut cmd = converge();
     cmd.arg("run")
         .arg("--scenario")
@@ -96,6 +106,7 @@ fn run_example(scenario: &Path, out: &Path, url: Option<&str>, seed: u64) -> Out
         .arg("--out")
         .arg(out)
         .args(["--seed", &seed.to_string(), "--no-shrink"])
+        .args(args)
         .env_remove("DATABASE_URL");
     if let Some(url) = url {
         cmd.args(["--database-url", url]);
@@ -116,9 +127,16 @@ fn check_examples(url: Option<&str>, tag: &str) {
             Some(_) => in_schema(&example, dir.path(), &schema),
             None => example.clone(),
         };
+        // Reference examples settle with the defaults; a bug whose replicas
+        // stay apart need not wait the default stall window here.
+        let args: &[&str] = if expected(&example) == 1 {
+            &["--stall-window", "3"]
+        } else {
+            &[]
+        };
         for seed in [1, 2] {
             let out = dir.path().join(format!("{stem}-{seed}"));
-            let result = run_example(&scenario, &out, url, seed);
+            let result = run_example_with(&scenario, &out, url, seed, args);
             if let Some(url) = url {
                 drop_schemas(url, &schema);
             }
@@ -216,11 +234,8 @@ fn passwords_never_reach_logs_or_reports() {
     }
 }
 
-#[test]
-fn a_database_error_in_an_op_is_recorded_not_fatal() {
-    // The increment names a table that does not exist: every increment
-    // fails (definitely), reads still work; the run completes and says so.
-    let dir = tempfile::tempdir().unwrap();
+/// A counter scenario whose increment or read is `broken` by a replacement.
+fn broken_counter(dir: &Path, replace: (&str, &str)) -> PathBuf {
     let text = r#"workload = "g-counter"
 writers = 2
 ops = 40
@@ -229,17 +244,103 @@ read_ratio = 0.5
 [target.sql]
 setup = ["CREATE TABLE counter (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)"]
 [target.sql.ops]
-increment = ["UPDATE no_such_table SET v = v + :delta WHERE k = :key"]
+increment = ["INSERT INTO counter (k, v) VALUES (:key, :delta) ON CONFLICT (k) DO UPDATE SET v = counter.v + excluded.v"]
 [target.sql.read]
 sql = "SELECT v FROM counter WHERE k = :key"
 column = "v"
 "#;
-    let file = dir.path().join("broken.toml");
-    std::fs::write(&file, text).unwrap();
+    assert!(text.contains(replace.0), "no `{}`", replace.0);
+    let file = dir.join("broken.toml");
+    std::fs::write(&file, text.replace(replace.0, replace.1)).unwrap();
+    file
+}
+
+#[test]
+fn writes_that_mostly_fail_alike_are_a_config_error_naming_the_statement() {
+    // The increment names a table that does not exist: every increment
+    // fails the same way. That is the scenario's mistake, not a verdict.
+    let dir = tempfile::tempdir().unwrap();
+    let file = broken_counter(
+        dir.path(),
+        (
+            "INSERT INTO counter (k, v)",
+            "INSERT INTO no_such_table (k, v)",
+        ),
+    );
     let out_dir = dir.path().join("out");
-    let out = run_example(&file, &out_dir, None, 1);
-    out.expect_code(0).no_panic().mentions("no_such_table");
-    let report = read_json(&out_dir.join("report.json"));
-    assert!(report["counts"]["fail"].as_u64().unwrap() > 0, "{report:#}");
-    assert_eq!(report["counts"]["info"], 0, "{report:#}");
+    run_example(&file, &out_dir, None, 1)
+        .expect_code(3)
+        .no_panic()
+        .stderr_mentions("no_such_table")
+        .stderr_mentions("writes failed with the same error");
+    assert!(
+        out_dir.join("history.jsonl").exists(),
+        "the history is kept"
+    );
+}
+
+#[test]
+fn a_read_column_the_query_does_not_return_is_a_config_error() {
+    // Misspelled, the column would read as 0: "lost increments" about a
+    // target that lost nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let file = broken_counter(dir.path(), ("column = \"v\"", "column = \"value\""));
+    run_example(&file, &dir.path().join("out"), None, 1)
+        .expect_code(3)
+        .no_panic()
+        .stderr_mentions("column = \"value\"")
+        .stderr_mentions("SELECT v FROM counter");
+    // The same scenario spelled right is valid: the test can tell them apart.
+    let file = broken_counter(dir.path(), ("column = \"v\"", "column = \"v\""));
+    run_example(&file, &dir.path().join("ok"), None, 1)
+        .expect_code(0)
+        .no_panic();
+}
+
+#[test]
+fn a_read_query_that_always_fails_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = broken_counter(
+        dir.path(),
+        (
+            "sql = \"SELECT v FROM counter WHERE k = :key\"",
+            "sql = \"SELECT v FROM countr WHERE k = :key\"",
+        ),
+    );
+    run_example(&file, &dir.path().join("out"), None, 1)
+        .expect_code(3)
+        .no_panic()
+        .stderr_mentions("target.sql.read")
+        .stderr_mentions("countr");
+}
+
+#[test]
+fn a_stall_window_past_the_settle_limit_is_refused_from_the_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = broken_counter(
+        dir.path(),
+        (
+            "workload = ",
+            "stall_window = 50\nsettle_limit = 40\nworkload = ",
+        ),
+    );
+    run_example(&file, &dir.path().join("out"), None, 1)
+        .expect_code(3)
+        .no_panic()
+        .stderr_mentions("--stall-window");
+}
+
+#[test]
+fn max_rounds_is_refused_on_the_sql_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = broken_counter(dir.path(), ("column = \"v\"", "column = \"v\""));
+    let out = finish(
+        converge()
+            .args(["run", "--scenario"])
+            .arg(&file)
+            .args(["--max-rounds", "5"]),
+    );
+    out.expect_code(3)
+        .no_panic()
+        .stderr_mentions("--max-rounds");
 }

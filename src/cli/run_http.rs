@@ -46,11 +46,12 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
         };
         let rule = SettleRule::from_seconds(
             pick("quiet_window", args.quiet_window, table.quiet),
-            pick("stall_window", args.stall_window, table.stall),
+            (given("stall_window") || target.stall_window_ms.is_some())
+                .then(|| pick("stall_window", args.stall_window, table.stall)),
             pick("settle_limit", args.settle_limit, table.limit),
         )?;
         target.quiet_window_ms = rule.quiet.as_millis() as u64;
-        target.stall_window_ms = rule.stall.as_millis() as u64;
+        target.stall_window_ms = Some(rule.stall.as_millis() as u64);
         target.settle_limit_ms = rule.limit.as_millis() as u64;
     }
     if let Some(w) = &args.workload {

@@ -79,6 +79,13 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
     }
     let mean = Duration::from_secs_f64(args.latency / 1e3);
     let seed = args.seed.unwrap_or_else(random_seed);
+    let settle = crate::target::settle::SettleRule::from_seconds(
+        args.quiet_window,
+        args.explicit
+            .contains("stall_window")
+            .then_some(args.stall_window),
+        args.settle_limit,
+    )?;
     Ok(MaelstromConfig {
         bin,
         bin_args: args.bin_args.clone(),
@@ -101,9 +108,9 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
         read_ratio: args.read_ratio.unwrap_or(0.25),
         request_timeout: seconds("--request-timeout", args.request_timeout)?
             .max(Duration::from_millis(1)),
-        quiet_window: seconds("--quiet-window", args.quiet_window)?,
-        settle_limit: seconds("--settle-limit", args.settle_limit)?,
-        stall_window: seconds("--stall-window", args.stall_window)?,
+        quiet_window: settle.quiet,
+        settle_limit: settle.limit,
+        stall_window: settle.stall,
         topology,
     })
 }

@@ -93,7 +93,13 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         .clone()
         .unwrap_or_else(|| default_out(&model, seed));
     let nemesis = NemesisSpec::parse(&args.nemesis)?;
-    let settle = SettleRule::from_seconds(args.quiet_window, args.stall_window, args.settle_limit)?;
+    let settle = SettleRule::from_seconds(
+        args.quiet_window,
+        args.explicit
+            .contains("stall_window")
+            .then_some(args.stall_window),
+        args.settle_limit,
+    )?;
     let mut reproduce = format!(
         "converge run --scenario {} --seed {seed} --writers {} --replicas {} --ops {} --keys {} --nemesis {} --retry-fraction {} --quiet-window {} --stall-window {} --settle-limit {} --out {}",
         shell_quote(&args.scenario.as_ref().map_or(String::new(), |p| p.display().to_string())),
@@ -103,9 +109,9 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         keys,
         nemesis.to_spec(),
         args.retry_fraction,
-        args.quiet_window,
-        args.stall_window,
-        args.settle_limit,
+        settle.quiet.as_secs_f64(),
+        settle.stall.as_secs_f64(),
+        settle.limit.as_secs_f64(),
         shell_quote(&out.display().to_string()),
     );
     if let Some(d) = args.duration {

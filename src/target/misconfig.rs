@@ -98,13 +98,18 @@ impl ReadTally {
         self.first_why.lock().get_or_insert_with(|| why.to_string());
     }
 
+    /// Whether answered reads so far never yielded a value.
+    pub fn never_yielded(&self) -> bool {
+        self.empty.load(Ordering::Relaxed) > 0 && self.yielded.load(Ordering::Relaxed) == 0
+    }
+
     /// A configuration error naming `what` (the read template or query)
     /// when answered reads never yielded a value.
     pub fn verdict(&self, what: &str) -> Option<Error> {
-        let empty = self.empty.load(Ordering::Relaxed);
-        if empty == 0 || self.yielded.load(Ordering::Relaxed) > 0 {
+        if !self.never_yielded() {
             return None;
         }
+        let empty = self.empty.load(Ordering::Relaxed);
         Some(Error::Config(format!(
             "{what} never yielded a value in {empty} answered read(s) (first: {})",
             self.first_why.lock().as_deref().unwrap_or("?")

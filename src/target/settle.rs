@@ -23,6 +23,7 @@ use crate::checker::{Check, Finding};
 use crate::error::{Error, Result};
 use crate::history::Quiescence;
 use converge_models::Value;
+use rustc_hash::FxHashSet;
 use std::time::Duration;
 
 /// Default quiet window: agreeing values must stay put this long.
@@ -53,6 +54,12 @@ impl Default for SettleRule {
     }
 }
 
+/// The stall window when none is given: [`DEFAULT_STALL`], or the settle
+/// limit when that is shorter.
+pub fn default_stall(limit: Duration) -> Duration {
+    DEFAULT_STALL.min(limit)
+}
+
 impl SettleRule {
     /// Checks that the windows fit in the limit, naming the settings.
     pub fn validate(&self) -> Result<()> {
@@ -78,8 +85,9 @@ impl SettleRule {
     }
 
     /// The rule from `--quiet-window`, `--stall-window` and `--settle-limit`
-    /// (seconds), validated.
-    pub fn from_seconds(quiet: f64, stall: f64, limit: f64) -> Result<SettleRule> {
+    /// (seconds), validated. A stall window nobody gave is the default,
+    /// capped at the settle limit.
+    pub fn from_seconds(quiet: f64, stall: Option<f64>, limit: f64) -> Result<SettleRule> {
         let seconds = |flag: &str, v: f64| {
             if v.is_finite() && (0.0..=86_400.0).contains(&v) {
                 Ok(Duration::from_secs_f64(v))
@@ -89,10 +97,14 @@ impl SettleRule {
                 )))
             }
         };
+        let limit = seconds("--settle-limit", limit)?;
         let rule = SettleRule {
             quiet: seconds("--quiet-window", quiet)?,
-            stall: seconds("--stall-window", stall)?,
-            limit: seconds("--settle-limit", limit)?,
+            stall: match stall {
+                Some(v) => seconds("--stall-window", v)?,
+                None => default_stall(limit),
+            },
+            limit,
         };
         rule.validate()?;
         Ok(rule)
@@ -328,9 +340,12 @@ pub fn describe_reads(reads: &Reads<Value>) -> String {
         let shown: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(replica, c)| match c {
-                Some(v) => format!("r{replica}={}", crate::report::short_value(v)),
-                None => format!("r{replica}=no answer"),
+            .map(|(replica, c)| match (c, first) {
+                (None, _) => format!("r{replica}=no answer"),
+                (Some(v), Some(base)) if replica > 0 => {
+                    format!("r{replica}={}", against(base, v))
+                }
+                (Some(v), _) => format!("r{replica}={}", crate::report::short_value(v)),
             })
             .collect();
         parts.push(format!("key {key}: {}", shown.join(" ")));
@@ -343,6 +358,39 @@ pub fn describe_reads(reads: &Reads<Value>) -> String {
     } else {
         parts.join("; ")
     }
+}
+
+/// A replica's set as its size and what it lacks or adds against the
+/// first replica's (sets of hundreds of elements differ in a few); any
+/// other value as itself.
+fn against(base: &Value, value: &Value) -> String {
+    let (Value::Elems(base), Value::Elems(elems)) = (base, value) else {
+        return crate::report::short_value(value);
+    };
+    let (in_base, in_elems): (FxHashSet<u64>, FxHashSet<u64>) = (
+        base.iter().copied().collect(),
+        elems.iter().copied().collect(),
+    );
+    let lacks: Vec<u64> = base
+        .iter()
+        .filter(|e| !in_elems.contains(e))
+        .copied()
+        .collect();
+    let adds: Vec<u64> = elems
+        .iter()
+        .filter(|e| !in_base.contains(e))
+        .copied()
+        .collect();
+    let few = |v: &[u64]| match v.len() {
+        0..=5 => format!("{v:?}"),
+        n => format!("{:?} and {} more", &v[..5], n - 5),
+    };
+    format!(
+        "{} elements (lacks {} of r0's, has {} r0 lacks)",
+        elems.len(),
+        few(&lacks),
+        few(&adds)
+    )
 }
 
 /// Puts the settle phase into the convergence check: how long the values
@@ -500,6 +548,22 @@ mod tests {
     }
 
     #[test]
+    fn sets_apart_are_described_by_what_each_lacks() {
+        let reads = vec![
+            vec![Some(Value::Elems((0..100).collect()))],
+            vec![Some(Value::Elems(
+                (0..100).filter(|e| *e != 42).chain([500]).collect(),
+            ))],
+        ];
+        let text = describe_reads(&reads);
+        assert!(
+            text.contains("100 elements (lacks [42] of r0's, has [500] r0 lacks)"),
+            "{text}"
+        );
+        assert_eq!(describe_reads(&counters(&[3, 3])), "replicas agree");
+    }
+
+    #[test]
     fn a_missed_answer_does_not_restart_the_stall_window() {
         // Replica 1 misses every other poll; its answers never change.
         let settled = judge(
@@ -523,5 +587,16 @@ mod tests {
         assert!(err.to_string().contains("--stall-window"), "{err}");
         assert!(rule(0, 30).validate().is_err());
         assert_eq!(POLL, SettleRule::default().poll_interval());
+    }
+
+    #[test]
+    fn an_unstated_stall_window_shrinks_to_a_short_limit_a_stated_one_is_refused() {
+        let short = SettleRule::from_seconds(1.0, None, 3.0).expect("valid");
+        assert_eq!(short.stall, Duration::from_secs(3));
+        let default = SettleRule::from_seconds(1.0, None, 60.0).expect("valid");
+        assert_eq!(default.stall, DEFAULT_STALL);
+        let err = SettleRule::from_seconds(1.0, Some(5.0), 3.0).expect_err("refused");
+        assert!(err.to_string().contains("--stall-window"), "{err}");
+        assert!(SettleRule::from_seconds(f64::NAN, None, 3.0).is_err());
     }
 }

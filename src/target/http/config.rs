@@ -53,8 +53,9 @@ pub struct HttpTargetConfig {
     pub settle_limit_ms: u64,
     /// Replicas that disagree while no value changes this long have
     /// diverged, ms (long enough for the service's slowest anti-entropy).
-    #[serde(default = "default_stall_window_ms")]
-    pub stall_window_ms: u64,
+    /// Default: 10 s, or `settle_limit_ms` when that is shorter.
+    #[serde(default)]
+    pub stall_window_ms: Option<u64>,
     /// Length of one nemesis step (a partition lasts one step), ms.
     #[serde(default = "default_nemesis_step_ms")]
     pub nemesis_step_ms: u64,
@@ -165,9 +166,7 @@ fn default_quiet_window_ms() -> u64 {
 fn default_settle_limit_ms() -> u64 {
     crate::target::settle::DEFAULT_LIMIT.as_millis() as u64
 }
-fn default_stall_window_ms() -> u64 {
-    crate::target::settle::DEFAULT_STALL.as_millis() as u64
-}
+
 fn default_nemesis_step_ms() -> u64 {
     400
 }
@@ -325,10 +324,14 @@ impl HttpTargetConfig {
     /// `stall_window_ms`, `settle_limit_ms`).
     pub fn settle_rule(&self) -> crate::target::settle::SettleRule {
         use std::time::Duration;
+        let limit = Duration::from_millis(self.settle_limit_ms);
         crate::target::settle::SettleRule {
             quiet: Duration::from_millis(self.quiet_window_ms),
-            stall: Duration::from_millis(self.stall_window_ms),
-            limit: Duration::from_millis(self.settle_limit_ms),
+            stall: self.stall_window_ms.map_or_else(
+                || crate::target::settle::default_stall(limit),
+                Duration::from_millis,
+            ),
+            limit,
         }
     }
 

@@ -153,9 +153,9 @@ impl HttpRunConfig {
         format!(
             "converge run --target http {} --quiet-window {} --stall-window {} --settle-limit {} --writers {} --ops {} --read-ratio {} --remove-ratio {} --nemesis {} --seed {} --out {}",
             self.config_flag,
-            self.target.quiet_window_ms as f64 / 1e3,
-            self.target.stall_window_ms as f64 / 1e3,
-            self.target.settle_limit_ms as f64 / 1e3,
+            self.target.settle_rule().quiet.as_secs_f64(),
+            self.target.settle_rule().stall.as_secs_f64(),
+            self.target.settle_rule().limit.as_secs_f64(),
             self.writers,
             self.ops,
             self.read_ratio,
@@ -702,14 +702,18 @@ async fn drive(
     let nemesis_log = nemesis.await.unwrap_or_default();
 
     let mut settled = None;
-    if client_error.is_none() {
-        let outcome = settle(&shared, target).await;
-        let sender = writer.sender();
-        for f in finals_of(&outcome.reads) {
-            let _ = sender.send(WriterMsg::Final(f));
+    // A run that already shows a configuration mistake does not wait for
+    // the settle limit: it ends with the mistake below.
+    let mistaken = shared.failures.verdict("the service").is_some();
+    if client_error.is_none() && !mistaken {
+        if let Some(outcome) = settle(&shared, target).await {
+            let sender = writer.sender();
+            for f in finals_of(&outcome.reads) {
+                let _ = sender.send(WriterMsg::Final(f));
+            }
+            let _ = sender.send(WriterMsg::Quiescence(outcome.report.quiescence()));
+            settled = Some(outcome.report);
         }
-        let _ = sender.send(WriterMsg::Quiescence(outcome.report.quiescence()));
-        settled = Some(outcome.report);
     }
     let history = writer.finish()?;
     if let Some(e) = client_error {
@@ -926,8 +930,9 @@ async fn client_task(
 }
 
 /// Polls every key on every replica until the shared settle rule decides
-/// ([`crate::target::settle`]).
-async fn settle(shared: &Shared, target: &HttpTargetConfig) -> Settled {
+/// ([`crate::target::settle`]); `None` when the read template has never
+/// yielded a value (a configuration mistake, reported by the caller).
+async fn settle(shared: &Shared, target: &HttpTargetConfig) -> Option<Settled> {
     let healed = Instant::now();
     let rule = target.settle_rule();
     let mut settler = Settler::new(rule);
@@ -945,8 +950,11 @@ async fn settle(shared: &Shared, target: &HttpTargetConfig) -> Settled {
             }
             now.push(row);
         }
+        if shared.reads.never_yielded() {
+            return None;
+        }
         if let Some(settled) = settler.observe(healed.elapsed(), now) {
-            return settled;
+            return Some(settled);
         }
         tokio::time::sleep(rule.poll_interval()).await;
     }
