@@ -492,6 +492,30 @@ async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResu
     let target = &config.target;
     let requests = target.requests()?;
     let workload = target.datatype()?;
+    // The history exists before the service starts: a run stopped or
+    // killed during start-up still leaves one.
+    let header = Header {
+        schema_version: SCHEMA_VERSION,
+        seed: config.seed,
+        workload,
+        model: match (&target.start, target.replicas.first()) {
+            (Some(s), _) => s.command.join(" "),
+            (None, Some(url)) => format!("http {url}"),
+            (None, None) => "http".into(),
+        },
+        target: "http".into(),
+        writers: config.writers,
+        replicas: match &target.start {
+            Some(s) if target.replicas.is_empty() => s.expect_replicas.unwrap_or(1),
+            _ => target.replicas.len(),
+        } as u16,
+        keys: target.keys,
+        ops: config.ops,
+        nemesis: config.faults.to_spec(),
+        reproduce: config.reproduce(),
+        linearizable: false,
+    };
+    let writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
     let service = match &target.start {
         Some(start) => Some(Service::start(start, &target.replicas, &config.out).await?),
         None => None,
@@ -511,6 +535,7 @@ async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResu
         service.clone(),
         fd_limit,
         started,
+        writer,
     )
     .await;
     let figures = match sampler {
@@ -560,6 +585,7 @@ async fn drive(
     service: Arc<tokio::sync::Mutex<Option<Service>>>,
     fd_limit: FdLimit,
     started: Instant,
+    writer: HistoryWriter,
 ) -> Result<HttpResult> {
     let target = &config.target;
     let replicas = urls.len();
@@ -600,24 +626,6 @@ async fn drive(
             });
         }
     }
-    let header = Header {
-        schema_version: SCHEMA_VERSION,
-        seed: config.seed,
-        workload,
-        model: match &target.start {
-            Some(s) => s.command.join(" "),
-            None => format!("http {}", shared.url(0)),
-        },
-        target: "http".into(),
-        writers: config.writers,
-        replicas: replicas as u16,
-        keys: target.keys,
-        ops: config.ops,
-        nemesis: config.faults.to_spec(),
-        reproduce: config.reproduce(),
-        linearizable: false,
-    };
-    let writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
 
     let client_start = Instant::now();
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
