@@ -490,7 +490,6 @@ async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResu
     let started = Instant::now();
     std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
     let target = &config.target;
-    let requests = target.requests()?;
     let workload = target.datatype()?;
     // The history exists before the service starts: a run stopped or
     // killed during start-up still leaves one.
@@ -529,7 +528,6 @@ async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResu
     let service = Arc::new(tokio::sync::Mutex::new(service));
     let outcome = drive(
         config,
-        requests,
         workload,
         urls,
         service.clone(),
@@ -579,7 +577,6 @@ fn build_client(target: &HttpTargetConfig, per_host: usize) -> Result<reqwest::C
 
 async fn drive(
     config: &HttpRunConfig,
-    requests: Requests,
     workload: Workload,
     urls: Vec<String>,
     service: Arc<tokio::sync::Mutex<Option<Service>>>,
@@ -588,6 +585,7 @@ async fn drive(
     writer: HistoryWriter,
 ) -> Result<HttpResult> {
     let target = &config.target;
+    let requests = target.requests()?;
     let replicas = urls.len();
     // Leave room for the history file, the service's pipes and the runtime.
     let fd_room = (fd_limit.after.saturating_sub(128) as usize / replicas.max(1)).max(1);
