@@ -539,9 +539,10 @@ fn a_node_flooding_stdout_keeps_converge_memory_bounded() {
     );
     for (name, bin, finding) in [
         (
+            // Line 1 of its stdout is its init_ok.
             "endless-line",
             &endless_line,
-            "wrote a line over 1 MiB at line 1",
+            "wrote a line over 1 MiB at line 2",
         ),
         ("many-lines", &many_lines, "wrote a bad message"),
     ] {
@@ -660,12 +661,17 @@ value = "/value"
         peak_mb < FLOOD_RSS_LIMIT_MB,
         "converge reached {peak_mb:.1} MB reading huge answers\n{text}"
     );
-    assert!(matches!(code, 1 | 2), "huge answers are not a pass\n{text}");
-    let report =
-        std::fs::read_to_string(dir.path().join("huge").join("report.json")).expect("report");
+    // Either the pre-flight read already fails (a target error naming the
+    // replica, exit 4) or the run's answers are findings: never a pass.
     assert!(
-        report.contains("an answer over 4 MiB"),
-        "no finding names the oversized answer\n{report}"
+        matches!(code, 1 | 2 | 4),
+        "huge answers are not a pass\n{text}"
+    );
+    let report =
+        std::fs::read_to_string(dir.path().join("huge").join("report.json")).unwrap_or_default();
+    assert!(
+        report.contains("an answer over 4 MiB") || text.contains("an answer over 4 MiB"),
+        "nothing names the oversized answer\n{text}\n{report}"
     );
 }
 

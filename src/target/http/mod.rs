@@ -539,8 +539,31 @@ async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResu
     let started = Instant::now();
     std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
     let target = &config.target;
-    let requests = target.requests()?;
     let workload = target.datatype()?;
+    // The history exists before the service starts: a run stopped or
+    // killed during start-up still leaves one.
+    let header = Header {
+        schema_version: SCHEMA_VERSION,
+        seed: config.seed,
+        workload,
+        model: match (&target.start, target.replicas.first()) {
+            (Some(s), _) => s.command.join(" "),
+            (None, Some(url)) => format!("http {url}"),
+            (None, None) => "http".into(),
+        },
+        target: "http".into(),
+        writers: config.writers,
+        replicas: match &target.start {
+            Some(s) if target.replicas.is_empty() => s.expect_replicas.unwrap_or(1),
+            _ => target.replicas.len(),
+        } as u16,
+        keys: target.keys,
+        ops: config.ops,
+        nemesis: config.faults.to_spec(),
+        reproduce: config.reproduce(),
+        linearizable: false,
+    };
+    let writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
     let service = match &target.start {
         Some(start) => Some(Service::start(start, &target.replicas, &config.out).await?),
         None => None,
@@ -554,12 +577,12 @@ async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResu
     let service = Arc::new(tokio::sync::Mutex::new(service));
     let outcome = drive(
         config,
-        requests,
         workload,
         urls,
         service.clone(),
         fd_limit,
         started,
+        writer,
     )
     .await;
     let figures = match sampler {
@@ -603,14 +626,15 @@ fn build_client(target: &HttpTargetConfig, per_host: usize) -> Result<reqwest::C
 
 async fn drive(
     config: &HttpRunConfig,
-    requests: Requests,
     workload: Workload,
     urls: Vec<String>,
     service: Arc<tokio::sync::Mutex<Option<Service>>>,
     fd_limit: FdLimit,
     started: Instant,
+    writer: HistoryWriter,
 ) -> Result<HttpResult> {
     let target = &config.target;
+    let requests = target.requests()?;
     let replicas = urls.len();
     // Leave room for the history file, the service's pipes and the runtime.
     let fd_room = (fd_limit.after.saturating_sub(128) as usize / replicas.max(1)).max(1);
@@ -651,24 +675,6 @@ async fn drive(
             });
         }
     }
-    let header = Header {
-        schema_version: SCHEMA_VERSION,
-        seed: config.seed,
-        workload,
-        model: match &target.start {
-            Some(s) => s.command.join(" "),
-            None => format!("http {}", shared.url(0)),
-        },
-        target: "http".into(),
-        writers: config.writers,
-        replicas: replicas as u16,
-        keys: target.keys,
-        ops: config.ops,
-        nemesis: config.faults.to_spec(),
-        reproduce: config.reproduce(),
-        linearizable: false,
-    };
-    let writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
 
     let client_start = Instant::now();
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
