@@ -946,7 +946,7 @@ async fn settle(shared: &Shared, target: &HttpTargetConfig) -> Option<Settled> {
     loop {
         if crate::interrupt::requested() {
             // A stop asked for ends the final phase: no final reads.
-            return settler.interrupted(healed.elapsed());
+            return Some(settler.interrupted(healed.elapsed()));
         }
         let mut now: Reads<CrdtValue> = Vec::with_capacity(replicas);
         for replica in 0..replicas {
