@@ -109,7 +109,17 @@ fn run_bin(bin: &Path, workload: &str, seed: u64, extra: &[&str], dir: &Path) ->
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    let tag = &tag[tag.len().saturating_sub(120)..];
+    // Long tags keep their end (the program name) plus a hash of the whole,
+    // so two runs that differ only early in the tag (the seed) never share
+    // an output folder.
+    let tag = if tag.len() > 120 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        tag.hash(&mut h);
+        format!("{:016x}-{}", h.finish(), &tag[tag.len() - 100..])
+    } else {
+        tag
+    };
     let out = dir.join(tag);
     let mut flags: Vec<(String, String)> = [
         ("--workload", workload),
@@ -429,8 +439,13 @@ fn bad_messages_from_a_node_are_findings_that_name_it_and_quote_the_line() {
         ("huge-number", "not an integer that fits in 64 bits"),
         ("exit", "exited on its own"),
     ];
-    let runs = parallel(cases, |(mode, expect)| {
-        (mode, expect, misbehave(mode, dir.path()))
+    // Two cases share a mode: each gets its own folder, since an output
+    // folder belongs to one run at a time.
+    let cases: Vec<_> = cases.into_iter().enumerate().collect();
+    let runs = parallel(cases, |(i, (mode, expect))| {
+        let case_dir = dir.path().join(i.to_string());
+        std::fs::create_dir_all(&case_dir).unwrap();
+        (mode, expect, misbehave(mode, &case_dir))
     });
     for (mode, expect, r) in runs {
         r.no_panic();

@@ -359,7 +359,13 @@ fn replay_reruns_a_stored_run_and_compares() {
         std::fs::write(d.join("history.jsonl"), text).unwrap();
         d
     };
-    let last = history.lines().count();
+    // The line that carries `delivered` (the quiescence record), wherever
+    // the history puts it.
+    let last = history
+        .lines()
+        .position(|l| l.contains("\"delivered\":"))
+        .expect("a quiescence line")
+        + 1;
     let changed = edited(
         "changed",
         history.replacen("\"delivered\":", "\"delivered\":1", 1),
