@@ -299,7 +299,9 @@ impl Settler {
                 polls: self.polls,
                 stable_for: at.saturating_sub(self.last_change),
                 converged_after: None,
-                apart: Some("the final wait was stopped by a signal before the rule decided".into()),
+                apart: Some(
+                    "the final wait was stopped by a signal before the rule decided".into(),
+                ),
             },
             reads: Vec::new(),
         }
