@@ -473,7 +473,7 @@ impl Sim {
                 sites
                     .par_iter_mut()
                     .zip(groups.par_iter_mut())
-                    .for_each(&step)
+                    .for_each(step)
             });
         } else {
             sites.iter_mut().zip(groups.iter_mut()).for_each(&step);

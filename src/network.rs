@@ -41,7 +41,8 @@ pub const GOSSIP_EVERY: u64 = 64;
 /// Slots of a site's timer wheel: more than the longest delay, so a slot
 /// holds the copies of one tick only.
 const WHEEL: usize = 32;
-const _: () = assert!(MAX_DELAY_TICKS < WHEEL as u64 && RETRANSMIT_TICKS < WHEEL as u64);
+const _: () = assert!(MAX_DELAY_TICKS < WHEEL as u64);
+const _: () = assert!(RETRANSMIT_TICKS < WHEEL as u64);
 
 /// One copy of an update on its way to one replica (the site holding it):
 /// 8 bytes, since a partition can hold a few hundred thousand of them.
