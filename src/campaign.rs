@@ -277,6 +277,31 @@ fn keep(out: &Path, scratch: &Path, iteration: u64, config: &RunConfig) -> Resul
     Ok(dir)
 }
 
+/// Keeps a run that ended in an error (it died, or it did not replay) and
+/// describes it as a finding whose verdict is unknown.
+fn error_finding(
+    campaign: &CampaignConfig,
+    scratch: &Path,
+    iteration: u64,
+    config: &mut RunConfig,
+    started: Instant,
+    error: String,
+) -> Result<Finding> {
+    let dir = keep(&campaign.out, scratch, iteration, config)?;
+    config.out = dir.clone();
+    Ok(Finding {
+        iteration,
+        model: config.model.clone(),
+        verdict: Verdict::Unknown,
+        checks: Vec::new(),
+        dir: dir.display().to_string(),
+        reproduce: config.reproduce(),
+        found_after_s: started.elapsed().as_secs_f64(),
+        counterexample: None,
+        error: Some(error),
+    })
+}
+
 /// Runs `config` again into a scratch directory of its own with another
 /// thread count, and describes the first difference between the two
 /// histories (wall-clock fields aside), if any.
@@ -356,19 +381,15 @@ pub fn run_campaign(
             Ok(r) => r,
             // A run that dies is a finding too: keep what it recorded.
             Err(e) => {
-                let dir = keep(&campaign.out, &scratch, iteration, &config)?;
-                config.out = dir.clone();
-                summary.errors.push(Finding {
+                let finding = error_finding(
+                    campaign,
+                    &scratch,
                     iteration,
-                    model: config.model.clone(),
-                    verdict: Verdict::Unknown,
-                    checks: Vec::new(),
-                    dir: dir.display().to_string(),
-                    reproduce: config.reproduce(),
-                    found_after_s: started.elapsed().as_secs_f64(),
-                    counterexample: None,
-                    error: Some(e.to_string()),
-                });
+                    &mut config,
+                    started,
+                    e.to_string(),
+                )?;
+                summary.errors.push(finding);
                 if !campaign.keep_going {
                     break;
                 }
@@ -377,19 +398,9 @@ pub fn run_campaign(
         };
         if campaign.check_determinism {
             if let Some(message) = rerun_differs(campaign, &config, &scratch)? {
-                let dir = keep(&campaign.out, &scratch, iteration, &config)?;
-                config.out = dir.clone();
-                summary.errors.push(Finding {
-                    iteration,
-                    model: config.model.clone(),
-                    verdict: Verdict::Unknown,
-                    checks: Vec::new(),
-                    dir: dir.display().to_string(),
-                    reproduce: config.reproduce(),
-                    found_after_s: started.elapsed().as_secs_f64(),
-                    counterexample: None,
-                    error: Some(message),
-                });
+                let finding =
+                    error_finding(campaign, &scratch, iteration, &mut config, started, message)?;
+                summary.errors.push(finding);
                 if !campaign.keep_going {
                     break;
                 }

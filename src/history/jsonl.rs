@@ -250,16 +250,8 @@ fn write_loop(
                             .map_err(|m| incoherent((0, m)))?;
                         ordered.next += 1;
                     } else {
-                        let completed = Completed {
-                            id: next_op,
-                            line: 0,
-                            record: *op.record,
-                            clock: op.clock.map(<[u64]>::to_vec),
-                            observed: op.observed.to_vec(),
-                            read: op.read.cloned(),
-                        };
                         ordered
-                            .accept(&mut history, completed)
+                            .accept(&mut history, Completed::written(next_op, *op.record, &op))
                             .map_err(incoherent)?;
                     }
                     next_op += 1;
@@ -301,16 +293,8 @@ fn write_loop(
                         op.read,
                     );
                     out.write_all(&line).map_err(io)?;
-                    let completed = Completed {
-                        id,
-                        line: 0,
-                        record,
-                        clock: op.clock.map(<[u64]>::to_vec),
-                        observed: op.observed.to_vec(),
-                        read: op.read.cloned(),
-                    };
                     ordered
-                        .accept(&mut history, completed)
+                        .accept(&mut history, Completed::written(id, record, &op))
                         .map_err(incoherent)?;
                 }
             }
@@ -952,6 +936,21 @@ struct Completed {
     clock: Option<Vec<u64>>,
     observed: Vec<Dot>,
     read: Option<Value>,
+}
+
+impl Completed {
+    /// An op the writer has just put on disk: `record` with the variable
+    /// data of its batch entry.
+    fn written(id: u64, record: OpRecord, op: &crate::history::BatchOp<'_>) -> Completed {
+        Completed {
+            id,
+            line: 0,
+            record,
+            clock: op.clock.map(<[u64]>::to_vec),
+            observed: op.observed.to_vec(),
+            read: op.read.cloned(),
+        }
+    }
 }
 
 /// Completed ops on their way into the history in id order.
