@@ -35,8 +35,19 @@ pub struct Scenario {
     pub replicas: Option<u16>,
     /// Total operations.
     pub ops: Option<u64>,
-    /// Seconds of writing (SQL target); the run stops at `ops` or `duration`, whichever comes first.
-    pub duration: Option<f64>,
+    /// How long to write (`"30s"`, `"2m"`, or seconds); the run stops at
+    /// `ops` or `duration`, whichever comes first.
+    pub duration: Option<crate::load::DurationSpec>,
+    /// Load model: `"closed"` (default) or `"open"`.
+    pub load: Option<crate::load::LoadModel>,
+    /// Open model: ops per second.
+    pub rate: Option<f64>,
+    /// Open model: the writer pool's cap.
+    pub max_writers: Option<u32>,
+    /// Closed model: pause between one writer's ops (`"100ms"`).
+    pub think_time: Option<crate::load::DurationSpec>,
+    /// `[[stages]]`: `duration` and `target` (writers, or ops per second).
+    pub stages: Option<Vec<crate::load::StageSpec>>,
     /// Keys.
     pub keys: Option<u32>,
     /// Fraction of ops on the hot key.
@@ -149,11 +160,45 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
     if let Some(sql) = scenario.target.as_ref().and_then(|t| t.sql.as_ref()) {
         sql.validate_templates(text, path)?;
     }
+    resolve_durations(&scenario)
+        .map_err(|m| Error::Config(format!("scenario {}: {m}", path.display())))?;
     if let Some(slo) = &scenario.slo {
         slo.validate()
             .map_err(|m| Error::Config(format!("scenario {}: [slo] {m}", path.display())))?;
     }
     Ok(scenario)
+}
+
+/// The scenario's durations and stages, checked.
+struct ResolvedDurations {
+    duration: Option<std::time::Duration>,
+    think_time: Option<std::time::Duration>,
+    stages: Vec<crate::load::Stage>,
+}
+
+fn resolve_durations(s: &Scenario) -> std::result::Result<ResolvedDurations, String> {
+    let duration = s
+        .duration
+        .as_ref()
+        .map(|d| d.resolve().map_err(|e| format!("duration: {e}")))
+        .transpose()?;
+    let think_time = s
+        .think_time
+        .as_ref()
+        .map(|d| d.resolve().map_err(|e| format!("think_time: {e}")))
+        .transpose()?;
+    let stages = s
+        .stages
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, st)| st.resolve().map_err(|e| format!("stages[{i}]: {e}")))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(ResolvedDurations {
+        duration,
+        think_time,
+        stages,
+    })
 }
 
 /// Fills every field of `args` not given on the command line from the scenario.
@@ -184,6 +229,13 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
         )*};
     }
     let s = scenario;
+    // parse() has checked them already; a scenario built in code that is
+    // wrong keeps the flags' values.
+    let resolved = resolve_durations(&s).unwrap_or(ResolvedDurations {
+        duration: None,
+        think_time: None,
+        stages: Vec::new(),
+    });
     fill!(s, writers, replicas, hot_key_ratio, remove_ratio);
     fill!(
         s,
@@ -195,7 +247,30 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
         shrink_budget
     );
     fill!(s, retry_fraction, quiet_window, stall_window, settle_limit);
-    fill_opt!(s, workload, fault, read_ratio, seed, out, threads, duration, ops, keys);
+    fill_opt!(s, workload, fault, read_ratio, seed, out, threads, ops, keys);
+    fill_opt!(s, rate, max_writers);
+    if !given("duration") {
+        if let Some(d) = resolved.duration {
+            args.duration = Some(d);
+            filled.push("duration");
+        }
+    }
+    if !given("think_time") {
+        if let Some(d) = resolved.think_time {
+            args.think_time = Some(d);
+            filled.push("think_time");
+        }
+    }
+    if !given("stages") && !resolved.stages.is_empty() {
+        args.stages = resolved.stages;
+        filled.push("stages");
+    }
+    if !given("load_model") {
+        if let Some(m) = s.load {
+            args.load_model = Some(m);
+            filled.push("load_model");
+        }
+    }
     let target = s.target.unwrap_or_default();
     if !given("target") {
         if let Some(kind) = target.kind {
@@ -212,13 +287,12 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
             bin_args,
             nodes,
             clients,
-            rate,
             time_limit,
             latency,
             latency_dist
         );
         fill!(m, request_timeout, quiet_window, settle_limit);
-        fill_opt!(m, bin, topology);
+        fill_opt!(m, bin, topology, rate);
     }
     args.sql = target.sql;
     args.http = target.http;

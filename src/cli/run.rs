@@ -32,6 +32,19 @@ pub enum TargetKind {
     Automerge,
 }
 
+impl TargetKind {
+    /// The name used on the command line and in scenarios.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::InProcess => "in-process",
+            TargetKind::Maelstrom => "maelstrom",
+            TargetKind::Sql => "sql",
+            TargetKind::Http => "http",
+            TargetKind::Automerge => "automerge",
+        }
+    }
+}
+
 /// Arguments of `converge run`.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
@@ -56,9 +69,10 @@ pub struct RunArgs {
     /// Maelstrom: clients, one request outstanding each.
     #[arg(long, default_value_t = 10)]
     pub clients: usize,
-    /// Maelstrom: requests per second over all clients.
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
+    /// Open model: ops per second arriving over all writers (Maelstrom:
+    /// requests per second over all clients, default 100).
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Maelstrom: seconds of client traffic.
     #[arg(long, default_value_t = 10.0)]
     pub time_limit: f64,
@@ -147,9 +161,25 @@ pub struct RunArgs {
     /// Most re-runs the shrinker may make.
     #[arg(long, default_value_t = 40)]
     pub shrink_budget: u32,
-    /// SQL: seconds of writing; the run stops at --ops or here, whichever comes first.
+    /// How long to write (500ms, 30s, 2m, 1h, or seconds); the run stops
+    /// at --ops or here, whichever comes first.
+    #[arg(long, value_parser = crate::load::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Load model: closed (writers loop as fast as the target answers) or
+    /// open (ops arrive at --rate whatever the target does).
+    #[arg(long = "load", value_enum)]
+    pub load_model: Option<crate::load::LoadModel>,
+    /// A load stage DURATION:TARGET (repeatable), e.g. `30s:50`: move to
+    /// TARGET writers (closed) or ops per second (open) over DURATION.
+    #[arg(long = "stage", value_parser = crate::load::parse_stage)]
+    pub stages: Vec<crate::load::Stage>,
+    /// Open model: the writer pool's cap; an arrival finding every writer
+    /// busy is dropped (and counted).
     #[arg(long)]
-    pub duration: Option<f64>,
+    pub max_writers: Option<u32>,
+    /// Closed model: pause between one writer's ops (e.g. 100ms).
+    #[arg(long, value_parser = crate::load::parse_duration)]
+    pub think_time: Option<std::time::Duration>,
     /// SQL: fraction of writes sent a second time with the same op id (a retry).
     #[arg(long, default_value_t = 0.0)]
     pub retry_fraction: f64,
@@ -175,6 +205,37 @@ pub struct RunArgs {
     pub explicit: std::collections::BTreeSet<String>,
 }
 
+/// The load shape the flags (and scenario) describe. `default_ops` bounds a
+/// run that gives neither an op count nor a duration nor stages.
+pub fn load_spec(args: &RunArgs, default_ops: u64) -> Result<crate::load::LoadSpec, Error> {
+    use crate::load::{LoadModel, LoadSpec};
+    let model = args.load_model.unwrap_or_default();
+    let bounded_in_time = args.duration.is_some() || !args.stages.is_empty();
+    let spec = LoadSpec {
+        model,
+        writers: args.writers,
+        rate: match model {
+            LoadModel::Open => args.rate.unwrap_or(0.0),
+            LoadModel::Closed => 0.0,
+        },
+        max_writers: match model {
+            LoadModel::Open => args.max_writers.unwrap_or(args.writers.max(1)),
+            LoadModel::Closed => args.max_writers.unwrap_or(0),
+        },
+        think_time: args.think_time.unwrap_or_default(),
+        stages: args.stages.clone(),
+        duration: args.duration,
+        ops: args.ops.or((!bounded_in_time).then_some(default_ops)),
+    };
+    if model == LoadModel::Closed && args.rate.is_some() && args.target != TargetKind::Maelstrom {
+        return Err(Error::Config(
+            "--rate is for the open model: add --load open".into(),
+        ));
+    }
+    spec.validate()?;
+    Ok(spec)
+}
+
 /// Loads the scenario (if any) under the typed flags and resolves the SLO gates.
 pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
     args.slo_spec = crate::slo::SloSpec::parse_flags(&args.slo)?;
@@ -183,8 +244,7 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
         let explicit = args.explicit.clone();
         crate::scenario::apply(scenario, &mut args, &explicit);
     }
-    let sql_only =
-        args.duration.is_some() || args.retry_fraction != 0.0 || args.database_url.is_some();
+    let sql_only = args.retry_fraction != 0.0 || args.database_url.is_some();
     if args.topology.is_some() && args.target != TargetKind::Maelstrom {
         return Err(Error::Config(
             "--topology is for --target maelstrom --workload broadcast".into(),
@@ -192,8 +252,31 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
     }
     if args.target != TargetKind::Sql && sql_only {
         return Err(Error::Config(
-            "--duration, --retry-fraction and --database-url are for --target sql".into(),
+            "--retry-fraction and --database-url are for --target sql".into(),
         ));
+    }
+    // Load shapes reach the targets one by one; until a target honours a
+    // setting, it refuses it rather than ignore it.
+    let shaped = [
+        ("load_model", "--load"),
+        ("stages", "--stage"),
+        ("max_writers", "--max-writers"),
+        ("think_time", "--think-time"),
+    ];
+    let honours_duration = matches!(args.target, TargetKind::Sql);
+    if let Some((_, flag)) = shaped
+        .iter()
+        .find(|(id, _)| args.explicit.contains(*id))
+        .or(if args.duration.is_some() && !honours_duration {
+            Some(&("duration", "--duration"))
+        } else {
+            None
+        })
+    {
+        return Err(Error::Config(format!(
+            "{flag} is not supported by --target {} yet",
+            args.target.name()
+        )));
     }
     let black_box = matches!(
         args.target,

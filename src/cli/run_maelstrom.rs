@@ -92,7 +92,7 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
         workload,
         nodes: args.nodes,
         clients: args.clients,
-        rate: args.rate,
+        rate: args.rate.unwrap_or(100.0),
         time_limit: seconds("--time-limit", args.time_limit)?,
         latency: match args.latency_dist {
             LatencyDist::Constant => Latency::Constant(mean),

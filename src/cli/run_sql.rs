@@ -14,7 +14,6 @@ use crate::target::sql::spec::expand_env;
 use crate::target::sql::{redact_url, run, SqlRunConfig};
 use crate::verdict::Verdict;
 use converge_models::Workload;
-use std::time::Duration;
 
 /// Writers when neither flag nor scenario says.
 pub const SQL_DEFAULT_WRITERS: u32 = 16;
@@ -72,11 +71,7 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
             return bad(format!("{flag} must be in [0, 1], got {v}"));
         }
     }
-    let duration = match args.duration {
-        Some(d) if d.is_finite() && d > 0.0 && d <= 86_400.0 => Some(Duration::from_secs_f64(d)),
-        Some(d) => return bad(format!("duration must be seconds in (0, 86400], got {d}")),
-        None => None,
-    };
+    let duration = args.duration;
     let url = args
         .database_url
         .clone()
@@ -115,7 +110,7 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         shell_quote(&out.display().to_string()),
     );
     if let Some(d) = args.duration {
-        reproduce.push_str(&format!(" --duration {d}"));
+        reproduce.push_str(&format!(" --duration {}", crate::load::human_duration(d)));
     }
     if let Some(url) = &args.database_url {
         reproduce.push_str(&format!(
