@@ -601,6 +601,52 @@ fn missing_and_empty_files_are_rejected_naming_them() {
     assert_eq!(verdict_lines(&out.stdout).len(), 1, "{}", out.dump());
 }
 
+/// A well-formed history holding only nemesis events has nothing to judge:
+/// unknown (exit 2) saying why, not an input error and never valid. One
+/// client operation added makes it judgeable again.
+#[test]
+fn a_history_of_only_nemesis_events_is_unknown_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nemesis_edn = "[{:process :nemesis, :type :info, :f :start, :value nil}\n \
+                       {:process :nemesis, :type :info, :f :start, :value [:isolated {\"n1\" #{\"n2\"}}]}\n \
+                       {:process :nemesis, :type :info, :f :stop, :value nil}]\n";
+    let nemesis_log = "INFO  jepsen.util - :nemesis\t:info\t:start\tnil\n\
+                       INFO  jepsen.util - :nemesis\t:info\t:stop\tnil\n";
+    // JSONL: converge's own history with its header and no operation.
+    let header_only = r#"{"type":"header","schema_version":1,"seed":7,"workload":"lww-register","model":"x","target":"http","writers":2,"replicas":2,"keys":1,"ops":0,"nemesis":"partition","reproduce":""}
+"#;
+    for (name, text) in [
+        ("nemesis-only.edn", nemesis_edn),
+        ("nemesis-only.log", nemesis_log),
+        ("header-only.jsonl", header_only),
+    ] {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = lin_check(&[], &[&file]);
+        out.no_panic()
+            .expect_code(UNKNOWN)
+            .mentions("nothing to judge");
+        assert!(!out.stdout.contains(": valid"), "{}", out.dump());
+    }
+    // The other direction: one client write and read among the nemesis
+    // events is judged, and valid.
+    let judged = nemesis_edn.replace(
+        "{:process :nemesis, :type :info, :f :stop, :value nil}",
+        "{:process 0, :type :invoke, :f :write, :value 1}\n \
+         {:process 0, :type :ok, :f :write, :value 1}\n \
+         {:process 0, :type :invoke, :f :read, :value nil}\n \
+         {:process 0, :type :ok, :f :read, :value 1}",
+    );
+    assert_ne!(judged, nemesis_edn);
+    let file = tmp.path().join("judged.edn");
+    std::fs::write(&file, judged).unwrap();
+    lin_check(&[], &[&file]).no_panic().expect_code(0);
+    // A file with no event at all is still no history: an input error.
+    let file = tmp.path().join("no-events.edn");
+    std::fs::write(&file, "[]\n").unwrap();
+    rejected(&lin_check(&[], &[&file]), &["no client operations"]);
+}
+
 #[test]
 fn forced_input_format_that_does_not_fit_is_rejected() {
     let log = data("etcd_002.log");

@@ -58,6 +58,7 @@ fn the_reference_service_is_valid_with_the_nemesis_on() {
         ("http-serve-or-set-ok.toml", ["1", "2"], "partition,delay"),
         ("http-serve-mv-register-ok.toml", ["1", "2"], "partition"),
         ("http-serve-lww-register-ok.toml", ["1", "2"], "partition"),
+        ("http-serve-2p-set-ok.toml", ["1", "2"], "partition,delay"),
     ] {
         for seed in seeds {
             let out = dir.path().join(format!("{name}-{seed}"));
@@ -117,6 +118,7 @@ fn each_serve_fault_is_invalid() {
         ("http-serve-bug-no-anti-entropy.toml", "convergence"),
         ("http-serve-bug-lww-wrong-key.toml", "data-loss"),
         ("http-serve-bug-tombstone-element.toml", "data-loss"),
+        ("http-serve-bug-2p-set-overwrite-merge.toml", "data-loss"),
     ] {
         let out = dir.path().join(name);
         // The point here is each bug, not the default stall window: a
@@ -470,6 +472,8 @@ fn every_http_example_is_covered_by_the_tests_above() {
         "http-serve-bug-lww-wrong-key.toml",
         "http-serve-bug-tombstone-element.toml",
         "http-serve-counter-slow-anti-entropy-ok.toml",
+        "http-serve-2p-set-ok.toml",
+        "http-serve-bug-2p-set-overwrite-merge.toml",
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for entry in std::fs::read_dir(&dir).expect("examples/") {

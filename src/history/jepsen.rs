@@ -131,6 +131,8 @@ struct Pairer<'p> {
     /// Index in `ops` of each process's open invocation.
     open: FxHashMap<u64, usize>,
     next_index: u64,
+    /// Events of non-client processes (`:nemesis`) skipped so far.
+    skipped: usize,
 }
 
 impl<'p> Pairer<'p> {
@@ -140,6 +142,7 @@ impl<'p> Pairer<'p> {
             ops: Vec::new(),
             open: FxHashMap::default(),
             next_index: 0,
+            skipped: 0,
         }
     }
 
@@ -244,7 +247,24 @@ impl<'p> Pairer<'p> {
         Ok(())
     }
 
+    /// A non-client (nemesis) event: well-formed, not an operation.
+    fn skip(&mut self) {
+        self.skipped = self.skipped.saturating_add(1);
+    }
+
+    /// The history. With no client operation it is an error unless the
+    /// file held nemesis events: then it is a well-formed history with
+    /// nothing to judge, which the checker reports as unknown.
     fn finish(self) -> Result<LinHistory> {
+        if self.ops.is_empty() && self.skipped > 0 {
+            return Ok(LinHistory {
+                ops: Vec::new(),
+                warnings: vec![format!(
+                    "no client operation: only {} nemesis event(s)",
+                    self.skipped
+                )],
+            });
+        }
         if self.ops.is_empty() {
             return Err(Error::History {
                 path: self.path.to_path_buf(),
@@ -285,6 +305,7 @@ pub fn parse_jepsen_log(path: &Path, src: &[u8]) -> Result<LinHistory> {
             std::str::from_utf8(raw).map_err(|_| line_error(path, line, "not valid UTF-8"))?;
         let rest = text.get(at + LOG_MARKER.len()..).unwrap_or_default().trim();
         let Some(fields) = log_fields(path, line, rest)? else {
+            pairer.skip();
             continue;
         };
         let value = edn::parse_one(fields.value, line).map_err(|e| edn_error(path, e))?;
@@ -386,8 +407,9 @@ pub fn parse_edn(path: &Path, src: &[u8]) -> Result<LinHistory> {
     let mut events = Events::new(text);
     let mut pairer = Pairer::new(path);
     while let Some(node) = events.next_event().map_err(|e| edn_error(path, e))? {
-        if let Some(event) = edn_event(path, &node)? {
-            pairer.event(event)?;
+        match edn_event(path, &node)? {
+            Some(event) => pairer.event(event)?,
+            None => pairer.skip(),
         }
     }
     pairer.finish()

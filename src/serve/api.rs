@@ -45,6 +45,9 @@ pub fn router(replica: Arc<Replica>) -> Router {
         .route("/sets/{key}", get(read_set))
         .route("/sets/{key}/add", post(add))
         .route("/sets/{key}/remove", post(remove))
+        .route("/2p-sets/{key}", get(read_two_phase_set))
+        .route("/2p-sets/{key}/add", post(two_phase_add))
+        .route("/2p-sets/{key}/remove", post(two_phase_remove))
         .route("/registers/lww/{key}", get(read_lww).post(write_lww))
         .route("/registers/mv/{key}", get(read_mv).post(write_mv))
         .route("/replication/pull", post(pull))
@@ -137,6 +140,31 @@ async fn remove(
 
 async fn read_set(State(r): Shared, Path(key): Path<String>) -> Answer {
     let elements = r.store.set(&key).await?;
+    Ok(Json(json!({"key": key, "elements": elements})).into_response())
+}
+
+async fn two_phase_add(
+    State(r): Shared,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<ElementBody>,
+) -> Answer {
+    let element = body.element;
+    write(&r, &headers, Update::TwoPAdd { key, element }).await
+}
+
+async fn two_phase_remove(
+    State(r): Shared,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<ElementBody>,
+) -> Answer {
+    let element = body.element;
+    write(&r, &headers, Update::TwoPRemove { key, element }).await
+}
+
+async fn read_two_phase_set(State(r): Shared, Path(key): Path<String>) -> Answer {
+    let elements = r.store.two_phase_set(&key).await?;
     Ok(Json(json!({"key": key, "elements": elements})).into_response())
 }
 

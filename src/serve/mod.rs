@@ -3,7 +3,7 @@
 //!
 //! Several replicas run in one process, each on its own port with its own
 //! SQLite file or Postgres schema. Datatypes: PN-counters, OR-Sets,
-//! LWW-registers and MV-registers (vector-clock siblings). Replicas pull
+//! 2P-Sets, LWW-registers and MV-registers (vector-clock siblings). Replicas pull
 //! deltas past their vector clock from each other on a fixed period
 //! ([`replication`]); admin endpoints partition and heal them; writes carry
 //! an `Idempotency-Key` and apply once per key. `--fault` switches on one
@@ -50,6 +50,12 @@ pub enum ServeFault {
     /// an element added again after any remove of it stays hidden (a
     /// 2P-Set posing as an OR-Set), so acknowledged re-adds are lost.
     TombstoneElement,
+    /// Anti-entropy overwrites a replica's 2P-Set with the peer's copy
+    /// instead of merging the two (the set kept as one document, the last
+    /// one written wins: Riak with `allow_mult=false`, or a JSON column
+    /// replicated by a plain upsert). Adds made at this replica that the
+    /// peer had not seen yet are dropped although they were acknowledged.
+    OverwriteMerge,
 }
 
 impl ServeFault {
@@ -62,6 +68,7 @@ impl ServeFault {
             ServeFault::NoAntiEntropy => "no-anti-entropy",
             ServeFault::LwwWrongKey => "lww-wrong-key",
             ServeFault::TombstoneElement => "tombstone-element",
+            ServeFault::OverwriteMerge => "overwrite-merge",
         }
     }
 }

@@ -76,6 +76,21 @@ pub enum Update {
         /// Value.
         value: Value,
     },
+    /// 2P-Set add.
+    TwoPAdd {
+        /// Set key.
+        key: String,
+        /// Element (any JSON value).
+        element: Value,
+    },
+    /// 2P-Set remove: tombstones the element for good, seen added here or
+    /// not (a later or concurrent add of it never shows).
+    TwoPRemove {
+        /// Set key.
+        key: String,
+        /// Element.
+        element: Value,
+    },
     /// Multi-value register write superseding the siblings its context covers.
     MvWrite {
         /// Register key.
@@ -102,12 +117,24 @@ pub struct Delta {
     pub lww: Vec<(u16, i64, String, String, i64)>,
     /// MV writes: (origin, seq, key, value JSON, context JSON).
     pub mv: Vec<(u16, i64, String, String, String)>,
+    /// 2P-Set adds: (origin, seq, key, element JSON).
+    #[serde(default)]
+    pub tp_adds: Vec<(u16, i64, String, String)>,
+    /// 2P-Set tombstones: (origin, seq, key, element JSON).
+    #[serde(default)]
+    pub tp_removes: Vec<(u16, i64, String, String)>,
 }
 
 impl Delta {
     /// Number of rows carried.
     pub fn rows(&self) -> usize {
-        self.counters.len() + self.adds.len() + self.removes.len() + self.lww.len() + self.mv.len()
+        self.counters.len()
+            + self.adds.len()
+            + self.removes.len()
+            + self.lww.len()
+            + self.mv.len()
+            + self.tp_adds.len()
+            + self.tp_removes.len()
     }
 }
 
@@ -123,6 +150,10 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS lww_by_key ON lww_writes (key, ts, origin)",
     "CREATE TABLE IF NOT EXISTS mv_writes (origin BIGINT NOT NULL, seq BIGINT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, context TEXT NOT NULL, PRIMARY KEY (origin, seq))",
     "CREATE INDEX IF NOT EXISTS mv_by_key ON mv_writes (key)",
+    "CREATE TABLE IF NOT EXISTS tp_adds (origin BIGINT NOT NULL, seq BIGINT NOT NULL, key TEXT NOT NULL, element TEXT NOT NULL, PRIMARY KEY (origin, seq))",
+    "CREATE INDEX IF NOT EXISTS tp_adds_by_key ON tp_adds (key, element)",
+    "CREATE TABLE IF NOT EXISTS tp_removes (origin BIGINT NOT NULL, seq BIGINT NOT NULL, key TEXT NOT NULL, element TEXT NOT NULL, PRIMARY KEY (origin, seq))",
+    "CREATE INDEX IF NOT EXISTS tp_removes_by_key ON tp_removes (key, element)",
     "CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, response TEXT NOT NULL)",
 ];
 
@@ -344,6 +375,24 @@ impl Store {
                     .await?;
                 json!({"key": key, "ts": ts, "replica": self.replica, "dot": dot})
             }
+            Update::TwoPAdd { key, element } | Update::TwoPRemove { key, element } => {
+                let table = if matches!(update, Update::TwoPAdd { .. }) {
+                    "tp_adds"
+                } else {
+                    "tp_removes"
+                };
+                let insert = format!(
+                    "INSERT INTO {table} (origin, seq, key, element) VALUES ($1, $2, $3, $4)"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(insert))
+                    .bind(me)
+                    .bind(seq)
+                    .bind(key.as_str())
+                    .bind(element.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                json!({"key": key, "element": element, "dot": dot})
+            }
             Update::MvWrite {
                 key,
                 value,
@@ -436,6 +485,24 @@ impl Store {
              AND NOT EXISTS (SELECT 1 FROM set_removes r WHERE r.add_origin = a.origin AND r.add_seq = a.seq)"
         };
         let rows = sqlx::query(query).bind(key).fetch_all(&self.pool).await?;
+        let mut elements = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row.try_get(0)?;
+            elements.push(serde_json::from_str(&text)?);
+        }
+        elements.sort_by_key(Value::to_string);
+        Ok(elements)
+    }
+
+    /// 2P-Set elements: added and never removed (a tombstone is for good).
+    pub async fn two_phase_set(&self, key: &str) -> Result<Vec<Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT a.element FROM tp_adds a WHERE a.key = $1 \
+             AND NOT EXISTS (SELECT 1 FROM tp_removes r WHERE r.key = a.key AND r.element = a.element)",
+        )
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
         let mut elements = Vec::with_capacity(rows.len());
         for row in rows {
             let text: String = row.try_get(0)?;
@@ -586,6 +653,21 @@ impl Store {
                     row.try_get(3)?,
                 ));
             }
+            for (table, rows) in [
+                ("tp_adds", &mut delta.tp_adds),
+                ("tp_removes", &mut delta.tp_removes),
+            ] {
+                let select =
+                    format!("SELECT seq, key, element FROM {table} WHERE origin = $1 AND seq > $2");
+                for row in sqlx::query(sqlx::AssertSqlSafe(select))
+                    .bind(o64)
+                    .bind(after)
+                    .fetch_all(&mut *conn)
+                    .await?
+                {
+                    rows.push((o, row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+                }
+            }
             for row in sqlx::query(
                 "SELECT seq, key, value, context FROM mv_writes WHERE origin = $1 AND seq > $2",
             )
@@ -666,6 +748,26 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if self.fault == Some(ServeFault::OverwriteMerge) {
+            self.overwrite_two_phase_sets(&mut tx, delta).await?;
+        }
+        for (table, rows) in [
+            ("tp_adds", &delta.tp_adds),
+            ("tp_removes", &delta.tp_removes),
+        ] {
+            let insert = format!(
+                "INSERT INTO {table} (origin, seq, key, element) VALUES ($1, $2, $3, $4) ON CONFLICT (origin, seq) DO NOTHING"
+            );
+            for (o, seq, key, element) in rows {
+                sqlx::query(sqlx::AssertSqlSafe(insert.as_str()))
+                    .bind(*o as i64)
+                    .bind(*seq)
+                    .bind(key.as_str())
+                    .bind(element.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         for (o, seq) in delta.clock.entries() {
             if o == self.replica || o >= self.replicas {
                 continue;
@@ -677,6 +779,39 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// The `overwrite-merge` bug: each 2P-Set the peer changed replaces
+    /// this replica's copy instead of being merged with it, as when a set
+    /// is stored as one document and replication keeps the last document
+    /// written. The rows the peer had not seen (past its clock), adds and
+    /// tombstones made here concurrently, are dropped.
+    async fn overwrite_two_phase_sets(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        delta: &Delta,
+    ) -> Result<(), StoreError> {
+        let keys: std::collections::BTreeSet<&str> = delta
+            .tp_adds
+            .iter()
+            .chain(&delta.tp_removes)
+            .map(|(_, _, key, _)| key.as_str())
+            .collect();
+        for key in keys {
+            for o in 0..self.replicas {
+                for table in ["tp_adds", "tp_removes"] {
+                    let delete =
+                        format!("DELETE FROM {table} WHERE key = $1 AND origin = $2 AND seq > $3");
+                    sqlx::query(sqlx::AssertSqlSafe(delete))
+                        .bind(key)
+                        .bind(o as i64)
+                        .bind(delta.clock.get(o))
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+        }
         Ok(())
     }
 

@@ -434,6 +434,30 @@ fn run<M: Compile>(
     path: &Path,
 ) -> Result<LinCheck> {
     let started = Instant::now();
+    if history.ops.is_empty() {
+        // A well-formed history with no client operation (only nemesis
+        // events, say) has nothing to judge: unknown, never valid.
+        return Ok(LinCheck {
+            model: config.model,
+            semantics: config.semantics,
+            verdict: Verdict::Unknown,
+            ops: 0,
+            keys: vec![KeyVerdict {
+                key: None,
+                verdict: Verdict::Unknown,
+                ops: 0,
+                checked_ops: 0,
+                steps: 0,
+                attempts: 0,
+                memo_states: 0,
+                memory_bytes: 0,
+                elapsed_ms: 0.0,
+                reason: Some(NOTHING_TO_JUDGE.into()),
+                witness: None,
+            }],
+            elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+        });
+    }
     let parts = partition(&mut model, &history.ops, config.semantics, path)?;
     let model = &model;
     let memory_bytes = config.memory_mib.saturating_mul(memory::MIB);
@@ -540,6 +564,10 @@ fn run<M: Compile>(
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
     })
 }
+
+/// Why a history without client operations is unknown.
+pub const NOTHING_TO_JUDGE: &str =
+    "not judged: nothing to judge, the history has no client operation";
 
 /// Witness ops shown per list in human output (JSON and HTML have more).
 const HUMAN_WITNESS_OPS: usize = 12;

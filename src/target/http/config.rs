@@ -19,7 +19,7 @@ pub struct HttpTargetConfig {
     /// service's output.
     #[serde(default)]
     pub replicas: Vec<String>,
-    /// Datatype: g-counter, pn-counter, g-set, or-set, lww-register, mv-register.
+    /// Datatype: g-counter, pn-counter, g-set, 2p-set, or-set, lww-register, mv-register.
     pub workload: String,
     /// Keys (objects); more than one only for counters and g-set, whose
     /// black-box checks are per key.
@@ -311,7 +311,7 @@ impl Request {
 pub struct Requests {
     /// Increment, add or write (the workload's update).
     pub update: Request,
-    /// Remove (OR-Set only).
+    /// Remove (2P-Set and OR-Set).
     pub remove: Option<Request>,
     /// Read.
     pub read: Request,
@@ -351,12 +351,13 @@ impl HttpTargetConfig {
                 w @ (Workload::GCounter
                 | Workload::PnCounter
                 | Workload::GSet
+                | Workload::TwoPSet
                 | Workload::OrSet
                 | Workload::LwwRegister
                 | Workload::MvRegister),
             ) => Ok(w),
             _ => Err(Error::Config(format!(
-                "workload: '{}' is not one the http target drives (g-counter, pn-counter, g-set, or-set, lww-register, mv-register)",
+                "workload: '{}' is not one the http target drives (g-counter, pn-counter, g-set, 2p-set, or-set, lww-register, mv-register)",
                 self.workload
             ))),
         }
@@ -381,7 +382,7 @@ impl HttpTargetConfig {
                 (need(OpKind::Increment, &self.ops.increment)?, None)
             }
             Workload::GSet => (need(OpKind::Add, &self.ops.add)?, None),
-            Workload::OrSet => (
+            Workload::TwoPSet | Workload::OrSet => (
                 need(OpKind::Add, &self.ops.add)?,
                 Some(need(OpKind::Remove, &self.ops.remove)?),
             ),

@@ -114,7 +114,7 @@ pub struct HttpRunConfig {
     pub ops: u64,
     /// Fraction of ops that are reads.
     pub read_ratio: f64,
-    /// Fraction of OR-Set updates that are removes.
+    /// Fraction of OR-Set and 2P-Set updates that are removes.
     pub remove_ratio: f64,
     /// Nemesis faults.
     pub faults: HttpFaults,
@@ -776,6 +776,13 @@ struct Planned {
 /// Elements of the or-set workload are below this, so removes hit adds.
 pub const OR_SET_ELEMENTS: u64 = 16;
 
+/// Elements a client added to a 2P-Set and has not removed yet (at most
+/// this many), so that its removes name elements that were added: a
+/// 2P-Set remove tombstones an element for good, and one of an element
+/// nobody added tests nothing.
+const TWO_P_SET_RECENT: usize = 64;
+
+#[allow(clippy::too_many_arguments)]
 fn plan(
     shared: &Shared,
     config: &HttpRunConfig,
@@ -784,6 +791,7 @@ fn plan(
     seq: u64,
     replica: usize,
     context: &Value,
+    recent_adds: &mut Vec<u64>,
 ) -> Planned {
     let key = rng.random_range(0..config.target.keys);
     let mut fields = shared.fields(key, replica);
@@ -834,6 +842,32 @@ fn plan(
             fields.insert("element", json!(unique));
             planned(Function::Add, unique as i64, fields)
         }
+        Workload::TwoPSet => {
+            // Unique elements; a remove names one this client added
+            // earlier (its add has returned, so the remove follows it).
+            let remove = !recent_adds.is_empty() && rng.random_bool(config.remove_ratio);
+            let element = if remove {
+                let i = rng.random_range(0..recent_adds.len());
+                recent_adds.swap_remove(i)
+            } else {
+                if recent_adds.len() < TWO_P_SET_RECENT {
+                    recent_adds.push(unique);
+                }
+                unique
+            };
+            fields.insert("element", json!(element));
+            Planned {
+                f: if remove {
+                    Function::Remove
+                } else {
+                    Function::Add
+                },
+                value: element as i64,
+                key,
+                fields,
+                remove,
+            }
+        }
         _ => {
             fields.insert("value", json!(unique));
             fields.insert("context", context.clone());
@@ -854,12 +888,22 @@ async fn client_task(
     // The causal context of this client's last read, and when that read returned.
     let mut context = json!({});
     let mut context_ns = 0u64;
+    let mut recent_adds = Vec::new();
     while !crate::interrupt::requested()
         && shared.next_op.fetch_add(1, Ordering::Relaxed) < config.ops
     {
         seq += 1;
         let replica = rng.random_range(0..replicas);
-        let planned = plan(&shared, &config, &mut rng, writer, seq, replica, &context);
+        let planned = plan(
+            &shared,
+            &config,
+            &mut rng,
+            writer,
+            seq,
+            replica,
+            &context,
+            &mut recent_adds,
+        );
         let retry = planned.f != Function::Read && rng.random_bool(shared.retry_fraction);
         if shared.delay.load(Ordering::Relaxed) && rng.random_bool(0.5) {
             tokio::time::sleep(Duration::from_millis(rng.random_range(1..=20))).await;
