@@ -178,6 +178,80 @@ async fn or_set_remove_wins_only_over_adds_it_saw() {
     until_all(&serve, "/sets/s", "/elements", &json!([1, 2])).await;
 }
 
+/// Replicas a and b partitioned; a adds 1, b adds 2 and removes 3 (which
+/// only a has added); then heal. Returns once each replica's clock has
+/// seen the other's writes, i.e. anti-entropy ran both ways.
+async fn concurrent_two_phase_updates(serve: &Serve) {
+    let (a, b) = (&serve.urls[0], &serve.urls[1]);
+    post(&format!("{a}/2p-sets/s/add"), json!({"element": 3}), None).await;
+    until_all(serve, "/2p-sets/s", "/elements", &json!([3])).await;
+    post(
+        &format!("{a}/admin/partition"),
+        json!({"blocked": [1]}),
+        None,
+    )
+    .await;
+    post(
+        &format!("{b}/admin/partition"),
+        json!({"blocked": [0]}),
+        None,
+    )
+    .await;
+    for (url, path, element) in [(a, "add", 1), (b, "add", 2), (b, "remove", 3)] {
+        let (status, _, _) = post(
+            &format!("{url}/2p-sets/s/{path}"),
+            json!({ "element": element }),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    for url in [a, b] {
+        post(&format!("{url}/admin/heal"), json!({}), None).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ca, cb) = (
+            get(&format!("{a}/replication/clock")).await,
+            get(&format!("{b}/replication/clock")).await,
+        );
+        if ca["1"] == cb["1"] && ca["0"] == cb["0"] {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no sync after heal: {ca} {cb}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_phase_set_merges_concurrent_adds_and_a_remove_is_for_good() {
+    let serve = Serve::start(&["--replicas", "2"]);
+    concurrent_two_phase_updates(&serve).await;
+    until_all(&serve, "/2p-sets/s", "/elements", &json!([1, 2])).await;
+    // Adding a removed element again does not bring it back.
+    post(
+        &format!("{}/2p-sets/s/add", serve.urls[0]),
+        json!({"element": 3}),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_all(&serve, "/2p-sets/s", "/elements", &json!([1, 2])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrite_merge_fault_drops_a_concurrent_add() {
+    let serve = Serve::start(&["--replicas", "2", "--fault", "overwrite-merge"]);
+    concurrent_two_phase_updates(&serve).await;
+    // Both replicas have pulled from each other: a correct merge holds
+    // [1, 2] everywhere (previous test); the overwrite lost an add.
+    let mut seen = Vec::new();
+    for url in &serve.urls {
+        seen.push(get(&format!("{url}/2p-sets/s")).await["elements"].clone());
+    }
+    assert!(seen.iter().any(|v| v != &json!([1, 2])), "{seen:?}");
+}
+
 async fn concurrent_mv_writes(serve: &Serve) -> Value {
     let (a, b) = (&serve.urls[0], &serve.urls[1]);
     post(
