@@ -425,9 +425,9 @@ fn timed(
 
 #[test]
 fn two_p_set_acknowledged_adds_missing_from_every_final_read_are_lost() {
-    // 2P-Set runs on the sql target only (and in-process, which has its own
-    // rule); the same history is invalid on both.
-    for target in ["sql", "in-process"] {
+    // 2P-Set runs on the sql and http targets (and in-process, which has
+    // its own rule); the same history is invalid on each.
+    for target in ["sql", "http", "in-process"] {
         let base = || {
             Hb::on(target, Workload::TwoPSet)
                 .op(op(Function::Add, Outcome::Ok, 0, 1, 10))
