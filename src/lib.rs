@@ -43,8 +43,8 @@ pub mod secrets;
 pub mod series;
 pub mod serve;
 pub mod shrink;
-pub mod suite;
 pub mod slo;
+pub mod suite;
 pub mod target;
 pub mod verdict;
 

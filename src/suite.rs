@@ -71,7 +71,10 @@ pub const CRITERIA: [(&str, &str); 9] = [
     ("idempotency_violations", "idempotency violations"),
     ("convergence_ms", "convergence time after heal (ms)"),
     ("leak_slope_mb_per_min", "converge leak slope (MB/min)"),
-    ("service_leak_slope_mb_per_min", "target leak slope (MB/min)"),
+    (
+        "service_leak_slope_mb_per_min",
+        "target leak slope (MB/min)",
+    ),
 ];
 
 impl Criteria {

@@ -39,10 +39,7 @@ pub fn criterion_name(id: &str) -> &str {
     if id == "checks" {
         return "all checks valid";
     }
-    CRITERIA
-        .iter()
-        .find(|c| c.0 == id)
-        .map_or(id, |c| c.1)
+    CRITERIA.iter().find(|c| c.0 == id).map_or(id, |c| c.1)
 }
 
 /// Reads every scenario of a suite folder and judges it.
@@ -107,7 +104,10 @@ pub fn evaluate(record: &SuiteRecord, dir: &Path) -> Outcomes {
 fn criteria_ids(scenarios: &[Scenario]) -> Vec<&'static str> {
     let mut ids = vec!["checks"];
     for (id, _) in CRITERIA {
-        if scenarios.iter().any(|s| s.record.criteria.get(id).is_some()) {
+        if scenarios
+            .iter()
+            .any(|s| s.record.criteria.get(id).is_some())
+        {
             ids.push(id);
         }
     }
@@ -132,7 +132,8 @@ fn overall<'a>(scenarios: &'a [Scenario], id: &str) -> (Verdict, Option<(&'a str
                 let worse = worst.is_none_or(|(_, w)| {
                     j.status > w.status
                         || (j.status == w.status
-                            && j.actual.unwrap_or(f64::INFINITY) > w.actual.unwrap_or(f64::INFINITY))
+                            && j.actual.unwrap_or(f64::INFINITY)
+                                > w.actual.unwrap_or(f64::INFINITY))
                 });
                 if worse {
                     worst = Some((s.record.name.as_str(), j));
@@ -242,7 +243,10 @@ pub fn markdown(record: &SuiteRecord, o: &Outcomes) -> String {
         record.started
     );
     let _ = writeln!(md, "## Critical metrics\n");
-    header(&mut md, &["criterion", "target", "actual (worst scenario)", "status"]);
+    header(
+        &mut md,
+        &["criterion", "target", "actual (worst scenario)", "status"],
+    );
     for r in critical_rows(o) {
         row(&mut md, &r);
     }
@@ -269,7 +273,12 @@ pub fn markdown(record: &SuiteRecord, o: &Outcomes) -> String {
                 );
             }
             if let Ok(l) = &s.loaded {
-                for c in l.report.checks.iter().filter(|c| c.verdict == Verdict::Invalid) {
+                for c in l
+                    .report
+                    .checks
+                    .iter()
+                    .filter(|c| c.verdict == Verdict::Invalid)
+                {
                     if let Some(f) = c
                         .details
                         .get("findings")
@@ -318,7 +327,13 @@ pub fn markdown(record: &SuiteRecord, o: &Outcomes) -> String {
     let _ = writeln!(md, "\n## Throughput\n");
     header(
         &mut md,
-        &["scenario", "load model", "target rate (ops/s)", "actual rate (ops/s)", "efficiency"],
+        &[
+            "scenario",
+            "load model",
+            "target rate (ops/s)",
+            "actual rate (ops/s)",
+            "efficiency",
+        ],
     );
     for s in &o.scenarios {
         let mut r = vec![s.record.name.clone()];
@@ -328,7 +343,15 @@ pub fn markdown(record: &SuiteRecord, o: &Outcomes) -> String {
     let _ = writeln!(md, "\n## Memory (MB)\n");
     header(
         &mut md,
-        &["scenario", "process", "initial", "peak", "final", "growth", "leak slope (MB/min)"],
+        &[
+            "scenario",
+            "process",
+            "initial",
+            "peak",
+            "final",
+            "growth",
+            "leak slope (MB/min)",
+        ],
     );
     for s in &o.scenarios {
         match &s.loaded {
@@ -348,7 +371,10 @@ pub fn markdown(record: &SuiteRecord, o: &Outcomes) -> String {
     }
     let _ = writeln!(md, "\n## Environment\n");
     let e = &record.environment;
-    let unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "not measured (not readable from /proc)".into());
+    let unknown = |v: &Option<String>| {
+        v.clone()
+            .unwrap_or_else(|| "not measured (not readable from /proc)".into())
+    };
     let _ = writeln!(
         md,
         "- converge {}\n- machine: {}, {} CPU(s) ({}), {} MB memory",
@@ -359,7 +385,10 @@ pub fn markdown(record: &SuiteRecord, o: &Outcomes) -> String {
         fig(e.memory_mb, 0, "not readable from /proc")
     );
     let _ = writeln!(md);
-    header(&mut md, &["scenario", "target", "seed", "exit", "reproduce"]);
+    header(
+        &mut md,
+        &["scenario", "target", "seed", "exit", "reproduce"],
+    );
     for s in &o.scenarios {
         let (target, seed, reproduce) = match &s.loaded {
             Ok(l) => (
@@ -379,7 +408,9 @@ pub fn markdown(record: &SuiteRecord, o: &Outcomes) -> String {
                 s.record.name.clone(),
                 target,
                 seed,
-                s.record.exit_code.map_or("not run".into(), |c| c.to_string()),
+                s.record
+                    .exit_code
+                    .map_or("not run".into(), |c| c.to_string()),
                 format!("`{}`", reproduce.replace('|', "\\|")),
             ],
         );
@@ -401,7 +432,13 @@ fn throughput_cells(s: &Scenario) -> Vec<String> {
     };
     vec![
         model.unwrap_or_else(|| "not measured (no load block)".into()),
-        fig(target_rate.filter(|t| *t > 0.0), 1, no_target.trim_start_matches("not measured (").trim_end_matches(')')),
+        fig(
+            target_rate.filter(|t| *t > 0.0),
+            1,
+            no_target
+                .trim_start_matches("not measured (")
+                .trim_end_matches(')'),
+        ),
         format!("{actual:.1}"),
         match target_rate.filter(|t| *t > 0.0) {
             Some(t) => format!("{:.1}%", actual / t * 100.0),
@@ -429,8 +466,12 @@ pub fn per_scenario_rows(o: &Outcomes) -> Vec<(&'static str, Vec<String>)> {
         ("average latency (ms)", |_| {
             "not measured (report.json records percentiles only)".into()
         }),
-        ("p95 latency (ms)", |l| format!("{:.3}", l.report.latency_ms.p95)),
-        ("p99 latency (ms)", |l| format!("{:.3}", l.report.latency_ms.p99)),
+        ("p95 latency (ms)", |l| {
+            format!("{:.3}", l.report.latency_ms.p95)
+        }),
+        ("p99 latency (ms)", |l| {
+            format!("{:.3}", l.report.latency_ms.p99)
+        }),
         ("dropped requests", |l| match super::load(&l.value).3 {
             Some(d) => d.to_string(),
             None => "not measured (this run's report.json has no load block)".into(),
@@ -456,7 +497,9 @@ pub fn per_scenario_rows(o: &Outcomes) -> Vec<(&'static str, Vec<String>)> {
                 "replicas were never seen equal after the heal",
             )
         }),
-        ("throughput (ops/s)", |l| format!("{:.1}", l.report.throughput_ops_s)),
+        ("throughput (ops/s)", |l| {
+            format!("{:.1}", l.report.throughput_ops_s)
+        }),
     ];
     rows.iter()
         .map(|(name, f)| {
@@ -488,7 +531,11 @@ fn figure_of(l: &Loaded, check: &str, n: u64) -> String {
 
 /// The suite's `report.html`: the acceptance tables, then per scenario its
 /// charts and a link to its own report.
-pub fn html_page(record: &SuiteRecord, o: &Outcomes, md_tables: &[(&str, Vec<String>, Vec<Vec<String>>)]) -> String {
+pub fn html_page(
+    record: &SuiteRecord,
+    o: &Outcomes,
+    md_tables: &[(&str, Vec<String>, Vec<Vec<String>>)],
+) -> String {
     let mut h = html::open(&format!("converge suite {}", record.name));
     let _ = writeln!(
         h,
@@ -516,7 +563,10 @@ pub fn html_page(record: &SuiteRecord, o: &Outcomes, md_tables: &[(&str, Vec<Str
         })
         .collect();
     h.push_str("<h2 id=\"acceptance\">Critical metrics</h2>\n");
-    h.push_str(&html::table(&["criterion", "target", "actual (worst scenario)", "status"], &crit));
+    h.push_str(&html::table(
+        &["criterion", "target", "actual (worst scenario)", "status"],
+        &crit,
+    ));
     for (title, head, rows) in md_tables {
         let _ = writeln!(h, "<h2>{}</h2>", esc(title));
         let head: Vec<&str> = head.iter().map(String::as_str).collect();
@@ -547,9 +597,15 @@ pub fn html_page(record: &SuiteRecord, o: &Outcomes, md_tables: &[(&str, Vec<Str
                         ]
                     })
                     .collect();
-                h.push_str(&html::table(&["criterion", "target", "actual", "status"], &judged));
+                h.push_str(&html::table(
+                    &["criterion", "target", "actual", "status"],
+                    &judged,
+                ));
                 let why = memory_missing_why(&l.value, &l.series, true);
-                h.push_str(&html::charts_section(&l.series, &why).replace("<h2 id=\"charts\">Over time</h2>", "<h3>Over time</h3>"));
+                h.push_str(
+                    &html::charts_section(&l.series, &why)
+                        .replace("<h2 id=\"charts\">Over time</h2>", "<h3>Over time</h3>"),
+                );
             }
             Err(why) => {
                 let _ = writeln!(h, "<p class=\"missing\">{}</p>", esc(why));
@@ -581,17 +637,26 @@ pub fn junit_doc(record: &SuiteRecord, o: &Outcomes) -> String {
                     }],
                 },
             };
-            suite.cases.extend(s.judged.iter().filter(|j| j.id != "checks").map(|j| Case {
-                name: format!("criterion {}", j.id),
-                outcome: match j.status {
-                    Verdict::Valid => Outcome::Pass,
-                    Verdict::Invalid => Outcome::Failure(
-                        format!("{}: {} (target {})", criterion_name(j.id), j.shown, j.target),
-                        String::new(),
-                    ),
-                    Verdict::Unknown => Outcome::Unknown(format!("{}: {}", criterion_name(j.id), j.shown)),
-                },
-            }));
+            suite
+                .cases
+                .extend(s.judged.iter().filter(|j| j.id != "checks").map(|j| Case {
+                    name: format!("criterion {}", j.id),
+                    outcome: match j.status {
+                        Verdict::Valid => Outcome::Pass,
+                        Verdict::Invalid => Outcome::Failure(
+                            format!(
+                                "{}: {} (target {})",
+                                criterion_name(j.id),
+                                j.shown,
+                                j.target
+                            ),
+                            String::new(),
+                        ),
+                        Verdict::Unknown => {
+                            Outcome::Unknown(format!("{}: {}", criterion_name(j.id), j.shown))
+                        }
+                    },
+                }));
             suite
         })
         .collect();

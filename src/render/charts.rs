@@ -191,7 +191,11 @@ pub fn run_charts(rows: &[Row]) -> Vec<Chart> {
 /// Draws a chart as an SVG document string; `None` when none of its lines
 /// has a point (the caller says why instead).
 pub fn draw(chart: &Chart, spans: &[Span]) -> Option<String> {
-    let drawn: Vec<&Line> = chart.lines.iter().filter(|l| !l.points.is_empty()).collect();
+    let drawn: Vec<&Line> = chart
+        .lines
+        .iter()
+        .filter(|l| !l.points.is_empty())
+        .collect();
     if drawn.is_empty() {
         return None;
     }
@@ -253,7 +257,9 @@ pub fn draw(chart: &Chart, spans: &[Span]) -> Option<String> {
                 color.stroke_width(2),
             ))?
             .label(l.name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
         }
         if spans.iter().any(|s| s.nemesis) {
             let red = RGBColor(214, 39, 40).mix(0.3);

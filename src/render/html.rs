@@ -139,7 +139,11 @@ pub fn checks_section(report: &Report, dir: &Path) -> String {
             vec![
                 c.name.clone(),
                 c.shown_verdict().to_string(),
-                if judged.is_empty() { "-".into() } else { judged },
+                if judged.is_empty() {
+                    "-".into()
+                } else {
+                    judged
+                },
                 c.details
                     .get("summary")
                     .and_then(Value::as_str)
@@ -150,7 +154,11 @@ pub fn checks_section(report: &Report, dir: &Path) -> String {
         .collect();
     h.push_str(&table(&["check", "verdict", "judged", "summary"], &rows));
     let history = dir.join("history.jsonl");
-    for c in report.checks.iter().filter(|c| c.verdict == Verdict::Invalid) {
+    for c in report
+        .checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Invalid)
+    {
         let findings = c
             .details
             .get("findings")
@@ -366,7 +374,10 @@ fn figures_section(report: &Report, value: &Value, series: &Series) -> String {
         ],
         vec![
             "latency p50 / p95 / p99 / max".into(),
-            format!("{:.3} / {:.3} / {:.3} / {:.3} ms", l.p50, l.p95, l.p99, l.max),
+            format!(
+                "{:.3} / {:.3} / {:.3} / {:.3} ms",
+                l.p50, l.p95, l.p99, l.max
+            ),
         ],
         vec!["error rate".into(), format!("{:.4}", report.error_rate)],
         vec![
@@ -375,7 +386,11 @@ fn figures_section(report: &Report, value: &Value, series: &Series) -> String {
                 report.convergence_ms,
                 2,
                 "replicas were never seen equal after the heal",
-            ) + if report.convergence_ms.is_some() { " ms" } else { "" },
+            ) + if report.convergence_ms.is_some() {
+                " ms"
+            } else {
+                ""
+            },
         ],
         vec!["conflicts".into(), report.conflicts_shown()],
         vec![

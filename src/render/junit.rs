@@ -231,7 +231,10 @@ mod tests {
             ],
         };
         let x = document("converge", &[suite]);
-        assert!(x.contains("tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""), "{x}");
+        assert!(
+            x.contains("tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""),
+            "{x}"
+        );
         assert!(x.contains("message=\"lost &lt;1&gt;\""), "{x}");
     }
 }

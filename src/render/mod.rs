@@ -299,7 +299,11 @@ pub fn summary(report: &Report) -> String {
             "| {} | {} | {} |",
             c.name,
             c.shown_verdict(),
-            if judged.is_empty() { "-".into() } else { judged }
+            if judged.is_empty() {
+                "-".into()
+            } else {
+                judged
+            }
         );
     }
     let _ = writeln!(
@@ -347,7 +351,10 @@ pub fn rerender_run(dir: &Path) -> Result<crate::Verdict> {
     let path = dir.join("report.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let report: Report = serde_json::from_str(&text).map_err(|e| {
-        Error::Config(format!("{}: not a converge report.json: {e}", path.display()))
+        Error::Config(format!(
+            "{}: not a converge report.json: {e}",
+            path.display()
+        ))
     })?;
     report.write_rendered(dir)?;
     Ok(report.verdict)
@@ -372,7 +379,10 @@ mod tests {
         let block = serde_json::json!({"memory": {"converge": {"initial_mb": 1.0, "peak_mb": 5.0,
             "final_mb": 2.0, "growth_mb": 1.0, "leak_slope_mb_per_min": 0.5}, "target": null}});
         let m = memory(&block, &[], false);
-        assert_eq!((m.initial, m.peak, m.leak_slope), (Some(1.0), Some(5.0), Some(0.5)));
+        assert_eq!(
+            (m.initial, m.peak, m.leak_slope),
+            (Some(1.0), Some(5.0), Some(0.5))
+        );
         assert_eq!(memory(&block, &[], true), MemFigures::default());
         let flat = serde_json::json!({"memory": {"rss_peak_mb": 7.0, "rss_growth_mb": 2.0}});
         let m = memory(&flat, &[], false);
