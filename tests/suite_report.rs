@@ -65,7 +65,10 @@ fn loose_suite(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-fn junit(path: &Path) -> Vec<(String, Vec<(String, Option<String>)>)> {
+/// (test case name, the tag of its outcome element: failure, error, skipped).
+type CaseOutcome = (String, Option<String>);
+
+fn junit(path: &Path) -> Vec<(String, Vec<CaseOutcome>)> {
     let text = std::fs::read_to_string(path).expect("junit.xml");
     let doc = roxmltree::Document::parse(&text)
         .unwrap_or_else(|e| panic!("junit.xml is not XML: {e}\n{text}"));

@@ -11,6 +11,9 @@ use crate::verdict::{Verdict, EXIT_TARGET_ERROR, EXIT_UNKNOWN, EXIT_USAGE};
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// A Markdown table read back: (section title, header cells, rows).
+pub type MdTable<'a> = (&'a str, Vec<String>, Vec<Vec<String>>);
+
 /// One scenario as the suite report sees it.
 pub struct Scenario {
     /// Its record.
@@ -531,11 +534,7 @@ fn figure_of(l: &Loaded, check: &str, n: u64) -> String {
 
 /// The suite's `report.html`: the acceptance tables, then per scenario its
 /// charts and a link to its own report.
-pub fn html_page(
-    record: &SuiteRecord,
-    o: &Outcomes,
-    md_tables: &[(&str, Vec<String>, Vec<Vec<String>>)],
-) -> String {
+pub fn html_page(record: &SuiteRecord, o: &Outcomes, md_tables: &[MdTable<'_>]) -> String {
     let mut h = html::open(&format!("converge suite {}", record.name));
     let _ = writeln!(
         h,
@@ -685,7 +684,7 @@ pub fn write_suite(record: &SuiteRecord, dir: &Path) -> Result<Outcomes> {
 }
 
 /// The `##` sections after the critical metrics table, as (title, header, rows).
-fn md_tables(md: &str) -> Vec<(&str, Vec<String>, Vec<Vec<String>>)> {
+fn md_tables(md: &str) -> Vec<MdTable<'_>> {
     let mut out = Vec::new();
     for section in md.split("\n## ").skip(1) {
         let title = section.lines().next().unwrap_or("");
