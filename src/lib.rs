@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod nemesis;
 pub mod network;
 pub mod props;
+pub mod render;
 pub mod report;
 pub mod scenario;
 pub mod secrets;
@@ -43,6 +44,7 @@ pub mod series;
 pub mod serve;
 pub mod shrink;
 pub mod slo;
+pub mod suite;
 pub mod target;
 pub mod verdict;
 

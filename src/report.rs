@@ -1,5 +1,6 @@
 //! Reports: `report.json` (stable schema), `report.md` (human summary with an
-//! acceptance table) and the terminal summary.
+//! acceptance table) and the terminal summary; [`Report::write`] also
+//! renders `report.html`, `junit.xml` and `summary.md` ([`crate::render`]).
 
 use crate::checker::{overall, Check, Judged};
 use crate::error::{Error, Result};
@@ -376,10 +377,17 @@ impl Report {
             serde_json::to_string_pretty(self).map_err(|e| Error::io(&json_path, e.into()))?;
         let json = crate::secrets::mask(&json) + "\n";
         std::fs::write(&json_path, json.as_bytes()).map_err(|e| Error::io(&json_path, e))?;
+        self.write_rendered(dir)
+    }
+
+    /// Writes everything rendered from the report into `dir`: `report.md`,
+    /// and `report.html`, `junit.xml` and `summary.md` (see
+    /// [`crate::render`]); `converge report DIR` calls this alone.
+    pub fn write_rendered(&self, dir: &Path) -> Result<()> {
         let md_path = dir.join("report.md");
         let md = crate::secrets::mask(&self.markdown()).into_owned();
         std::fs::write(&md_path, md).map_err(|e| Error::io(&md_path, e))?;
-        Ok(())
+        crate::render::write_run(self, dir)
     }
 
     /// Acceptance rows: (metric, target, actual, passed). A check that

@@ -146,6 +146,13 @@ pub fn load(path: &Path) -> Result<Scenario> {
 
 /// Parses scenario text (`path` only names it in errors).
 pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
+    if crate::suite::is_suite(text) {
+        return Err(Error::Config(format!(
+            "{} is a suite (it has a [suite] table): run it with `converge suite {}`",
+            path.display(),
+            path.display()
+        )));
+    }
     let scenario: Scenario = toml::from_str(text).map_err(|e| {
         let at = e.span().map(|s| line_col(text, s.start));
         let message = e.message().trim().to_string();

@@ -5,12 +5,14 @@ pub mod fuzz;
 pub mod list;
 pub mod progress;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod run_automerge;
 pub mod run_http;
 pub mod run_maelstrom;
 pub mod run_sql;
 pub mod serve;
+pub mod suite;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -50,6 +52,12 @@ pub enum Command {
     /// Re-run a stored in-process or automerge run from its history header
     /// and compare: exit 0 identical, 1 different, 3 not replayable.
     Replay(replay::ReplayArgs),
+    /// Run a suite of scenarios (a TOML file with a `[suite]` table) and
+    /// write its acceptance report; the exit code is the suite's verdict.
+    Suite(suite::SuiteArgs),
+    /// Render a stored run or suite folder's outputs again (report.md,
+    /// report.html, junit.xml, summary.md, acceptance.md) without re-running.
+    Report(report::ReportArgs),
 }
 
 /// Most worker threads `--threads` accepts: far past any useful number on
@@ -161,6 +169,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::List(args) => list::execute(args),
         Command::Serve(args) => serve::execute(args),
         Command::Replay(args) => replay::execute(args),
+        Command::Suite(args) => {
+            crate::interrupt::install();
+            suite::execute(args)
+        }
+        Command::Report(args) => report::execute(args),
     };
     // No child outlives the command, whatever path ended it.
     crate::child::kill_all();
