@@ -45,6 +45,7 @@ pub mod shrink;
 pub mod slo;
 pub mod target;
 pub mod verdict;
+pub mod vload;
 
 pub use converge_models as models;
 
