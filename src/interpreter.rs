@@ -15,10 +15,12 @@ use crate::history::{
     FinalRead, Function, Header, History, OpBatch, OpRecord, Outcome, Probe, ProbeKind, Quiescence,
     SCHEMA_VERSION,
 };
+use crate::load::LoadSpec;
 use crate::nemesis::{Nemesis, NemesisSpec, MAX_DELAY_TICKS, RETRANSMIT_TICKS};
 use crate::network::{Network, Site, TickCtx};
 use crate::report::ConvergenceSteps;
 use crate::target::in_process::Replica;
+use crate::vload::{Plan, Schedule};
 use converge_models::{Crdt, Intent, ModelVisitor, OpMeta, Workload};
 use converge_sync::channel::Sender;
 use rayon::prelude::*;
@@ -56,6 +58,11 @@ pub struct RunConfig {
     pub is_fault: bool,
     /// The target claims linearizability, so it is checked too.
     pub linearizable: bool,
+    /// A load shape on virtual time (see [`crate::vload`]): closed with
+    /// stages or think time, or open. `None`: every writer makes an op
+    /// every tick until `ops`. Its `writers` and `ops` are ignored: this
+    /// configuration's own fields hold them (so the shrinker can vary them).
+    pub load: Option<LoadSpec>,
 }
 
 /// Default number of concurrent writers.
@@ -95,6 +102,7 @@ impl RunConfig {
             progress: false,
             is_fault: info.faulty,
             linearizable: false,
+            load: None,
         })
     }
 
@@ -119,12 +127,29 @@ impl RunConfig {
                 self.replicas
             ));
         }
-        if self.ops == 0 || self.ops > u32::MAX as u64 {
+        let timed = self.load.as_ref().is_some_and(|l| l.end().is_some());
+        if (self.ops == 0 && !timed) || self.ops > u32::MAX as u64 {
             return bad(format!(
                 "--ops must be in 1..={}, got {}",
                 u32::MAX,
                 self.ops
             ));
+        }
+        if let Some(load) = &self.load {
+            let spec = self.effective_load();
+            spec.validate()?;
+            if load.max_writers > MAX_WRITERS {
+                return bad(format!(
+                    "--max-writers must be at most {MAX_WRITERS}, got {}",
+                    load.max_writers
+                ));
+            }
+            if spec.peak_writers() > MAX_WRITERS {
+                return bad(format!(
+                    "a stage asks for {} writers; at most {MAX_WRITERS}",
+                    spec.peak_writers()
+                ));
+            }
         }
         if self.mix.keys == 0 || self.mix.keys > MAX_KEYS {
             return bad(format!(
@@ -147,6 +172,15 @@ impl RunConfig {
         Ok(())
     }
 
+    /// The load the run follows: the shape, with this configuration's
+    /// writers and op budget (`ops` 0: bounded by time only).
+    pub fn effective_load(&self) -> LoadSpec {
+        let mut spec = self.load.clone().unwrap_or_default();
+        spec.writers = self.writers;
+        spec.ops = (self.ops > 0).then_some(self.ops);
+        spec
+    }
+
     /// The command line that reproduces this run.
     pub fn reproduce(&self) -> String {
         let model = if self.is_fault {
@@ -155,10 +189,14 @@ impl RunConfig {
             format!("--workload {}", self.workload.name())
         };
         format!(
-            "converge run {model} --writers {} --replicas {} --ops {} --keys {} --hot-key-ratio {} --read-ratio {} --remove-ratio {} --max-rounds {} --seed {} --nemesis {} --out {}",
+            "converge run {model} --writers {} --replicas {}{} --keys {} --hot-key-ratio {} --read-ratio {} --remove-ratio {} --max-rounds {} --seed {} --nemesis {}{} --out {}",
             self.writers,
             self.replicas,
-            self.ops,
+            if self.ops > 0 {
+                format!(" --ops {}", self.ops)
+            } else {
+                String::new()
+            },
             self.mix.keys,
             self.mix.hot_key_ratio,
             self.mix.read_ratio,
@@ -166,6 +204,9 @@ impl RunConfig {
             self.max_rounds,
             self.seed,
             self.nemesis.to_spec(),
+            self.load
+                .as_ref()
+                .map_or(String::new(), crate::vload::flags),
             shell_quote(&self.out.display().to_string())
         ) + if self.linearizable { " --linearizable" } else { "" }
     }
@@ -202,6 +243,8 @@ pub struct RunResult {
     pub convergence: Option<ConvergenceSteps>,
     /// Ticks the simulation ran, final phase included.
     pub ticks: u64,
+    /// What the load added up to, in virtual time.
+    pub load: crate::vload::LoadSummary,
 }
 
 impl RunResult {
@@ -291,31 +334,38 @@ fn simulate<M: Crdt>(
     let sites = (0..config.replicas)
         .map(|id| Replica::new(id, config.mix.keys, replicas))
         .collect();
+    let spec = config.effective_load();
+    let mut schedule = Schedule::new(&spec, Some(&config.out))?;
     let mut network = Network::<M>::new(nemesis, sites, (config.ops / 8).max(1));
+    if let Some(end) = schedule.last_tick() {
+        network.phase_by_ticks(end / 8);
+    }
     let mut groups: Vec<Group> = (0..config.replicas)
         .map(|replica| Group {
             replica,
             writers: Vec::new(),
             active: 0,
+            acting: Vec::new(),
+            listed: false,
+            fails: 0,
             clock_len: replicas,
             batch: OpBatch::default(),
             latest_ns: 0,
         })
         .collect();
-    let per_writer = config.ops / config.writers as u64;
-    let extra = config.ops % config.writers as u64;
-    for w in 0..config.writers {
-        let ops = per_writer + u64::from((w as u64) < extra);
-        if ops == 0 {
-            break;
-        }
-        let group = &mut groups[(w % config.replicas as u32) as usize];
-        group.writers.push(Writer {
-            process: w,
-            left: ops,
-            generator: Generator::new(config.seed, w, config.workload, config.mix.clone()),
-        });
-        group.active += 1;
+    // Writer w works on replica w mod replicas; a group holds its writers
+    // in id order, so writers 0..n acting are a prefix of every group.
+    let mut needed = schedule.writers_needed();
+    if config.ops > 0 {
+        needed = needed.min(u32::try_from(config.ops).unwrap_or(u32::MAX));
+    }
+    for w in 0..needed {
+        groups[(w % config.replicas as u32) as usize]
+            .writers
+            .push(Writer {
+                process: w,
+                generator: Generator::new(config.seed, w, config.workload, config.mix.clone()),
+            });
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads.max(1))
@@ -325,9 +375,7 @@ fn simulate<M: Crdt>(
             component: "simulation thread pool".into(),
             message: e.to_string(),
         })?;
-    let bar = config
-        .progress
-        .then(|| crate::cli::progress::bar(config.ops));
+    let bar = (config.progress && config.ops > 0).then(|| crate::cli::progress::bar(config.ops));
     let mut sim = Sim {
         pool,
         start,
@@ -337,12 +385,53 @@ fn simulate<M: Crdt>(
     let mut completed = 0u64;
     // SIGINT/SIGTERM stops the writers; the final phase still runs (it is
     // in memory and quick), so the ops done so far are judged in full.
-    while completed < config.ops && !crate::interrupt::requested() {
-        completed += sim.tick(&mut network, &mut groups, completed)?;
+    while !crate::interrupt::requested() {
+        let Some(plan) = schedule.begin_tick() else {
+            break;
+        };
+        match plan {
+            Plan::Prefix(n) => {
+                for g in groups.iter_mut() {
+                    let r = g.replica as u32;
+                    g.listed = false;
+                    g.active = if n > r {
+                        ((n - r - 1) / config.replicas as u32 + 1) as usize
+                    } else {
+                        0
+                    };
+                }
+            }
+            Plan::List => {
+                for g in groups.iter_mut() {
+                    g.listed = true;
+                    g.acting.clear();
+                }
+                for &w in schedule.acting() {
+                    let g = &mut groups[(w % config.replicas as u32) as usize];
+                    g.acting.push(w / config.replicas as u32);
+                }
+                for g in groups.iter_mut() {
+                    g.active = g.acting.len();
+                }
+            }
+        }
+        let logged = network.log.len();
+        let (made, fails) = sim.tick(&mut network, &mut groups, completed)?;
+        for event in &network.log[logged..] {
+            schedule.nemesis(event);
+        }
+        schedule.complete_all(fails);
+        schedule.end_tick()?;
+        completed += made;
         if let Some(bar) = &bar {
             bar.set_position(completed);
         }
     }
+    for g in groups.iter_mut() {
+        g.active = 0;
+        g.listed = false;
+    }
+    let load = schedule.finish()?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -431,6 +520,7 @@ fn simulate<M: Crdt>(
         rss_start_mb: 0.0,
         convergence: converged.map(|(_, steps)| steps),
         ticks: network.tick(),
+        load,
     })
 }
 
@@ -449,13 +539,14 @@ struct Sim {
 }
 
 impl Sim {
-    /// Runs one tick and records its ops; returns how many it made.
+    /// Runs one tick and records its ops; returns how many it made and
+    /// how many of them failed.
     fn tick<M: Crdt>(
         &mut self,
         network: &mut Network<M>,
         groups: &mut [Group],
         completed: u64,
-    ) -> Result<u64> {
+    ) -> Result<(u64, u64)> {
         // Every op of a tick is recorded as invoked when the tick began:
         // after every op of the previous ticks had returned, and before
         // any of this one's did. So the real-time order the history shows
@@ -481,7 +572,9 @@ impl Sim {
         let tick = ctx.tick();
         network.end_tick();
         let mut made = 0;
+        let mut fails = 0;
         for group in groups.iter_mut() {
+            fails += std::mem::take(&mut group.fails);
             self.clock_floor_ns = self.clock_floor_ns.max(group.latest_ns);
             if group.batch.ops.is_empty() {
                 continue;
@@ -497,24 +590,28 @@ impl Sim {
                     message: "stopped accepting ops".into(),
                 })?;
         }
-        Ok(made)
+        Ok((made, fails))
     }
 }
 
 /// One writer: a logical client bound to one replica, with its own op stream.
 struct Writer {
     process: u32,
-    left: u64,
     generator: Generator,
 }
 
 /// The writers of one replica and the ops they made this tick.
 struct Group {
     replica: u16,
-    /// By id; those with ops left come first (lower ids get the remainder).
+    /// By id.
     writers: Vec<Writer>,
-    /// Writers with ops left.
+    /// Writers acting this tick: the first `active` (a prefix), or those
+    /// `acting` lists when `listed`.
     active: usize,
+    acting: Vec<u32>,
+    listed: bool,
+    /// Ops that failed this tick.
+    fails: u64,
     /// Entries of an update's clock (one per replica).
     clock_len: usize,
     batch: OpBatch,
@@ -531,8 +628,12 @@ impl Group {
         for i in 0..n {
             site.deliver_until(ctx, ready * (i + 1) / (n + 1));
             let began = Instant::now();
-            let writer = &mut self.writers[i];
-            writer.left -= 1;
+            let w = if self.listed {
+                self.acting[i] as usize
+            } else {
+                i
+            };
+            let writer = &mut self.writers[w];
             let mut record = OpRecord {
                 invoke_ns: invoked_ns,
                 value: 0,
@@ -553,6 +654,7 @@ impl Group {
                     record.latency_ns = latency(began);
                     if value.is_none() {
                         record.outcome = Outcome::Fail;
+                        self.fails += 1;
                     }
                     self.batch.push(record, None, &[], value);
                 }
@@ -577,6 +679,7 @@ impl Group {
                         }
                         Err(_) => {
                             record.outcome = Outcome::Fail;
+                            self.fails += 1;
                             self.batch.push(record, None, &[], None);
                         }
                     }
@@ -587,9 +690,6 @@ impl Group {
                 .max(invoked_ns + u64::from(record.latency_ns));
         }
         site.deliver_until(ctx, ready);
-        while self.active > 0 && self.writers[self.active - 1].left == 0 {
-            self.active -= 1;
-        }
     }
 }
 

@@ -47,6 +47,7 @@ pub mod slo;
 pub mod suite;
 pub mod target;
 pub mod verdict;
+pub mod vload;
 
 pub use converge_models as models;
 

@@ -338,6 +338,9 @@ pub struct Network<M: Crdt> {
     tick: u64,
     phase: u64,
     ops_per_phase: u64,
+    /// A run bounded in virtual time changes phase every this many ticks
+    /// instead (see [`Network::phase_by_ticks`]).
+    ticks_per_phase: Option<u64>,
     /// Gossip counters; the sites keep the rest until [`Network::stats`].
     gossip_stats: NetworkStats,
     /// Earlier replica states, for stale-merge probes.
@@ -372,11 +375,19 @@ impl<M: Crdt> Network<M> {
             tick: 0,
             phase: 0,
             ops_per_phase: ops_per_phase.max(1),
+            ticks_per_phase: None,
             gossip_stats: NetworkStats::default(),
             snapshots: Vec::new(),
             sampled: Vec::new(),
             log: Vec::new(),
         }
+    }
+
+    /// Changes the partition every `ticks` ticks rather than by completed
+    /// ops: a run bounded in virtual time (a load shape) has no op count
+    /// to divide, and its ops per tick vary.
+    pub fn phase_by_ticks(&mut self, ticks: u64) {
+        self.ticks_per_phase = Some(ticks.max(1));
     }
 
     /// The current tick (logical time); 0 before the first.
@@ -389,11 +400,21 @@ impl<M: Crdt> Network<M> {
     /// probes, gossips; then hands out the sites and what they share.
     pub fn begin_tick(&mut self, completed_ops: u64) -> (&mut [Site<M>], TickCtx<'_, M>) {
         self.tick += 1;
-        let phase = completed_ops / self.ops_per_phase;
-        if phase != self.phase {
+        let phase = match self.ticks_per_phase {
+            Some(t) => (self.tick - 1) / t,
+            None => completed_ops / self.ops_per_phase,
+        };
+        // After the heal, ticks still pass (the flush) but time phases do
+        // not. (An op phase can still turn once, at the last op: it always
+        // has, and the snapshot it takes is part of recorded histories.)
+        let frozen = self.ticks_per_phase.is_some() && self.nemesis.is_healed();
+        if phase != self.phase && !frozen {
             self.phase = phase;
             if let Some(event) = self.nemesis.enter_phase(phase) {
-                self.log.push(format!("after {completed_ops} ops: {event}"));
+                self.log.push(match self.ticks_per_phase {
+                    Some(_) => format!("at tick {}: {event}", self.tick),
+                    None => format!("after {completed_ops} ops: {event}"),
+                });
                 self.links_changed = true;
             }
             if self.snapshots.len() < MAX_SNAPSHOTS {

@@ -40,6 +40,13 @@ fn candidates(c: &RunConfig) -> Vec<RunConfig> {
             out.push(next);
         }
     };
+    // A shaped run first tries the plain one (every writer every tick) with
+    // the same op count, or the default count for a run bounded in time.
+    push(&|n| {
+        if n.load.take().is_some() && n.ops == 0 {
+            n.ops = crate::interpreter::DEFAULT_OPS;
+        }
+    });
     push(&|n| n.ops = (n.ops / 2).max(1));
     push(&|n| n.writers = (n.writers / 2).max(1));
     push(&|n| n.mix.keys = (n.mix.keys / 2).max(1));

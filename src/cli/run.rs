@@ -236,6 +236,17 @@ pub fn load_spec(args: &RunArgs, default_ops: u64) -> Result<crate::load::LoadSp
     Ok(spec)
 }
 
+/// Whether the run follows a load shape (any load setting given) rather
+/// than every writer writing as fast as it can until `--ops`.
+pub fn shaped(args: &RunArgs) -> bool {
+    args.load_model.is_some()
+        || !args.stages.is_empty()
+        || args.max_writers.is_some()
+        || args.think_time.is_some()
+        || args.duration.is_some()
+        || args.rate.is_some()
+}
+
 /// Loads the scenario (if any) under the typed flags and resolves the SLO gates.
 pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
     args.slo_spec = crate::slo::SloSpec::parse_flags(&args.slo)?;
@@ -263,10 +274,12 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
         ("max_writers", "--max-writers"),
         ("think_time", "--think-time"),
     ];
-    let honours_duration = matches!(args.target, TargetKind::Sql);
+    // The simulated targets follow every shape on virtual time (crate::vload).
+    let honours_shapes = matches!(args.target, TargetKind::InProcess | TargetKind::Automerge);
+    let honours_duration = matches!(args.target, TargetKind::Sql) || honours_shapes;
     if let Some((_, flag)) = shaped
         .iter()
-        .find(|(id, _)| args.explicit.contains(*id))
+        .find(|(id, _)| !honours_shapes && args.explicit.contains(*id))
         .or(if args.duration.is_some() && !honours_duration {
             Some(&("duration", "--duration"))
         } else {
@@ -348,6 +361,11 @@ pub fn config_from(args: &RunArgs) -> Result<RunConfig, Error> {
     };
     config.max_rounds = args.max_rounds;
     config.linearizable = args.linearizable;
+    if shaped(args) {
+        let spec = load_spec(args, DEFAULT_OPS)?;
+        config.ops = spec.ops.unwrap_or(0);
+        config.load = Some(spec);
+    }
     if let Some(threads) = args.threads {
         config.threads = threads;
     }
@@ -374,6 +392,20 @@ pub fn publish(report: &mut Report, args: &RunArgs, out: &Path) -> anyhow::Resul
             Ok(None)
         }
     }
+}
+
+/// One line on what a shaped simulated run did, in virtual time.
+pub fn load_line(load: &crate::vload::LoadSummary) -> String {
+    format!(
+        "load ({}, virtual time): {} ops started over {:.3} s, {:.1} ops/s achieved, {} dropped, {} writers at most; per second in {}",
+        load.model,
+        load.started,
+        load.virtual_s,
+        load.achieved_rate,
+        load.dropped,
+        load.writers_peak,
+        crate::series::FILE
+    )
 }
 
 /// A fresh seed when none is given.
@@ -416,6 +448,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
     let mut checks = check_all(&result.history);
     checks.extend(crate::interrupt::check());
     let live = result.live_figures();
+    let load = std::mem::take(&mut result.load);
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.convergence_steps = result.convergence;
     if report.verdict == Verdict::Invalid && !args.no_shrink && !crate::interrupt::requested() {
@@ -432,6 +465,9 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
     }
     if let Some(code) = publish(&mut report, &args, &config.out)? {
         return Ok(code);
+    }
+    if config.load.is_some() {
+        println!("{}", load_line(&load));
     }
     super::print_footer(&config.out, config.seed, report.verdict, &report.reproduce);
     if report.verdict != Verdict::Valid {

@@ -40,7 +40,14 @@ pub fn config_from(args: &RunArgs) -> Result<AutomergeConfig, Error> {
         fault,
         max_rounds: args.max_rounds,
         out,
+        load: None,
     };
+    let mut config = config;
+    if super::run::shaped(args) {
+        let spec = super::run::load_spec(args, crate::target::automerge::DEFAULT_OPS)?;
+        config.ops = spec.ops.unwrap_or(0);
+        config.load = Some(spec);
+    }
     config.validate()?;
     Ok(config)
 }
@@ -87,6 +94,9 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     );
     for e in &result.link_errors {
         println!("  receive error: {e}");
+    }
+    if config.load.is_some() {
+        println!("{}", super::run::load_line(&result.load));
     }
     super::print_footer(
         &config.out,

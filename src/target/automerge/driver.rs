@@ -62,6 +62,8 @@ pub struct AutomergeResult {
     pub link_errors: Vec<String>,
     /// Ticks of the write phase and of the final phase.
     pub ticks: (u64, u64),
+    /// What the load added up to, in virtual time.
+    pub load: crate::vload::LoadSummary,
 }
 
 /// Who issued an op, where, and when.
@@ -165,7 +167,7 @@ fn drive(
         next_char: FIRST_CHAR,
         tick: 0,
     };
-    run.write_phase()?;
+    let load = run.write_phase()?;
     let write_phase = run.start.elapsed();
     let write_ticks = run.tick;
     run.final_phase()?;
@@ -179,32 +181,64 @@ fn drive(
         link_count: run.links.count(),
         link_errors: std::mem::take(&mut run.links.errors),
         ticks: (write_ticks, run.tick - write_ticks),
+        load,
     })
 }
 
 impl Run<'_> {
-    fn write_phase(&mut self) -> Result<()> {
+    /// Writes until the load's end or op budget; each tick is
+    /// [`crate::vload::TICK`] of virtual time.
+    fn write_phase(&mut self) -> Result<crate::vload::LoadSummary> {
         let config = self.config;
-        // Up to four writers per replica act between two network ticks; with
-        // one writer per replica (B3) every writer acts concurrently.
-        let burst = (config.writers as u64)
-            .min(4 * config.replicas as u64)
-            .max(1);
+        let spec = config.effective_load();
+        let mut schedule = crate::vload::Schedule::new(&spec, Some(&config.out))?;
         let ops_per_phase = (config.ops / 8).max(1);
+        // A run bounded in time changes phase by ticks: it has no op count
+        // to divide.
+        let ticks_per_phase = schedule.last_tick().map(|e| (e / 8).max(1));
         let mut done = 0u64;
         let mut phase = 0u64;
         // SIGINT/SIGTERM: stop writing; what was done is checked.
-        while done < config.ops && !crate::interrupt::requested() {
+        while !crate::interrupt::requested() {
+            let Some(plan) = schedule.begin_tick() else {
+                break;
+            };
             self.tick += 1;
-            for _ in 0..burst.min(config.ops - done) {
-                let writer = self.rng.random_range(0..config.writers);
-                self.apply_op(writer)?;
-                done += 1;
+            let logged = self.wire.log.len();
+            let n = match plan {
+                crate::vload::Plan::Prefix(n) => n as usize,
+                crate::vload::Plan::List => schedule.acting().len(),
+            };
+            for i in 0..n {
+                // The budget counts history ops: a text insert of several
+                // characters is several, so the last one may be cut short.
+                let room = schedule.ops_left().unwrap_or(u64::MAX);
+                if room == 0 {
+                    break;
+                }
+                let writer = match plan {
+                    // Without a shape, the acting writers are picked at random.
+                    crate::vload::Plan::Prefix(_) if config.load.is_none() => {
+                        self.rng.random_range(0..config.writers)
+                    }
+                    crate::vload::Plan::Prefix(_) => i as u32,
+                    crate::vload::Plan::List => schedule.acting()[i],
+                };
+                let records = self.apply_op(writer, room)?;
+                schedule.complete(i, records, 0);
+                done += records;
             }
-            if done / ops_per_phase != phase {
-                phase = done / ops_per_phase;
+            let now = match ticks_per_phase {
+                Some(t) => (self.tick - 1) / t,
+                None => done / ops_per_phase,
+            };
+            if now != phase {
+                phase = now;
                 if let Some(event) = self.wire.nemesis().enter_phase(phase) {
-                    self.wire.log.push(format!("after {done} ops: {event}"));
+                    self.wire.log.push(match ticks_per_phase {
+                        Some(_) => format!("at tick {}: {event}", self.tick),
+                        None => format!("after {done} ops: {event}"),
+                    });
                 }
                 if self.snapshots.len() < MAX_SNAPSHOTS {
                     let r = self.wire.nemesis().pick(self.replicas.len());
@@ -223,8 +257,13 @@ impl Run<'_> {
             if self.batch.ops.len() >= BATCH {
                 self.flush()?;
             }
+            for event in &self.wire.log[logged..] {
+                schedule.nemesis(event);
+            }
+            schedule.end_tick()?;
         }
-        self.flush()
+        self.flush()?;
+        schedule.finish()
     }
 
     fn sync_tick(&mut self, throttle: u64) {
@@ -296,8 +335,10 @@ impl Run<'_> {
         self.next_tag - 1
     }
 
-    /// One writer op on the writer's replica; every op commits (is acknowledged).
-    fn apply_op(&mut self, writer: u32) -> Result<()> {
+    /// One writer op on the writer's replica; every op commits (is
+    /// acknowledged). Returns the history ops it made (a text insert makes
+    /// one per character, at most `room`).
+    fn apply_op(&mut self, writer: u32, room: u64) -> Result<u64> {
         let r = (writer % self.config.replicas as u32) as u16;
         let origin = Origin {
             writer,
@@ -316,6 +357,7 @@ impl Run<'_> {
                 self.replicas[r as usize].increment(i, delta)?;
                 let key = layout.key(Slot::Counter(i));
                 self.record(origin, Function::Increment, key, delta as u64, &[])
+                    .map(|()| 1)
             }
             30..55 => {
                 let i = self.key_index();
@@ -323,36 +365,47 @@ impl Run<'_> {
                 let observed = self.replicas[r as usize].put(i, tag)?;
                 let key = layout.key(Slot::Register(i));
                 self.record(origin, Function::Write, key, tag, &observed)
+                    .map(|()| 1)
             }
             roll if roll < 80 || !text_room => {
                 let key = layout.key(Slot::List);
                 if remove {
                     if let Some(tag) = self.replicas[r as usize].delete(at)? {
-                        return self.record(origin, Function::Remove, key, tag, &[tag]);
+                        return self
+                            .record(origin, Function::Remove, key, tag, &[tag])
+                            .map(|()| 1);
                     }
                 }
                 let tag = self.tag();
                 self.replicas[r as usize].insert(at, tag)?;
                 self.record(origin, Function::Add, key, tag, &[])
+                    .map(|()| 1)
             }
             _ => {
                 let key = layout.key(Slot::Text);
                 if remove {
                     if let Some(c) = self.replicas[r as usize].splice_delete(at)? {
                         let code = c as u64;
-                        return self.record(origin, Function::Remove, key, code, &[code]);
+                        return self
+                            .record(origin, Function::Remove, key, code, &[code])
+                            .map(|()| 1);
                     }
                 }
-                let n = self.rng.random_range(1..=3u32);
+                let n = self
+                    .rng
+                    .random_range(1..=3u32)
+                    .min(u32::try_from(room).unwrap_or(u32::MAX));
                 let chars: String = (self.next_char..self.next_char + n)
                     .filter_map(char::from_u32)
                     .collect();
                 self.next_char += n;
                 self.replicas[r as usize].splice_insert(at, &chars)?;
+                let mut made = 0;
                 for c in chars.chars() {
                     self.record(origin, Function::Add, key, c as u64, &[])?;
+                    made += 1;
                 }
-                Ok(())
+                Ok(made)
             }
         }
     }

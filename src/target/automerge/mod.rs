@@ -96,6 +96,11 @@ pub struct AutomergeConfig {
     pub max_rounds: u32,
     /// Output directory.
     pub out: PathBuf,
+    /// A load shape on virtual time (see [`crate::vload`]); `None`: up to
+    /// four writers per replica, picked at random, act every tick until
+    /// `ops`. Its `writers` and `ops` are ignored for this
+    /// configuration's own.
+    pub load: Option<crate::load::LoadSpec>,
 }
 
 /// Default counters (and registers): few, so that writers collide.
@@ -118,6 +123,7 @@ impl AutomergeConfig {
             fault: None,
             max_rounds: 50,
             out,
+            load: None,
         }
     }
 
@@ -156,7 +162,42 @@ impl AutomergeConfig {
         if self.ops >= 1 << 40 {
             return bad(format!("--ops must be below 2^40, got {}", self.ops));
         }
+        let timed = self.load.as_ref().is_some_and(|l| l.end().is_some());
+        if self.ops == 0 && !timed {
+            return bad("--ops must be at least 1 (or bound the run by --duration)".into());
+        }
+        if self.load.is_some() {
+            let spec = self.effective_load();
+            spec.validate()?;
+            if spec.peak_writers() > crate::interpreter::MAX_WRITERS {
+                return bad(format!(
+                    "the load asks for {} writers; at most {}",
+                    spec.peak_writers(),
+                    crate::interpreter::MAX_WRITERS
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Writers acting together in a tick without a load shape: up to four
+    /// per replica, so with one writer per replica every writer acts
+    /// concurrently.
+    pub fn burst(&self) -> u32 {
+        self.writers.min(4 * self.replicas as u32).max(1)
+    }
+
+    /// The load the run follows. Without a shape: a closed model of
+    /// [`AutomergeConfig::burst`] writers (picked at random among all the
+    /// writers every tick) until `ops`.
+    pub fn effective_load(&self) -> crate::load::LoadSpec {
+        let mut spec = self.load.clone().unwrap_or_default();
+        spec.writers = match self.load {
+            Some(_) => self.writers,
+            None => self.burst(),
+        };
+        spec.ops = (self.ops > 0).then_some(self.ops);
+        spec
     }
 
     /// The command line that replays this run.
@@ -165,16 +206,23 @@ impl AutomergeConfig {
             .fault
             .map_or(String::new(), |f| format!(" --fault {}", f.name()));
         format!(
-            "converge run --target automerge{fault} --writers {} --replicas {} --ops {} --keys {} --hot-key-ratio {} --remove-ratio {} --max-rounds {} --seed {} --nemesis {} --out {}",
+            "converge run --target automerge{fault} --writers {} --replicas {}{} --keys {} --hot-key-ratio {} --remove-ratio {} --max-rounds {} --seed {} --nemesis {}{} --out {}",
             self.writers,
             self.replicas,
-            self.ops,
+            if self.ops > 0 {
+                format!(" --ops {}", self.ops)
+            } else {
+                String::new()
+            },
             self.keys,
             self.hot_key_ratio,
             self.remove_ratio,
             self.max_rounds,
             self.seed,
             self.nemesis.to_spec(),
+            self.load
+                .as_ref()
+                .map_or(String::new(), crate::vload::flags),
             shell_quote(&self.out.display().to_string())
         )
     }
