@@ -10,7 +10,10 @@
 #       SWEEP_OUT  where run folders go (default a temporary directory)
 #
 # Prints one TSV row per run: case, seed, expected, exit code, the own
-# check's verdict, and OK or FALSE. Exits 1 when any row is FALSE.
+# check's verdict, and OK or FALSE. Exits 1 when any row is FALSE. A FALSE
+# bug row is a false verdict only if its history shows the bug: a node bug
+# that depends on timing may leave nothing to see on some seed (check the
+# history before touching a rule).
 # Short settings keep it tolerable; each example's own settings otherwise.
 set -u
 SEEDS=${1:-"1 2 3 4 5"}
