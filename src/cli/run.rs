@@ -263,10 +263,12 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
         ("max_writers", "--max-writers"),
         ("think_time", "--think-time"),
     ];
-    let honours_duration = matches!(args.target, TargetKind::Sql);
+    // The targets on the one engine (crate::engine) honour every shape.
+    let on_engine = matches!(args.target, TargetKind::Sql | TargetKind::Http);
+    let honours_duration = on_engine;
     if let Some((_, flag)) = shaped
         .iter()
-        .find(|(id, _)| args.explicit.contains(*id))
+        .find(|(id, _)| !on_engine && args.explicit.contains(*id))
         .or(if args.duration.is_some() && !honours_duration {
             Some(&("duration", "--duration"))
         } else {
