@@ -990,8 +990,7 @@ async fn admin_all(
     failed
 }
 
-/// Partitions, crashes and delays until the clients are done, then heals.
-
+/// ` (failed: ...)` after a nemesis action whose admin requests failed.
 fn failures(failed: &[String]) -> String {
     if failed.is_empty() {
         String::new()
