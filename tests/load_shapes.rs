@@ -433,3 +433,22 @@ fn an_exhausted_pool_counts_dropped_arrivals() {
         "the pool grew past --max-writers: {peak:?}"
     );
 }
+
+#[test]
+fn targets_not_on_the_engine_still_refuse_load_shapes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    run(
+        &[
+            "--target",
+            "maelstrom",
+            "--stage",
+            "1s:2",
+            "--bin",
+            "/bin/true",
+        ],
+        &dir.path().join("out"),
+    )
+    .no_panic()
+    .expect_code(3)
+    .mentions("--stage is not supported by --target maelstrom yet");
+}

@@ -315,3 +315,46 @@ async fn final_phase<A: Adapter>(
     let _ = sender.send(WriterMsg::Quiescence(settled.report.quiescence()));
     Some(settled.report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{parse_duration, parse_stage, Stage};
+
+    #[test]
+    fn load_flags_parse_back_to_the_same_shape() {
+        let load = LoadSpec {
+            model: LoadModel::Open,
+            writers: 2,
+            rate: 12.5,
+            max_writers: 9,
+            stages: vec![Stage {
+                duration: Duration::from_millis(1500),
+                target: 40.0,
+            }],
+            duration: Some(Duration::from_secs(3)),
+            ops: Some(77),
+            ..LoadSpec::default()
+        };
+        let flags = load_flags(&load);
+        let words: Vec<&str> = flags.split_whitespace().collect();
+        let value = |flag: &str| {
+            let i = words.iter().position(|w| *w == flag).expect(flag);
+            words[i + 1]
+        };
+        assert_eq!(value("--load"), "open");
+        assert_eq!(value("--rate"), "12.5");
+        assert_eq!(value("--max-writers"), "9");
+        assert_eq!(parse_stage(value("--stage")), Ok(load.stages[0]));
+        assert_eq!(
+            parse_duration(value("--duration")),
+            Ok(Duration::from_secs(3))
+        );
+        assert_eq!(value("--ops"), "77");
+        let closed = load_flags(&LoadSpec {
+            ops: Some(5),
+            ..LoadSpec::default()
+        });
+        assert_eq!(closed, " --ops 5", "a plain closed run adds only its bound");
+    }
+}
