@@ -26,6 +26,7 @@ pub mod campaign;
 pub mod checker;
 pub mod child;
 pub mod cli;
+pub mod engine;
 pub mod error;
 pub mod generator;
 pub mod history;

@@ -274,9 +274,13 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
         ("max_writers", "--max-writers"),
         ("think_time", "--think-time"),
     ];
-    // The simulated targets follow every shape on virtual time (crate::vload).
-    let honours_shapes = matches!(args.target, TargetKind::InProcess | TargetKind::Automerge);
-    let honours_duration = matches!(args.target, TargetKind::Sql) || honours_shapes;
+    // The simulated targets follow every shape on virtual time
+    // (crate::vload); http and sql on the one wall-clock engine (crate::engine).
+    let honours_shapes = matches!(
+        args.target,
+        TargetKind::InProcess | TargetKind::Automerge | TargetKind::Sql | TargetKind::Http
+    );
+    let honours_duration = honours_shapes;
     if let Some((_, flag)) = shaped
         .iter()
         .find(|(id, _)| !honours_shapes && args.explicit.contains(*id))

@@ -69,8 +69,8 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
         .clone()
         .unwrap_or_else(|| default_out(&format!("http-{}", target.workload), seed));
     let config = HttpRunConfig {
-        writers: args.writers,
-        ops: args.ops.unwrap_or(crate::interpreter::DEFAULT_OPS),
+        load: super::run::load_spec(args, crate::interpreter::DEFAULT_OPS)?,
+        hot_key_ratio: args.hot_key_ratio,
         read_ratio: args.read_ratio.unwrap_or(0.1),
         remove_ratio: if args.remove_ratio == Mix::default().remove_ratio {
             0.3

@@ -35,7 +35,7 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         args.replicas = 1;
     }
     let keys = args.keys.unwrap_or(SQL_DEFAULT_KEYS);
-    let ops = args.ops.unwrap_or(SQL_DEFAULT_OPS);
+    let load = super::run::load_spec(&args, SQL_DEFAULT_OPS)?;
     let args = &args;
     let spec = args.sql.clone().ok_or_else(|| {
         Error::Config(
@@ -71,7 +71,6 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
             return bad(format!("{flag} must be in [0, 1], got {v}"));
         }
     }
-    let duration = args.duration;
     let url = args
         .database_url
         .clone()
@@ -96,11 +95,11 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         args.settle_limit,
     )?;
     let mut reproduce = format!(
-        "converge run --scenario {} --seed {seed} --writers {} --replicas {} --ops {} --keys {} --nemesis {} --retry-fraction {} --quiet-window {} --stall-window {} --settle-limit {} --out {}",
+        "converge run --scenario {} --seed {seed} --writers {} --replicas {}{} --keys {} --nemesis {} --retry-fraction {} --quiet-window {} --stall-window {} --settle-limit {} --out {}",
         shell_quote(&args.scenario.as_ref().map_or(String::new(), |p| p.display().to_string())),
         args.writers,
         args.replicas,
-        ops,
+        crate::engine::load_flags(&load),
         keys,
         nemesis.to_spec(),
         args.retry_fraction,
@@ -109,9 +108,6 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         settle.limit.as_secs_f64(),
         shell_quote(&out.display().to_string()),
     );
-    if let Some(d) = args.duration {
-        reproduce.push_str(&format!(" --duration {}", crate::load::human_duration(d)));
-    }
     if let Some(url) = &args.database_url {
         reproduce.push_str(&format!(
             " --database-url {}",
@@ -123,10 +119,8 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         url,
         workload,
         model,
-        writers: args.writers,
         replicas: args.replicas,
-        ops,
-        duration,
+        load,
         mix: Mix {
             keys,
             hot_key_ratio: args.hot_key_ratio,

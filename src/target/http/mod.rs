@@ -2,14 +2,12 @@
 //! templates ([`config::HttpTargetConfig`]) and judged as a black box.
 //!
 //! A run: optionally start the service and wait for health; check every
-//! replica answers; then `writers` closed-loop clients share `ops`
-//! operations, each sent to a seeded random replica, with the op id as
-//! idempotency key and a fraction of writes sent twice with it. The
-//! nemesis partitions through the service's admin endpoints, kills and
-//! restarts a service converge started, or delays requests. At the end
-//! every fault is healed and every key is read on every replica until they
-//! agree and stay agreed for a quiet window. Every op streams to
-//! `history.jsonl` as it completes.
+//! replica answers; then [`crate::engine`] drives the [`Adapter`] this
+//! module implements under the run's load shape: each op goes to a seeded
+//! random replica, with the op id as idempotency key and a fraction of
+//! writes sent twice with it. The nemesis partitions through the service's
+//! admin endpoints, kills and restarts a service converge started, or
+//! delays requests. The engine heals, settles and records the history.
 //!
 //! Outcomes: 2xx is `ok`; 4xx is `fail`; 5xx is `info` (or `fail` with
 //! `definite_5xx`); a timeout or a connection error is `info`. Reads that
@@ -20,16 +18,17 @@ pub mod config;
 pub mod service;
 pub mod template;
 
+use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
-use crate::generator::derive_seed;
-use crate::history::jsonl::{record_invoke, HistoryWriter, WriterMsg};
-use crate::history::{
-    FinalRead, Function, Header, History, OpRecord, Outcome, SCHEMA_VERSION, UNKNOWN_AUX,
-};
+use crate::generator::{derive_seed, Mix};
+use crate::history::jsonl::HistoryWriter;
+use crate::history::{Function, Header, History, Outcome, SCHEMA_VERSION, UNKNOWN_AUX};
 use crate::interpreter::shell_quote;
+use crate::load::LoadSpec;
 use crate::report::ServiceFigures;
 use crate::target::misconfig::{Blame, FailureTally, ReadTally};
-use crate::target::settle::{Reads, SettleReport, SettleState, Settled, Settler};
+use crate::target::settle::{SettleReport, SettleState};
+use crate::target::{Adapter, Applied, Op};
 pub use config::HttpTargetConfig;
 use config::{Request, Requests};
 use converge_models::{Value as CrdtValue, Workload};
@@ -108,10 +107,10 @@ pub struct HttpRunConfig {
     /// Where it was read from, as the flag that names it (`--http-config
     /// FILE` or `--scenario FILE`), for the reproduce command.
     pub config_flag: String,
-    /// Concurrent clients (each one request in flight).
-    pub writers: u32,
-    /// Operations over all clients.
-    pub ops: u64,
+    /// The load shape: writers, rate, stages, op budget, duration.
+    pub load: LoadSpec,
+    /// Fraction of ops on the hot key (key 0).
+    pub hot_key_ratio: f64,
     /// Fraction of ops that are reads.
     pub read_ratio: f64,
     /// Fraction of OR-Set and 2P-Set updates that are removes.
@@ -128,16 +127,18 @@ impl HttpRunConfig {
     /// Checks ranges, naming the flag.
     pub fn validate(&self) -> Result<()> {
         self.target.validate()?;
-        if self.writers == 0 || self.writers > 100_000 {
+        let writers = self.load.peak_writers();
+        if writers == 0 || writers > 100_000 {
             return Err(Error::Config(format!(
-                "--writers must be in 1..=100000, got {}",
-                self.writers
+                "--writers must be in 1..=100000, got {writers}"
             )));
         }
-        if self.ops == 0 {
+        if self.load.ops == Some(0) {
             return Err(Error::Config("--ops must be positive".into()));
         }
+        self.load.validate()?;
         for (flag, v) in [
+            ("--hot-key-ratio", self.hot_key_ratio),
             ("--read-ratio", self.read_ratio),
             ("--remove-ratio", self.remove_ratio),
         ] {
@@ -151,19 +152,32 @@ impl HttpRunConfig {
     /// The command that reproduces this run.
     pub fn reproduce(&self) -> String {
         format!(
-            "converge run --target http {} --quiet-window {} --stall-window {} --settle-limit {} --writers {} --ops {} --read-ratio {} --remove-ratio {} --nemesis {} --seed {} --out {}",
+            "converge run --target http {} --quiet-window {} --stall-window {} --settle-limit {} --writers {}{} --hot-key-ratio {} --read-ratio {} --remove-ratio {} --nemesis {} --seed {} --out {}",
             self.config_flag,
             self.target.settle_rule().quiet.as_secs_f64(),
             self.target.settle_rule().stall.as_secs_f64(),
             self.target.settle_rule().limit.as_secs_f64(),
-            self.writers,
-            self.ops,
+            self.load.writers,
+            crate::engine::load_flags(&self.load),
+            self.hot_key_ratio,
             self.read_ratio,
             self.remove_ratio,
             self.faults.to_spec(),
             self.seed,
             shell_quote(&self.out.display().to_string())
         )
+    }
+
+    /// The generator's op mix.
+    pub fn mix(&self) -> Mix {
+        Mix {
+            keys: self.target.keys,
+            hot_key_ratio: self.hot_key_ratio,
+            read_ratio: self.read_ratio,
+            remove_ratio: self.remove_ratio,
+            or_set_elements: OR_SET_ELEMENTS,
+            ..Mix::default()
+        }
     }
 }
 
@@ -238,6 +252,10 @@ pub struct HttpResult {
     pub connections_per_host: usize,
     /// Replica base URLs (as discovered last).
     pub replicas: Vec<String>,
+    /// Open model: arrivals that found no free writer.
+    pub dropped: u64,
+    /// Most writers at once.
+    pub writers_peak: u32,
 }
 
 /// Garbage answers kept in the result.
@@ -266,7 +284,6 @@ struct Shared {
     run_id: String,
     start: Instant,
     delay: AtomicBool,
-    next_op: AtomicU64,
     retries: AtomicU64,
     garbage: Mutex<Vec<String>>,
     garbage_total: AtomicU64,
@@ -372,7 +389,7 @@ impl Shared {
 }
 
 /// What an update's answer means.
-struct Applied {
+struct Answered {
     outcome: Outcome,
     stamp: Option<u64>,
 }
@@ -383,7 +400,7 @@ fn interpret_update(
     request: &Request,
     fields: &Fields,
     reply: &Reply,
-) -> Applied {
+) -> Answered {
     shared.failures.write();
     let template = format!(
         "{} ({} {})",
@@ -396,7 +413,7 @@ fn interpret_update(
             shared
                 .failures
                 .failed(format!("{template}: no answer"), Blame::Target);
-            return Applied {
+            return Answered {
                 outcome: Outcome::Info,
                 stamp: None,
             };
@@ -437,7 +454,7 @@ fn interpret_update(
             Err(e) => shared.garbage(replica, request, fields, &format!("not JSON: {e}"), body),
         }
     }
-    Applied { outcome, stamp }
+    Answered { outcome, stamp }
 }
 
 /// How [`parse_read`] says a pointer found nothing (the template's
@@ -535,14 +552,11 @@ pub fn run(config: &HttpRunConfig) -> Result<HttpResult> {
     runtime.block_on(run_async(config, fd_limit))
 }
 
-async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResult> {
-    let started = Instant::now();
-    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
+/// The history header of a run (written before the service starts, so a
+/// run stopped or killed during start-up still leaves one).
+fn header(config: &HttpRunConfig, workload: Workload) -> Header {
     let target = &config.target;
-    let workload = target.datatype()?;
-    // The history exists before the service starts: a run stopped or
-    // killed during start-up still leaves one.
-    let header = Header {
+    Header {
         schema_version: SCHEMA_VERSION,
         seed: config.seed,
         workload,
@@ -552,22 +566,33 @@ async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResu
             (None, None) => "http".into(),
         },
         target: "http".into(),
-        writers: config.writers,
+        writers: config.load.peak_writers(),
         replicas: match &target.start {
             Some(s) if target.replicas.is_empty() => s.expect_replicas.unwrap_or(1),
             _ => target.replicas.len(),
         } as u16,
         keys: target.keys,
-        ops: config.ops,
+        ops: config.load.ops.unwrap_or(0),
         nemesis: config.faults.to_spec(),
         reproduce: config.reproduce(),
         linearizable: false,
-    };
-    let writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
+    }
+}
+
+async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResult> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
+    let target = &config.target;
+    let workload = target.datatype()?;
+    // The history exists before the service starts: a run stopped or
+    // killed during start-up still leaves one.
+    let early = HistoryWriter::start(&config.out.join("history.jsonl"), header(config, workload))?;
     let service = match &target.start {
         Some(start) => Some(Service::start(start, &target.replicas, &config.out).await?),
         None => None,
     };
+    // The engine writes the run's history afresh.
+    let _ = early.finish();
     let urls = service
         .as_ref()
         .map_or_else(|| target.replicas.clone(), |s| s.urls.clone());
@@ -575,16 +600,7 @@ async fn run_async(config: &HttpRunConfig, fd_limit: FdLimit) -> Result<HttpResu
         .as_ref()
         .map(|s| service::sample(s.pid.clone(), Duration::from_millis(100)));
     let service = Arc::new(tokio::sync::Mutex::new(service));
-    let outcome = drive(
-        config,
-        workload,
-        urls,
-        service.clone(),
-        fd_limit,
-        started,
-        writer,
-    )
-    .await;
+    let outcome = drive(config, workload, urls, service.clone(), fd_limit, started).await;
     let figures = match sampler {
         Some((stop, figures)) => {
             let _ = stop.send(());
@@ -630,8 +646,7 @@ async fn drive(
     urls: Vec<String>,
     service: Arc<tokio::sync::Mutex<Option<Service>>>,
     fd_limit: FdLimit,
-    started: Instant,
-    writer: HistoryWriter,
+    started: std::time::Instant,
 ) -> Result<HttpResult> {
     let target = &config.target;
     let requests = target.requests()?;
@@ -655,9 +670,8 @@ async fn drive(
             .map(|k| format!("{}{run_id}-{k}", target.key_prefix))
             .collect(),
         run_id,
-        start: started,
+        start: Instant::from_std(started),
         delay: AtomicBool::new(false),
-        next_op: AtomicU64::new(0),
         retries: AtomicU64::new(0),
         garbage: Mutex::new(Vec::new()),
         garbage_total: AtomicU64::new(0),
@@ -675,79 +689,42 @@ async fn drive(
             });
         }
     }
-
-    let client_start = Instant::now();
-    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let nemesis = tokio::spawn(nemesis_task(
-        shared.clone(),
-        service.clone(),
-        config.faults,
-        Duration::from_millis(target.nemesis_step_ms),
-        config.seed,
-        done_rx,
-    ));
-    let mut clients = Vec::new();
-    for w in 0..config.writers {
-        clients.push(tokio::spawn(client_task(
-            shared.clone(),
-            config.clone(),
-            w,
-            writer.sender(),
-        )));
+    let service_pid = service.lock().await.as_ref().map(|s| s.pid.clone());
+    let adapter = Arc::new(HttpAdapter {
+        shared: shared.clone(),
+        service_pid,
+        service,
+        faults: config.faults,
+        step: Duration::from_millis(target.nemesis_step_ms),
+        partitioned: AtomicBool::new(false),
+        seed: config.seed,
+    });
+    if config.faults.delay {
+        shared.delay.store(true, Ordering::Relaxed);
     }
-    let mut client_error = None;
-    for task in clients {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => client_error = Some(e),
-            Err(e) => client_error = Some(Error::Config(format!("client task failed: {e}"))),
-        }
+    let engine_config = EngineConfig {
+        load: config.load.clone(),
+        workload,
+        mix: config.mix(),
+        seed: config.seed,
+        settle: target.settle_rule(),
+        out: config.out.clone(),
+        header: header(config, workload),
+    };
+    let mut nemesis_log = Vec::new();
+    if config.faults.delay {
+        nemesis_log.push("0.0s client-side delays on".to_string());
     }
-    let client_phase = client_start.elapsed();
-    let _ = done_tx.send(true);
-    let nemesis_log = nemesis.await.unwrap_or_default();
-
-    let mut settled = None;
-    // A run that already shows a configuration mistake does not wait for
-    // the settle limit: it ends with the mistake below.
-    let mistaken = shared.failures.verdict("the service").is_some();
-    if client_error.is_none() && !mistaken {
-        if let Some(outcome) = settle(&shared, target).await {
-            let sender = writer.sender();
-            for f in finals_of(&outcome.reads) {
-                let _ = sender.send(WriterMsg::Final(f));
-            }
-            let _ = sender.send(WriterMsg::Quiescence(outcome.report.quiescence()));
-            settled = Some(outcome.report);
-        }
-    }
-    let history = writer.finish()?;
-    if let Some(e) = client_error {
-        return Err(e);
-    }
-    // The history is on disk; a run that only shows a configuration
-    // mistake ends with it, not with a verdict about data.
-    if let Some(e) = shared.failures.verdict("the service") {
-        return Err(e);
-    }
-    let read = &shared.requests.read;
-    let read_template = format!(
-        "{} ({} {}, value = {:?})",
-        read.kind.name(),
-        read.method,
-        read.source,
-        read.value.as_deref().unwrap_or("")
-    );
-    if let Some(e) = shared.reads.verdict(&read_template) {
-        return Err(e);
-    }
+    let outcome = crate::engine::run(adapter, &engine_config, started).await?;
+    nemesis_log.extend(outcome.nemesis_log);
     let garbage = std::mem::take(&mut *shared.garbage.lock());
     let replicas_now = shared.urls.read().clone();
+    let settled = outcome.settle;
     Ok(HttpResult {
-        history,
+        history: outcome.history,
         garbage,
         garbage_total: shared.garbage_total.load(Ordering::Relaxed),
-        client_phase,
+        client_phase: outcome.write_phase,
         total: started.elapsed(),
         nemesis_log,
         divergence: settled
@@ -760,270 +737,234 @@ async fn drive(
         fd_limit,
         connections_per_host: per_host,
         replicas: replicas_now,
+        dropped: outcome.dropped,
+        writers_peak: outcome.writers_peak,
     })
-}
-
-/// One planned op: its history function and value, its fields, and which
-/// template sends it.
-struct Planned {
-    f: Function,
-    value: i64,
-    key: u32,
-    fields: Fields,
-    remove: bool,
 }
 
 /// Elements of the or-set workload are below this, so removes hit adds.
 pub const OR_SET_ELEMENTS: u64 = 16;
 
-/// Elements a client added to a 2P-Set and has not removed yet (at most
-/// this many), so that its removes name elements that were added: a
-/// 2P-Set remove tombstones an element for good, and one of an element
-/// nobody added tests nothing.
-const TWO_P_SET_RECENT: usize = 64;
+/// The http target behind the engine's [`Adapter`] trait.
+struct HttpAdapter {
+    shared: Arc<Shared>,
+    service: Arc<tokio::sync::Mutex<Option<Service>>>,
+    faults: HttpFaults,
+    step: Duration,
+    partitioned: AtomicBool,
+    /// The service's pid, when converge started it (a restart updates it).
+    service_pid: Option<Arc<std::sync::atomic::AtomicU32>>,
+    seed: u64,
+}
 
-#[allow(clippy::too_many_arguments)]
-fn plan(
-    shared: &Shared,
-    config: &HttpRunConfig,
-    rng: &mut ChaCha8Rng,
-    writer: u32,
-    seq: u64,
-    replica: usize,
-    context: &Value,
-    recent_adds: &mut Vec<u64>,
-) -> Planned {
-    let key = rng.random_range(0..config.target.keys);
-    let mut fields = shared.fields(key, replica);
-    let planned = |f, value, fields| Planned {
-        f,
-        value,
-        key,
-        fields,
-        remove: false,
-    };
-    if rng.random_bool(config.read_ratio) {
-        return planned(Function::Read, 0, fields);
+/// One http writer: its retry and delay coins, and the causal context of
+/// its last read (and when that read returned).
+struct HttpWriter {
+    rng: ChaCha8Rng,
+    context: Value,
+    context_ns: u64,
+}
+
+impl HttpAdapter {
+    /// The fields an update's templates render.
+    fn fields_of(&self, op: &Op, context: &Value) -> Fields {
+        let shared = &self.shared;
+        let mut fields = shared.fields(op.key, op.replica);
+        fields.insert(
+            "op_id",
+            json!(format!("{}-{}-{}", shared.run_id, op.writer, op.seq)),
+        );
+        match op.f {
+            Function::Increment => fields.insert("delta", json!(op.value)),
+            Function::Add | Function::Remove => fields.insert("element", json!(op.value)),
+            _ => {
+                fields.insert("context", context.clone());
+                fields.insert("value", json!(op.value))
+            }
+        };
+        fields
     }
-    fields.insert("op_id", json!(format!("{}-{writer}-{seq}", shared.run_id)));
-    let unique = ((writer as u64) << 32) | seq;
-    match shared.workload {
-        Workload::GCounter | Workload::PnCounter => {
-            let delta = if shared.workload == Workload::GCounter {
-                rng.random_range(1..=5i64)
-            } else {
-                let d = rng.random_range(-5..=4i64);
-                if d >= 0 {
-                    d + 1
-                } else {
-                    d
-                }
-            };
-            fields.insert("delta", json!(delta));
-            planned(Function::Increment, delta, fields)
-        }
-        Workload::OrSet => {
-            let element = rng.random_range(0..OR_SET_ELEMENTS);
-            fields.insert("element", json!(element));
-            let remove = rng.random_bool(config.remove_ratio);
-            Planned {
-                f: if remove {
-                    Function::Remove
-                } else {
-                    Function::Add
-                },
-                value: element as i64,
-                key,
-                fields,
-                remove,
-            }
-        }
-        Workload::GSet => {
-            fields.insert("element", json!(unique));
-            planned(Function::Add, unique as i64, fields)
-        }
-        Workload::TwoPSet => {
-            // Unique elements; a remove names one this client added
-            // earlier (its add has returned, so the remove follows it).
-            let remove = !recent_adds.is_empty() && rng.random_bool(config.remove_ratio);
-            let element = if remove {
-                let i = rng.random_range(0..recent_adds.len());
-                recent_adds.swap_remove(i)
-            } else {
-                if recent_adds.len() < TWO_P_SET_RECENT {
-                    recent_adds.push(unique);
-                }
-                unique
-            };
-            fields.insert("element", json!(element));
-            Planned {
-                f: if remove {
-                    Function::Remove
-                } else {
-                    Function::Add
-                },
-                value: element as i64,
-                key,
-                fields,
-                remove,
-            }
-        }
-        _ => {
-            fields.insert("value", json!(unique));
-            fields.insert("context", context.clone());
-            planned(Function::Write, unique as i64, fields)
-        }
+
+    fn authority(&self) -> &str {
+        "the service"
     }
 }
 
-async fn client_task(
-    shared: Arc<Shared>,
-    config: HttpRunConfig,
-    writer: u32,
-    history: converge_sync::channel::Sender<WriterMsg>,
-) -> Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 1000 + writer as u64));
-    let replicas = shared.permits.len();
-    let mut seq = 0u64;
-    // The causal context of this client's last read, and when that read returned.
-    let mut context = json!({});
-    let mut context_ns = 0u64;
-    let mut recent_adds = Vec::new();
-    while !crate::interrupt::requested()
-        && shared.next_op.fetch_add(1, Ordering::Relaxed) < config.ops
-    {
-        seq += 1;
-        let replica = rng.random_range(0..replicas);
-        let planned = plan(
-            &shared,
-            &config,
-            &mut rng,
-            writer,
-            seq,
-            replica,
-            &context,
-            &mut recent_adds,
-        );
-        let retry = planned.f != Function::Read && rng.random_bool(shared.retry_fraction);
-        if shared.delay.load(Ordering::Relaxed) && rng.random_bool(0.5) {
-            tokio::time::sleep(Duration::from_millis(rng.random_range(1..=20))).await;
+impl Adapter for HttpAdapter {
+    type Writer = HttpWriter;
+
+    fn replicas(&self) -> usize {
+        self.shared.permits.len()
+    }
+
+    fn writer(&self, id: u32) -> HttpWriter {
+        HttpWriter {
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(self.seed, 1000 + id as u64)),
+            context: json!({}),
+            context_ns: 0,
         }
-        let invoke = Instant::now();
-        let invoke_ns = invoke.duration_since(shared.start).as_nanos() as u64;
-        let invocation = OpRecord::invocation(
-            planned.f,
-            writer,
-            replica as u16,
-            planned.key,
-            planned.value,
-            invoke_ns,
-        );
-        let invoked = record_invoke(&history, &invocation).await?;
-        let (outcome, aux, read_value) = if planned.f == Function::Read {
-            let (value, ctx) = read(&shared, replica, planned.key).await;
+    }
+
+    async fn apply(&self, w: &mut HttpWriter, op: Op) -> Applied {
+        let shared = &self.shared;
+        if shared.delay.load(Ordering::Relaxed) && w.rng.random_bool(0.5) {
+            tokio::time::sleep(Duration::from_millis(w.rng.random_range(1..=20))).await;
+        }
+        if op.f == Function::Read {
+            let (value, ctx) = read(shared, op.replica, op.key).await;
             if let Some(ctx) = ctx {
-                context = ctx;
-                context_ns = shared.start.elapsed().as_nanos() as u64;
+                w.context = ctx;
+                w.context_ns = shared.start.elapsed().as_nanos() as u64;
             }
-            let outcome = if value.is_some() {
-                Outcome::Ok
-            } else {
-                Outcome::Fail
+            return Applied {
+                outcome: if value.is_some() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Fail
+                },
+                aux: UNKNOWN_AUX,
+                read: value,
             };
-            (outcome, UNKNOWN_AUX, value)
+        }
+        let retry = w.rng.random_bool(shared.retry_fraction);
+        let fields = self.fields_of(&op, &w.context);
+        let request = if op.f == Function::Remove {
+            shared
+                .requests
+                .remove
+                .as_ref()
+                .unwrap_or(&shared.requests.update)
         } else {
-            let request = if planned.remove {
-                shared
-                    .requests
-                    .remove
-                    .as_ref()
-                    .unwrap_or(&shared.requests.update)
-            } else {
-                &shared.requests.update
+            &shared.requests.update
+        };
+        let reply = shared.send(op.replica, request, &fields).await;
+        let mut applied = interpret_update(shared, op.replica, request, &fields, &reply);
+        if retry {
+            // A client or webhook retry: the same op id, so the same idempotency key.
+            shared.retries.fetch_add(1, Ordering::Relaxed);
+            let again = shared.send(op.replica, request, &fields).await;
+            let second = interpret_update(shared, op.replica, request, &fields, &again);
+            applied = match (applied.outcome, second.outcome) {
+                (Outcome::Ok, _) => applied,
+                (_, Outcome::Ok) | (_, Outcome::Info) => second,
+                _ => applied,
             };
-            let reply = shared.send(replica, request, &planned.fields).await;
-            let mut applied = interpret_update(&shared, replica, request, &planned.fields, &reply);
-            if retry {
-                // A client or webhook retry: the same op id, so the same idempotency key.
-                shared.retries.fetch_add(1, Ordering::Relaxed);
-                let again = shared.send(replica, request, &planned.fields).await;
-                let second = interpret_update(&shared, replica, request, &planned.fields, &again);
-                applied = match (applied.outcome, second.outcome) {
-                    (Outcome::Ok, _) => applied,
-                    (_, Outcome::Ok) | (_, Outcome::Info) => second,
-                    _ => applied,
-                };
-            }
-            let aux = match shared.workload {
-                Workload::MvRegister => context_ns,
+        }
+        Applied {
+            outcome: applied.outcome,
+            aux: match shared.workload {
+                Workload::MvRegister => w.context_ns,
                 Workload::LwwRegister => applied.stamp.unwrap_or(UNKNOWN_AUX),
                 _ => UNKNOWN_AUX,
-            };
-            (applied.outcome, aux, None)
-        };
-        let record = OpRecord {
-            invoke_ns,
-            value: planned.value,
-            aux,
-            latency_ns: invoke.elapsed().as_nanos().min(u32::MAX as u128) as u32,
-            process: writer,
-            key: planned.key,
-            slot: 0,
-            clock_sum: 0,
-            replica: replica as u16,
-            f: planned.f,
-            outcome,
-        };
-        invoked.complete(&history, record, read_value)?;
+            },
+            read: None,
+        }
     }
-    Ok(())
-}
 
-/// Polls every key on every replica until the shared settle rule decides
-/// ([`crate::target::settle`]); `None` when the read template has never
-/// yielded a value (a configuration mistake, reported by the caller).
-async fn settle(shared: &Shared, target: &HttpTargetConfig) -> Option<Settled> {
-    let healed = Instant::now();
-    let rule = target.settle_rule();
-    let mut settler = Settler::new(rule);
-    let replicas = shared.permits.len();
-    loop {
-        if crate::interrupt::requested() {
-            // A stop asked for ends the final phase: no final reads.
-            return Some(settler.interrupted(healed.elapsed()));
-        }
-        let mut now: Reads<CrdtValue> = Vec::with_capacity(replicas);
-        for replica in 0..replicas {
-            let mut row = Vec::with_capacity(target.keys as usize);
-            for key in 0..target.keys {
-                row.push(read(shared, replica, key).await.0);
-            }
-            now.push(row);
-        }
-        if shared.reads.never_yielded() {
-            return None;
-        }
-        if let Some(settled) = settler.observe(healed.elapsed(), now) {
-            return Some(settled);
-        }
-        tokio::time::sleep(rule.poll_interval()).await;
+    async fn read(&self, replica: usize, key: u32) -> Option<CrdtValue> {
+        read(&self.shared, replica, key).await.0
     }
-}
 
-fn finals_of(values: &[Vec<Option<CrdtValue>>]) -> Vec<FinalRead> {
-    let mut finals = Vec::new();
-    for (replica, row) in values.iter().enumerate() {
-        for (key, value) in row.iter().enumerate() {
-            if let Some(value) = value {
-                finals.push(FinalRead {
-                    replica: replica as u16,
-                    key: key as u32,
-                    value: value.clone(),
-                });
+    fn nemesis_phase(&self, _end: Option<Duration>) -> Duration {
+        self.step
+    }
+
+    async fn inject(&self, rng: &mut ChaCha8Rng) -> Vec<String> {
+        let shared = &self.shared;
+        let replicas = shared.permits.len();
+        let mut actions = Vec::new();
+        if self.faults.partition && replicas > 1 {
+            actions.push("partition");
+        }
+        if self.faults.crash {
+            actions.push("crash");
+        }
+        if actions.is_empty() {
+            return Vec::new();
+        }
+        match actions[rng.random_range(0..actions.len())] {
+            "partition" => {
+                let Some((partition, _)) = shared.requests.admin.as_ref() else {
+                    return Vec::new();
+                };
+                // Isolate one replica, or split off a random minority.
+                let mut group = vec![0u8; replicas];
+                let isolated = rng.random_range(0..replicas);
+                group[isolated] = 1;
+                if rng.random_bool(0.5) {
+                    for g in group.iter_mut().take((replicas - 1) / 2) {
+                        *g = 1;
+                    }
+                }
+                let side: Vec<usize> = (0..replicas).filter(|i| group[*i] == 1).collect();
+                let failed = admin_all(shared, partition, |r| {
+                    (0..replicas).filter(|o| group[*o] != group[r]).collect()
+                })
+                .await;
+                self.partitioned.store(true, Ordering::Relaxed);
+                vec![format!(
+                    "partition {side:?} from the rest{}",
+                    failures(&failed)
+                )]
+            }
+            _ => {
+                let mut guard = self.service.lock().await;
+                let Some(s) = guard.as_mut() else {
+                    return Vec::new();
+                };
+                let mut log = vec!["crash the service (kill -9) and restart it".to_string()];
+                match s.crash_and_restart().await {
+                    Ok(()) => {
+                        *shared.urls.write() = s.urls.clone();
+                        log.push("service healthy again".into());
+                    }
+                    Err(e) => log.push(format!("restart failed: {e}")),
+                }
+                log
             }
         }
     }
-    finals
+
+    async fn heal(&self, for_good: bool) -> Vec<String> {
+        let mut log = Vec::new();
+        if for_good && self.shared.delay.swap(false, Ordering::Relaxed) {
+            log.push("client-side delays off".to_string());
+        }
+        let was = self.partitioned.swap(false, Ordering::Relaxed);
+        if let (true, Some((_, heal))) = (
+            was || (for_good && self.faults.partition),
+            self.shared.requests.admin.as_ref(),
+        ) {
+            let failed = admin_all(&self.shared, heal, |_| Vec::new()).await;
+            let what = if for_good { "final heal" } else { "healed" };
+            log.push(format!("{what}{}", failures(&failed)));
+        }
+        log
+    }
+
+    fn mistake(&self) -> Option<Error> {
+        let shared = &self.shared;
+        if let Some(e) = shared.failures.verdict(self.authority()) {
+            return Some(e);
+        }
+        let read = &shared.requests.read;
+        let read_template = format!(
+            "{} ({} {}, value = {:?})",
+            read.kind.name(),
+            read.method,
+            read.source,
+            read.value.as_deref().unwrap_or("")
+        );
+        shared.reads.verdict(&read_template)
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.service_pid
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .filter(|&p| p != 0)
+            .collect()
+    }
 }
 
 /// Sends an admin request to every replica; returns what failed.
@@ -1049,98 +990,7 @@ async fn admin_all(
     failed
 }
 
-/// Partitions, crashes and delays until the clients are done, then heals.
-async fn nemesis_task(
-    shared: Arc<Shared>,
-    service: Arc<tokio::sync::Mutex<Option<Service>>>,
-    faults: HttpFaults,
-    step: Duration,
-    seed: u64,
-    mut done: tokio::sync::watch::Receiver<bool>,
-) -> Vec<String> {
-    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, 2));
-    let mut log = Vec::new();
-    let at = |shared: &Shared| shared.start.elapsed().as_secs_f64();
-    if faults.delay {
-        shared.delay.store(true, Ordering::Relaxed);
-        log.push(format!("{:.1}s client-side delays on", at(&shared)));
-    }
-    let mut actions = Vec::new();
-    if faults.partition {
-        actions.push("partition");
-    }
-    if faults.crash {
-        actions.push("crash");
-    }
-    let replicas = shared.permits.len();
-    let finished = |done: &tokio::sync::watch::Receiver<bool>| *done.borrow();
-    while !actions.is_empty() && !finished(&done) {
-        tokio::select! {
-            _ = tokio::time::sleep(step / 2) => {}
-            _ = done.changed() => break,
-        }
-        match actions[rng.random_range(0..actions.len())] {
-            "partition" if replicas > 1 => {
-                let Some((partition, heal)) = shared.requests.admin.as_ref() else {
-                    break;
-                };
-                // Isolate one replica, or split off a random minority.
-                let mut group = vec![0u8; replicas];
-                let isolated = rng.random_range(0..replicas);
-                group[isolated] = 1;
-                if rng.random_bool(0.5) {
-                    for g in group.iter_mut().take((replicas - 1) / 2) {
-                        *g = 1;
-                    }
-                }
-                let side: Vec<usize> = (0..replicas).filter(|i| group[*i] == 1).collect();
-                let failed = admin_all(&shared, partition, |r| {
-                    (0..replicas).filter(|o| group[*o] != group[r]).collect()
-                })
-                .await;
-                log.push(format!(
-                    "{:.1}s partition {side:?} from the rest{}",
-                    at(&shared),
-                    failures(&failed)
-                ));
-                tokio::select! {
-                    _ = tokio::time::sleep(step) => {}
-                    _ = done.changed() => {}
-                }
-                let failed = admin_all(&shared, heal, |_| Vec::new()).await;
-                log.push(format!("{:.1}s healed{}", at(&shared), failures(&failed)));
-            }
-            "crash" => {
-                let mut guard = service.lock().await;
-                if let Some(s) = guard.as_mut() {
-                    log.push(format!(
-                        "{:.1}s crash the service (kill -9) and restart it",
-                        at(&shared)
-                    ));
-                    match s.crash_and_restart().await {
-                        Ok(()) => {
-                            *shared.urls.write() = s.urls.clone();
-                            log.push(format!("{:.1}s service healthy again", at(&shared)));
-                        }
-                        Err(e) => log.push(format!("{:.1}s restart failed: {e}", at(&shared))),
-                    }
-                }
-            }
-            _ => break,
-        }
-    }
-    shared.delay.store(false, Ordering::Relaxed);
-    if let (true, Some((_, heal))) = (faults.partition, shared.requests.admin.as_ref()) {
-        let failed = admin_all(&shared, heal, |_| Vec::new()).await;
-        log.push(format!(
-            "{:.1}s final heal{}",
-            at(&shared),
-            failures(&failed)
-        ));
-    }
-    log
-}
-
+/// ` (failed: ...)` after a nemesis action whose admin requests failed.
 fn failures(failed: &[String]) -> String {
     if failed.is_empty() {
         String::new()

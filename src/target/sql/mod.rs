@@ -12,6 +12,10 @@
 //! of the final reads until the shared settle rule
 //! ([`crate::target::settle`]) decides.
 //!
+//! The ops, their schedule under the load shape, the nemesis phases, the
+//! final phase and the history come from [`crate::engine`]; this module is
+//! the [`Adapter`]: statements, reads, anti-entropy and its faults.
+//!
 //! Writers are tokio tasks; each replica has one connection pool of
 //! `pool_size` connections (default on PostgreSQL, whose default
 //! `max_connections` is 100: one per writer up to 64 over all replicas,
@@ -24,16 +28,17 @@
 pub mod spec;
 pub mod template;
 
+use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
-use crate::generator::{derive_seed, Generator, Mix, Step};
-use crate::history::jsonl::{record_invoke, HistoryWriter, Invoked, WriterMsg};
+use crate::generator::{derive_seed, Mix};
 use crate::history::{
-    FinalRead, Function, Header, History, OpRecord, Outcome, Probe, ProbeKind, SCHEMA_VERSION,
-    UNKNOWN_AUX,
+    Function, Header, History, Outcome, Probe, ProbeKind, SCHEMA_VERSION, UNKNOWN_AUX,
 };
+use crate::load::LoadSpec;
 use crate::nemesis::{Nemesis, NemesisSpec};
 use crate::target::misconfig::{Blame, FailureTally, ReadTally};
-use crate::target::settle::{Reads, SettleReport, SettleRule, Settler};
+use crate::target::settle::{SettleReport, SettleRule, Settler};
+use crate::target::{Adapter, Applied, Op};
 use converge_models::{Value, Workload};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -43,7 +48,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Column, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use template::{returns_rows, translate, Template};
@@ -101,14 +106,10 @@ pub struct SqlRunConfig {
     pub workload: Workload,
     /// Name recorded as the model (the scenario's file stem).
     pub model: String,
-    /// Concurrent writers.
-    pub writers: u32,
     /// Replicas.
     pub replicas: u16,
-    /// Total operations (the run may stop earlier at `duration`).
-    pub ops: u64,
-    /// Bound on the writing phase.
-    pub duration: Option<Duration>,
+    /// The load shape: writers, rate, stages, op budget, duration.
+    pub load: LoadSpec,
     /// Keys, hot-key ratio, read ratio, remove ratio.
     pub mix: Mix,
     /// Fraction of writes sent twice with the same op id.
@@ -146,6 +147,10 @@ pub struct SqlResult {
     pub pool_size: u32,
     /// What the settle phase decided.
     pub settle: SettleReport,
+    /// Open model: arrivals that found no free writer.
+    pub dropped: u64,
+    /// Most writers at once.
+    pub writers_peak: u32,
 }
 
 /// A bound parameter value.
@@ -305,7 +310,6 @@ struct Shared {
     pools: Vec<AnyPool>,
     start: Instant,
     last_ts: AtomicU64,
-    sender: converge_sync::channel::Sender<WriterMsg>,
     errors: Mutex<Vec<String>>,
     error_count: AtomicU64,
     samples: Mutex<Vec<(u16, u32, Function, Env)>>,
@@ -352,15 +356,6 @@ impl Shared {
             tracing::warn!("{text}");
             errors.push(text);
         }
-    }
-
-    /// Puts the op's invocation in the history file before it is sent.
-    async fn invoke(&self, record: &OpRecord) -> Result<Invoked> {
-        record_invoke(&self.sender, record).await
-    }
-
-    fn record(&self, invoked: Invoked, record: OpRecord, read: Option<Value>) -> Result<()> {
-        invoked.complete(&self.sender, record, read)
     }
 }
 
@@ -684,133 +679,237 @@ async fn read_key(
     Some((value, clock))
 }
 
-/// One writer: seeded ops against its replica until its share or the deadline.
-async fn writer(shared: Arc<Shared>, w: u32, share: u64, deadline: Option<Instant>) -> Result<()> {
-    let config = &shared.config;
-    let replica = (w % config.replicas as u32) as usize;
-    let mut generator = Generator::new(config.seed, w, config.workload, config.mix.clone());
-    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 7_000_000 + w as u64));
-    // MV register: per key, the clock this writer last saw and when it saw it.
-    let mut contexts: HashMap<u32, (BTreeMap<String, u64>, u64)> = HashMap::new();
-    let me = format!("w{w}");
-    let mut held: Held = None;
-    for seq in 0..share {
-        if deadline.is_some_and(|d| Instant::now() >= d) || crate::interrupt::requested() {
-            break;
+/// One SQL writer: its connection (when it keeps one), its retry coin, and
+/// for MV registers the clock it last saw per key and when it saw it.
+struct SqlWriter {
+    held: Held,
+    rng: ChaCha8Rng,
+    contexts: HashMap<u32, (BTreeMap<String, u64>, u64)>,
+    me: String,
+}
+
+/// The SQL target behind the engine's [`Adapter`] trait. Writers keep to
+/// one replica (`writer % replicas`), as clients of one database do.
+struct SqlAdapter {
+    shared: Arc<Shared>,
+    /// The faults on anti-entropy (partition, drop, duplicate).
+    nemesis: Mutex<Nemesis>,
+    /// Nemesis phases entered so far.
+    phase: AtomicU64,
+}
+
+impl Adapter for SqlAdapter {
+    type Writer = SqlWriter;
+
+    fn replicas(&self) -> usize {
+        self.shared.config.replicas as usize
+    }
+
+    fn pinned(&self) -> bool {
+        true
+    }
+
+    fn writer(&self, id: u32) -> SqlWriter {
+        SqlWriter {
+            held: None,
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(
+                self.shared.config.seed,
+                7_000_000 + id as u64,
+            )),
+            contexts: HashMap::new(),
+            me: format!("w{id}"),
         }
-        if shared
+    }
+
+    async fn apply(&self, w: &mut SqlWriter, op: Op) -> Applied {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let (replica, key) = (op.replica, op.key);
+        if op.f == Function::Read {
+            let read = read_key(shared, replica, &mut w.held, key, op.writer).await;
+            let outcome = if read.is_some() {
+                Outcome::Ok
+            } else {
+                Outcome::Fail
+            };
+            let value = read.map(|(value, clock)| {
+                if config.workload == Workload::MvRegister {
+                    w.contexts.insert(key, (clock, shared.now_ns()));
+                }
+                value
+            });
+            return Applied {
+                outcome,
+                aux: UNKNOWN_AUX,
+                read: value,
+            };
+        }
+        let ts = shared.next_ts();
+        let (mut clock, context_ns) = w.contexts.remove(&key).unwrap_or_default();
+        let mine = clock.get(&w.me).copied().unwrap_or(0) + 1;
+        clock.insert(w.me.clone(), mine);
+        let clock_json = serde_json::to_string(&clock).unwrap_or_else(|_| "{}".into());
+        let aux = match config.workload {
+            Workload::LwwRegister => ts,
+            Workload::MvRegister => context_ns,
+            _ => UNKNOWN_AUX,
+        };
+        let env: Env = vec![
+            ("key".into(), Param::Int(key as i64)),
+            ("delta".into(), Param::Int(op.value)),
+            ("element".into(), Param::Int(op.value)),
+            ("value".into(), Param::Int(op.value)),
+            (
+                "op_id".into(),
+                Param::Text(format!("{}-{}-{}", config.seed, op.writer, op.seq)),
+            ),
+            ("replica".into(), Param::Int(replica as i64)),
+            ("ts".into(), Param::Int(ts as i64)),
+            ("clock".into(), Param::Text(clock_json)),
+            ("process".into(), Param::Int(op.writer as i64)),
+        ];
+        let Some(stmts) = shared.prepared.ops.get(&op.f) else {
+            return Applied {
+                outcome: Outcome::Fail,
+                aux,
+                read: None,
+            };
+        };
+        let (mut outcome, cause) =
+            execute(shared, replica, &mut w.held, stmts, &mut env.clone()).await;
+        shared.failures.write();
+        if let Some((cause, blame)) = cause {
+            shared.failures.failed(cause, blame);
+        }
+        if config.retry_fraction > 0.0 && w.rng.random_bool(config.retry_fraction) {
+            // A client or webhook retry: the same op id again.
+            let (again, _) = execute(shared, replica, &mut w.held, stmts, &mut env.clone()).await;
+            outcome = match (outcome, again) {
+                (Outcome::Ok, _) | (_, Outcome::Ok) => Outcome::Ok,
+                (Outcome::Fail, Outcome::Fail) => Outcome::Fail,
+                _ => Outcome::Info,
+            };
+        }
+        if config.workload == Workload::MvRegister {
+            // A later write of this writer supersedes this one: its
+            // context covers it from the moment it returned.
+            w.contexts
+                .insert(key, (clock, shared.now_ns().max(context_ns)));
+        }
+        if outcome == Outcome::Ok {
+            let mut samples = shared.samples.lock().unwrap_or_else(|p| p.into_inner());
+            if samples.len() < MAX_PROBES && w.rng.random_bool(0.05) {
+                samples.push((replica as u16, key, op.f, env));
+            }
+        }
+        Applied {
+            outcome,
+            aux,
+            read: None,
+        }
+    }
+
+    async fn read(&self, replica: usize, key: u32) -> Option<Value> {
+        read_key(&self.shared, replica, &mut None, key, u32::MAX)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    async fn background(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.replicas() < 2 {
+            return;
+        }
+        while !*stop.borrow() {
+            anti_entropy_round(&self.shared, &self.nemesis).await;
+            tokio::select! {
+                _ = tokio::time::sleep(GOSSIP_PAUSE) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    fn nemesis_phase(&self, end: Option<Duration>) -> Duration {
+        // Eight phases over a timed run, as the in-process nemesis does.
+        end.map_or(PHASE, |d| (d / 8).max(PHASE))
+    }
+
+    async fn inject(&self, _rng: &mut ChaCha8Rng) -> Vec<String> {
+        self.enter_next(true)
+    }
+
+    async fn heal(&self, for_good: bool) -> Vec<String> {
+        if for_good {
+            self.nemesis
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .heal();
+            return vec!["heal; final anti-entropy".into()];
+        }
+        self.enter_next(false)
+    }
+
+    async fn before_poll(&self) {
+        if self.replicas() > 1 {
+            anti_entropy_round(&self.shared, &self.nemesis).await;
+        }
+    }
+
+    async fn probes(&self) -> Vec<Probe> {
+        // Redelivery probes: only a scenario that retries claims idempotency.
+        let shared = &self.shared;
+        if shared.config.retry_fraction <= 0.0 {
+            return Vec::new();
+        }
+        let samples =
+            std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut probes = Vec::new();
+        for (replica, key, f, env) in samples {
+            let r = replica as usize;
+            let before = self.read(r, key).await;
+            let stmts = &shared.prepared.ops[&f];
+            let _ = execute(shared, r, &mut None, stmts, &mut env.clone()).await;
+            let after = self.read(r, key).await;
+            let changed = before != after;
+            probes.push(Probe {
+                probe: ProbeKind::Redeliver,
+                replica,
+                key,
+                state_changed: changed,
+                before: if changed { before } else { None },
+                after: if changed { after } else { None },
+            });
+        }
+        probes
+    }
+
+    fn mistake(&self) -> Option<Error> {
+        mistake(&self.shared)
+    }
+
+    fn halted(&self) -> bool {
+        self.shared
             .misconfigured
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some()
-        {
-            break;
-        }
-        let invoke_ns = shared.now_ns();
-        let started = Instant::now();
-        let step = generator.next_step();
-        let mut record = OpRecord {
-            invoke_ns,
-            value: 0,
-            aux: UNKNOWN_AUX,
-            latency_ns: 0,
-            process: w,
-            key: 0,
-            slot: 0,
-            clock_sum: 0,
-            replica: replica as u16,
-            f: Function::Read,
-            outcome: Outcome::Ok,
-        };
-        match step {
-            Step::Read { key } => {
-                record.key = key;
-                let invoked = shared.invoke(&record).await?;
-                let read = read_key(&shared, replica, &mut held, key, w).await;
-                record.latency_ns = elapsed_ns(started);
-                record.outcome = if read.is_some() {
-                    Outcome::Ok
-                } else {
-                    Outcome::Fail
-                };
-                let value = read.map(|(value, clock)| {
-                    if config.workload == Workload::MvRegister {
-                        contexts.insert(key, (clock, invoke_ns + record.latency_ns as u64));
-                    }
-                    value
-                });
-                shared.record(invoked, record, value)?;
-            }
-            Step::Update { key, intent } => {
-                let (f, value, _) = crate::interpreter::describe(&intent);
-                record.key = key;
-                record.f = f;
-                record.value = value;
-                let ts = shared.next_ts();
-                let (mut clock, context_ns) = contexts.remove(&key).unwrap_or_default();
-                let mine = clock.get(&me).copied().unwrap_or(0) + 1;
-                clock.insert(me.clone(), mine);
-                let clock_json = serde_json::to_string(&clock).unwrap_or_else(|_| "{}".into());
-                record.aux = match config.workload {
-                    Workload::LwwRegister => ts,
-                    Workload::MvRegister => context_ns,
-                    _ => UNKNOWN_AUX,
-                };
-                let env: Env = vec![
-                    ("key".into(), Param::Int(key as i64)),
-                    ("delta".into(), Param::Int(value)),
-                    ("element".into(), Param::Int(value)),
-                    ("value".into(), Param::Int(value)),
-                    (
-                        "op_id".into(),
-                        Param::Text(format!("{}-{w}-{seq}", config.seed)),
-                    ),
-                    ("replica".into(), Param::Int(replica as i64)),
-                    ("ts".into(), Param::Int(ts as i64)),
-                    ("clock".into(), Param::Text(clock_json)),
-                    ("process".into(), Param::Int(w as i64)),
-                ];
-                let stmts = &shared.prepared.ops[&f];
-                let invoked = shared.invoke(&record).await?;
-                let (mut outcome, cause) =
-                    execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
-                shared.failures.write();
-                if let Some((cause, blame)) = cause {
-                    shared.failures.failed(cause, blame);
-                }
-                if config.retry_fraction > 0.0 && rng.random_bool(config.retry_fraction) {
-                    // A client or webhook retry: the same op id again.
-                    let (again, _) =
-                        execute(&shared, replica, &mut held, stmts, &mut env.clone()).await;
-                    outcome = match (outcome, again) {
-                        (Outcome::Ok, _) | (_, Outcome::Ok) => Outcome::Ok,
-                        (Outcome::Fail, Outcome::Fail) => Outcome::Fail,
-                        _ => Outcome::Info,
-                    };
-                }
-                record.latency_ns = elapsed_ns(started);
-                record.outcome = outcome;
-                if config.workload == Workload::MvRegister {
-                    // A later write of this writer supersedes this one: its
-                    // context covers it from the moment it returned.
-                    let done = invoke_ns + record.latency_ns as u64;
-                    contexts.insert(key, (clock, done.max(context_ns)));
-                }
-                shared.record(invoked, record, None)?;
-                if outcome == Outcome::Ok {
-                    let mut samples = shared.samples.lock().unwrap_or_else(|p| p.into_inner());
-                    if samples.len() < MAX_PROBES && rng.random_bool(0.05) {
-                        samples.push((replica as u16, key, f, env));
-                    }
-                }
-            }
-        }
     }
-    Ok(())
 }
 
-fn elapsed_ns(since: Instant) -> u32 {
-    since.elapsed().as_nanos().min(u32::MAX as u128) as u32
+impl SqlAdapter {
+    /// Enters the next odd (fault) or even (heal) nemesis phase.
+    fn enter_next(&self, odd: bool) -> Vec<String> {
+        let mut phase = self.phase.load(Ordering::Relaxed) + 1;
+        if (phase % 2 == 1) != odd {
+            phase += 1;
+        }
+        self.phase.store(phase, Ordering::Relaxed);
+        self.nemesis
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .enter_phase(phase)
+            .into_iter()
+            .collect()
+    }
 }
 
 /// State of `from` merged into `to`. Returns false if anything failed.
@@ -871,49 +970,27 @@ async fn merge_pair(shared: &Shared, from: usize, to: usize) -> bool {
 }
 
 /// One anti-entropy round over every ordered pair the nemesis lets through.
-async fn anti_entropy_round(shared: &Shared, nemesis: &mut Nemesis) {
+async fn anti_entropy_round(shared: &Shared, nemesis: &Mutex<Nemesis>) {
     let n = shared.config.replicas as usize;
-    for from in 0..n {
-        for to in 0..n {
-            if from == to || !nemesis.connected(from, to) || nemesis.drop_gossip() {
-                continue;
+    // The nemesis decides every pair first: its lock is not held across a merge.
+    let mut pairs = Vec::new();
+    {
+        let mut nemesis = nemesis.lock().unwrap_or_else(|p| p.into_inner());
+        for from in 0..n {
+            for to in 0..n {
+                if from == to || !nemesis.connected(from, to) || nemesis.drop_gossip() {
+                    continue;
+                }
+                pairs.push((from, to, nemesis.duplicate().is_some()));
             }
+        }
+    }
+    for (from, to, twice) in pairs {
+        merge_pair(shared, from, to).await;
+        if twice {
             merge_pair(shared, from, to).await;
-            if nemesis.duplicate().is_some() {
-                merge_pair(shared, from, to).await;
-            }
         }
     }
-}
-
-async fn gossip_task(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> (Nemesis, Vec<String>) {
-    let config = &shared.config;
-    let mut nemesis = Nemesis::new(
-        config.nemesis.clone(),
-        config.seed,
-        config.replicas as usize,
-    );
-    let mut log = Vec::new();
-    let mut phase = 0u64;
-    // Eight phases over a timed run, as the in-process nemesis does.
-    let length = config.duration.map_or(PHASE, |d| (d / 8).max(PHASE));
-    let began = Instant::now();
-    while !stop.load(Ordering::Acquire) {
-        let now = began.elapsed();
-        // A round slower than a phase skips the phases it overlapped.
-        let current = (now.as_nanos() / length.as_nanos()) as u64;
-        if current > phase {
-            phase = current;
-            if let Some(change) = nemesis.enter_phase(phase) {
-                log.push(format!("{:.2}s {change}", now.as_secs_f64()));
-            }
-        }
-        if config.replicas > 1 {
-            anti_entropy_round(&shared, &mut nemesis).await;
-        }
-        tokio::time::sleep(GOSSIP_PAUSE).await;
-    }
-    (nemesis, log)
 }
 
 /// A replica's URL and, on PostgreSQL, its schema.
@@ -1112,11 +1189,13 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         }
     }
     let prepared = Prepared::new(config, backend)?;
+    // The pool serves the most writers the load shape ever has at once.
+    let writers = config.load.peak_writers().max(1);
     let password = config.url.as_deref().and_then(spec::password_of);
     let pool_size = config
         .spec
         .pool_size
-        .unwrap_or_else(|| default_pool_size(backend, config.writers, config.replicas))
+        .unwrap_or_else(|| default_pool_size(backend, writers, config.replicas))
         .max(1);
     let pools = connect(
         config,
@@ -1127,170 +1206,83 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         password.as_deref(),
     )
     .await?;
-    let header = Header {
-        schema_version: SCHEMA_VERSION,
-        seed: config.seed,
-        workload: config.workload,
-        model: config.model.clone(),
-        target: "sql".into(),
-        writers: config.writers,
-        replicas: config.replicas,
-        keys: config.mix.keys,
-        ops: config.ops,
-        nemesis: config.nemesis.to_spec(),
-        reproduce: config.reproduce.clone(),
-        linearizable: false,
-    };
-    let history_writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
     let shared = Arc::new(Shared {
         config: config.clone(),
         prepared,
         pools,
         start: started,
         last_ts: AtomicU64::new(0),
-        sender: history_writer.sender(),
         errors: Mutex::new(Vec::new()),
         error_count: AtomicU64::new(0),
         samples: Mutex::new(Vec::new()),
         password,
         // One spare connection per replica for anti-entropy.
-        hold_connections: pool_size > config.writers.div_ceil(config.replicas as u32),
+        hold_connections: pool_size > writers.div_ceil(config.replicas as u32),
         failures: FailureTally::default(),
         reads: ReadTally::default(),
         misconfigured: Mutex::new(None),
     });
-
-    let write_start = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let gossip = tokio::spawn(gossip_task(shared.clone(), stop.clone()));
-    let deadline = config.duration.map(|d| write_start + d);
-    let writers = config.writers.max(1);
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let share =
-            config.ops / writers as u64 + u64::from((w as u64) < config.ops % writers as u64);
-        tasks.push(tokio::spawn(writer(shared.clone(), w, share, deadline)));
-    }
-    let mut failure = None;
-    for task in tasks {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failure = Some(e),
-            Err(e) => failure = Some(Error::Config(format!("writer task failed: {e}"))),
-        }
-    }
-    let write_phase = write_start.elapsed();
-    stop.store(true, Ordering::Release);
-    let (mut nemesis, mut nemesis_log) = gossip
-        .await
-        .map_err(|e| Error::Config(format!("anti-entropy task failed: {e}")))?;
-    if let Some(e) = failure {
-        drop(shared);
-        let _ = history_writer.finish();
-        return Err(e);
-    }
-
-    // Final phase: heal, then anti-entropy until the reads stop changing.
-    nemesis.heal();
-    nemesis_log.push(format!(
-        "{:.1}s heal; final anti-entropy",
-        started.elapsed().as_secs_f64()
-    ));
-    let healed = Instant::now();
-    let replicas = config.replicas as usize;
-    let keys = config.mix.keys.max(1);
-    let mut settler = Settler::new(config.settle);
-    let settled = loop {
-        if crate::interrupt::requested() {
-            // A stop asked for ends the final phase: no final reads.
-            break settler.interrupted(healed.elapsed());
-        }
-        if let Some(e) = mistake(&shared) {
-            for pool in &shared.pools {
-                pool.close().await;
-            }
-            drop(shared);
-            let _ = history_writer.finish();
-            return Err(e);
-        }
-        if replicas > 1 {
-            anti_entropy_round(&shared, &mut nemesis).await;
-        }
-        let mut reads: Reads<Value> = Vec::with_capacity(replicas);
-        for r in 0..replicas {
-            let mut row = Vec::with_capacity(keys as usize);
-            for k in 0..keys {
-                row.push(
-                    read_key(&shared, r, &mut None, k, u32::MAX)
-                        .await
-                        .map(|(v, _)| v),
-                );
-            }
-            reads.push(row);
-        }
-        if let Some(settled) = settler.observe(healed.elapsed(), reads) {
-            break settled;
-        }
-        tokio::time::sleep(config.settle.poll_interval()).await;
+    let adapter = Arc::new(SqlAdapter {
+        shared: shared.clone(),
+        nemesis: Mutex::new(Nemesis::new(
+            config.nemesis.clone(),
+            config.seed,
+            config.replicas as usize,
+        )),
+        phase: AtomicU64::new(0),
+    });
+    let engine_config = EngineConfig {
+        load: config.load.clone(),
+        workload: config.workload,
+        mix: config.mix.clone(),
+        seed: config.seed,
+        settle: config.settle,
+        out: config.out.clone(),
+        header: Header {
+            schema_version: SCHEMA_VERSION,
+            seed: config.seed,
+            workload: config.workload,
+            model: config.model.clone(),
+            target: "sql".into(),
+            writers,
+            replicas: config.replicas,
+            keys: config.mix.keys,
+            ops: config.load.ops.unwrap_or(0),
+            nemesis: config.nemesis.to_spec(),
+            reproduce: config.reproduce.clone(),
+            linearizable: false,
+        },
     };
-    let sender = shared.sender.clone();
-    for (replica, row) in settled.reads.iter().enumerate() {
-        for (key, value) in row.iter().enumerate() {
-            if let Some(value) = value {
-                let _ = sender.send(WriterMsg::Final(FinalRead {
-                    replica: replica as u16,
-                    key: key as u32,
-                    value: value.clone(),
-                }));
-            }
-        }
+    let outcome = crate::engine::run(adapter, &engine_config, started).await;
+    for pool in &shared.pools {
+        pool.close().await;
     }
-    // Redelivery probes: only a scenario that retries claims idempotency.
-    if config.retry_fraction > 0.0 && !crate::interrupt::requested() {
-        let samples =
-            std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
-        for (replica, key, f, env) in samples {
-            let r = replica as usize;
-            let before = read_key(&shared, r, &mut None, key, u32::MAX)
-                .await
-                .map(|(v, _)| v);
-            let stmts = &shared.prepared.ops[&f];
-            let _ = execute(&shared, r, &mut None, stmts, &mut env.clone()).await;
-            let after = read_key(&shared, r, &mut None, key, u32::MAX)
-                .await
-                .map(|(v, _)| v);
-            let changed = before != after;
-            let _ = sender.send(WriterMsg::Probe(Probe {
-                probe: ProbeKind::Redeliver,
-                replica,
-                key,
-                state_changed: changed,
-                before: if changed { before } else { None },
-                after: if changed { after } else { None },
-            }));
-        }
-    }
-    let _ = sender.send(WriterMsg::Quiescence(settled.report.quiescence()));
-    drop(sender);
+    let outcome = outcome?;
+    let mut nemesis_log = outcome.nemesis_log;
     let errors = std::mem::take(&mut *shared.errors.lock().unwrap_or_else(|p| p.into_inner()));
     let error_count = shared.error_count.load(Ordering::Relaxed);
     if error_count > errors.len() as u64 {
         nemesis_log.push(format!("{error_count} database errors in all"));
     }
-    for pool in &shared.pools {
-        pool.close().await;
-    }
-    drop(shared);
-    let history = history_writer.finish()?;
+    let settle = match outcome.settle {
+        Some(s) => s,
+        None => {
+            Settler::new(config.settle)
+                .interrupted(Duration::ZERO)
+                .report
+        }
+    };
     Ok(SqlResult {
-        history,
-        write_phase,
+        history: outcome.history,
+        write_phase: outcome.write_phase,
         total: started.elapsed(),
         rss_start_mb,
         nemesis_log,
         errors,
         backend,
         pool_size,
-        settle: settled.report,
+        settle,
+        dropped: outcome.dropped,
+        writers_peak: outcome.writers_peak,
     })
 }

@@ -1,0 +1,360 @@
+//! The one wall-clock engine. A target is an [`Adapter`]; this module does
+//! everything else, the same way for every adapter:
+//!
+//! - the **generator** ([`crate::generator::Generator`]): what each writer
+//!   does next, seeded per writer, the same op stream whatever the target;
+//! - the **scheduler** ([`scheduler`]): the load shape of [`LoadSpec`]:
+//!   closed-model writers ramping with the stages plus think time, or
+//!   open-model arrivals handed to a pool of writers that grows up to
+//!   `max_writers` (arrivals finding none free are dropped and counted;
+//!   latency runs from the intended start). The run ends at its op budget,
+//!   shared by every writer as it goes, or at its duration, whichever first;
+//! - the **nemesis schedule**: phases of [`Adapter::nemesis_phase`], faults
+//!   injected in odd phases and healed in even ones, healed for good before
+//!   the final phase;
+//! - the **final phase**: heal, poll every key on every replica under the
+//!   shared settle rule ([`crate::target::settle`]), record the final reads,
+//!   run the idempotency probes;
+//! - the **history** (`history.jsonl`, each invocation on disk before the
+//!   op is sent) and the **time series** (`timeseries.jsonl`, through
+//!   [`SeriesRecorder`]).
+
+pub mod scheduler;
+
+use crate::error::{Error, Result};
+use crate::generator::{derive_seed, Mix};
+use crate::history::jsonl::{HistoryWriter, WriterMsg};
+use crate::history::{FinalRead, Header, History};
+use crate::load::{LoadModel, LoadSpec};
+use crate::series::{SeriesHeader, SeriesRecorder, SeriesSummary};
+use crate::target::settle::{Reads, SettleReport, SettleRule, Settler};
+use crate::target::Adapter;
+use converge_models::{Value, Workload};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the engine needs besides the adapter.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The load shape (and the run's op and time bounds).
+    pub load: LoadSpec,
+    /// Datatype the generator plans ops for.
+    pub workload: Workload,
+    /// Keys, hot-key ratio, read and remove ratios.
+    pub mix: Mix,
+    /// Seed of the generator and the nemesis.
+    pub seed: u64,
+    /// When the final reads have converged, diverged, or are still changing.
+    pub settle: SettleRule,
+    /// Run folder (`history.jsonl`, `timeseries.jsonl`).
+    pub out: PathBuf,
+    /// The history's header.
+    pub header: Header,
+}
+
+/// What the engine produced.
+#[derive(Debug)]
+pub struct EngineOutcome {
+    /// The history (also on disk).
+    pub history: History,
+    /// Length of the writing phase.
+    pub write_phase: Duration,
+    /// Nemesis actions, in order, each with its time.
+    pub nemesis_log: Vec<String>,
+    /// What the final phase decided (`None`: interrupted before it).
+    pub settle: Option<SettleReport>,
+    /// The time series' totals (`None` when it could not be written).
+    pub series: Option<SeriesSummary>,
+    /// Ops planned (started) over all writers.
+    pub started: u64,
+    /// Open model: arrivals that found no free writer.
+    pub dropped: u64,
+    /// Most writers that existed at once.
+    pub writers_peak: u32,
+}
+
+/// The load shape as `report.json` and the time series header show it.
+pub fn load_json(load: &LoadSpec) -> serde_json::Value {
+    serde_json::json!({
+        "model": load.model.name(),
+        "writers": load.writers,
+        "rate": (load.model == LoadModel::Open).then_some(load.rate),
+        "max_writers": (load.model == LoadModel::Open).then_some(load.max_writers),
+        "think_time_s": load.think_time.as_secs_f64(),
+        "stages": load.stages.iter().map(|s| serde_json::json!({
+            "duration_s": s.duration.as_secs_f64(),
+            "target": s.target,
+        })).collect::<Vec<_>>(),
+        "duration_s": load.end().map(|d| d.as_secs_f64()),
+        "ops": load.ops,
+    })
+}
+
+/// The flags that reproduce a load shape, each with a leading space.
+pub fn load_flags(load: &LoadSpec) -> String {
+    let mut flags = String::new();
+    if load.model == LoadModel::Open {
+        flags.push_str(&format!(
+            " --load open --rate {} --max-writers {}",
+            load.rate, load.max_writers
+        ));
+    }
+    if !load.think_time.is_zero() {
+        flags.push_str(&format!(
+            " --think-time {}ms",
+            load.think_time.as_millis().max(1)
+        ));
+    }
+    for s in &load.stages {
+        flags.push_str(&format!(
+            " --stage {}ms:{}",
+            s.duration.as_millis(),
+            s.target
+        ));
+    }
+    if let Some(d) = load.duration {
+        flags.push_str(&format!(" --duration {}ms", d.as_millis().max(1)));
+    }
+    if let Some(ops) = load.ops {
+        flags.push_str(&format!(" --ops {ops}"));
+    }
+    flags
+}
+
+/// Runs `adapter` under `config` on the current tokio runtime: writing
+/// phase, final phase, history and time series. `start` is the run's time
+/// origin (the adapter's clock too). A configuration mistake the adapter
+/// reports ends the run with that error once the history is on disk.
+pub async fn run<A: Adapter>(
+    adapter: Arc<A>,
+    config: &EngineConfig,
+    start: Instant,
+) -> Result<EngineOutcome> {
+    config.load.validate()?;
+    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
+    let history = HistoryWriter::start(&config.out.join("history.jsonl"), config.header.clone())?;
+    let series = SeriesRecorder::start(
+        &config.out,
+        SeriesHeader {
+            timeseries: 1,
+            interval_s: 1.0,
+            clock: "wall".into(),
+            load: load_json(&config.load),
+        },
+    )
+    .map_err(|e| {
+        tracing::warn!("no time series: {e}");
+        e
+    })
+    .ok();
+    if let Some(s) = &series {
+        s.set_target_roots(adapter.pids());
+    }
+
+    // Writing phase: writers, replication, nemesis.
+    let write_start = Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = {
+        let adapter = adapter.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { adapter.background(stop).await })
+    };
+    let nemesis = tokio::spawn(nemesis_schedule(
+        adapter.clone(),
+        config.load.end(),
+        config.seed,
+        start,
+        series.clone(),
+        stop_rx,
+    ));
+    let scheduled = scheduler::drive(
+        adapter.clone(),
+        config,
+        start,
+        history.sender(),
+        series.clone(),
+    )
+    .await;
+    let write_phase = write_start.elapsed();
+    let _ = stop_tx.send(true);
+    let mut nemesis_log = nemesis.await.unwrap_or_default();
+    let _ = background.await;
+
+    // Final phase: heal for good, then the settle rule.
+    let healed = adapter.heal(true).await;
+    for event in healed {
+        note(&mut nemesis_log, series.as_ref(), start, event);
+    }
+    // A run that failed or already shows a configuration mistake does not
+    // wait for the settle limit: it ends with the error below.
+    let settled = if scheduled.is_err() || adapter.mistake().is_some() {
+        None
+    } else {
+        final_phase(adapter.as_ref(), config, &history).await
+    };
+    let series_summary = series.as_ref().and_then(|s| s.finish().ok());
+    let mistake = adapter.mistake();
+    let history = history.finish()?;
+    let totals = scheduled?;
+    if let Some(e) = mistake {
+        return Err(e);
+    }
+    Ok(EngineOutcome {
+        history,
+        write_phase,
+        nemesis_log,
+        settle: settled,
+        series: series_summary,
+        started: totals.started,
+        dropped: totals.dropped,
+        writers_peak: totals.writers_peak,
+    })
+}
+
+/// Logs a nemesis event with its time and puts it in the time series.
+fn note(log: &mut Vec<String>, series: Option<&SeriesRecorder>, start: Instant, event: String) {
+    if let Some(s) = series {
+        s.nemesis(&event);
+    }
+    log.push(format!("{:.1}s {event}", start.elapsed().as_secs_f64()));
+}
+
+/// Odd phases inject, even phases heal, until the writers are done.
+async fn nemesis_schedule<A: Adapter>(
+    adapter: Arc<A>,
+    end: Option<Duration>,
+    seed: u64,
+    start: Instant,
+    series: Option<SeriesRecorder>,
+    mut done: tokio::sync::watch::Receiver<bool>,
+) -> Vec<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, 2));
+    let mut log = Vec::new();
+    let phase = adapter.nemesis_phase(end).max(Duration::from_millis(1));
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(phase) => {}
+            _ = done.changed() => break,
+        }
+        if *done.borrow() {
+            break;
+        }
+        n += 1;
+        let events = if n % 2 == 1 {
+            adapter.inject(&mut rng).await
+        } else {
+            adapter.heal(false).await
+        };
+        let changed = !events.is_empty();
+        for event in events {
+            note(&mut log, series.as_ref(), start, event);
+        }
+        if let (true, Some(s)) = (changed, &series) {
+            // A restart changes the target's process tree.
+            s.set_target_roots(adapter.pids());
+        }
+    }
+    log
+}
+
+/// Polls every key on every replica until the settle rule decides; writes
+/// the final reads, the probes and the quiescence to the history. `None`
+/// when the adapter reports a mistake meanwhile.
+async fn final_phase<A: Adapter>(
+    adapter: &A,
+    config: &EngineConfig,
+    history: &HistoryWriter,
+) -> Option<SettleReport> {
+    let healed = Instant::now();
+    let mut settler = Settler::new(config.settle);
+    let replicas = adapter.replicas();
+    let keys = config.mix.keys.max(1);
+    let settled = loop {
+        if crate::interrupt::requested() {
+            // A stop asked for ends the final phase: no final reads.
+            break settler.interrupted(healed.elapsed());
+        }
+        adapter.before_poll().await;
+        let mut reads: Reads<Value> = Vec::with_capacity(replicas);
+        for replica in 0..replicas {
+            let mut row = Vec::with_capacity(keys as usize);
+            for key in 0..keys {
+                row.push(adapter.read(replica, key).await);
+            }
+            reads.push(row);
+        }
+        if adapter.mistake().is_some() {
+            return None;
+        }
+        if let Some(settled) = settler.observe(healed.elapsed(), reads) {
+            break settled;
+        }
+        tokio::time::sleep(config.settle.poll_interval()).await;
+    };
+    let sender = history.sender();
+    for (replica, row) in settled.reads.iter().enumerate() {
+        for (key, value) in row.iter().enumerate() {
+            if let Some(value) = value {
+                let _ = sender.send(WriterMsg::Final(FinalRead {
+                    replica: replica as u16,
+                    key: key as u32,
+                    value: value.clone(),
+                }));
+            }
+        }
+    }
+    if !crate::interrupt::requested() {
+        for probe in adapter.probes().await {
+            let _ = sender.send(WriterMsg::Probe(probe));
+        }
+    }
+    let _ = sender.send(WriterMsg::Quiescence(settled.report.quiescence()));
+    Some(settled.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{parse_duration, parse_stage, Stage};
+
+    #[test]
+    fn load_flags_parse_back_to_the_same_shape() {
+        let load = LoadSpec {
+            model: LoadModel::Open,
+            writers: 2,
+            rate: 12.5,
+            max_writers: 9,
+            stages: vec![Stage {
+                duration: Duration::from_millis(1500),
+                target: 40.0,
+            }],
+            duration: Some(Duration::from_secs(3)),
+            ops: Some(77),
+            ..LoadSpec::default()
+        };
+        let flags = load_flags(&load);
+        let words: Vec<&str> = flags.split_whitespace().collect();
+        let value = |flag: &str| {
+            let i = words.iter().position(|w| *w == flag).expect(flag);
+            words[i + 1]
+        };
+        assert_eq!(value("--load"), "open");
+        assert_eq!(value("--rate"), "12.5");
+        assert_eq!(value("--max-writers"), "9");
+        assert_eq!(parse_stage(value("--stage")), Ok(load.stages[0]));
+        assert_eq!(
+            parse_duration(value("--duration")),
+            Ok(Duration::from_secs(3))
+        );
+        assert_eq!(value("--ops"), "77");
+        let closed = load_flags(&LoadSpec {
+            ops: Some(5),
+            ..LoadSpec::default()
+        });
+        assert_eq!(closed, " --ops 5", "a plain closed run adds only its bound");
+    }
+}
