@@ -56,6 +56,10 @@ pub struct RunConfig {
     pub is_fault: bool,
     /// The target claims linearizability, so it is checked too.
     pub linearizable: bool,
+    /// Stream a wall-clock `timeseries.jsonl` beside the history (the
+    /// CLI's runs; the shrinker's re-runs do not). It only reads: the
+    /// history and the schedule are the same either way.
+    pub series: bool,
 }
 
 /// Default number of concurrent writers.
@@ -95,6 +99,7 @@ impl RunConfig {
             progress: false,
             is_fault: info.faulty,
             linearizable: false,
+            series: false,
         })
     }
 
@@ -202,6 +207,8 @@ pub struct RunResult {
     pub convergence: Option<ConvergenceSteps>,
     /// Ticks the simulation ran, final phase included.
     pub ticks: u64,
+    /// The time series' summary, when [`RunConfig::series`] asked for one.
+    pub series: Option<crate::series::SeriesSummary>,
 }
 
 impl RunResult {
@@ -260,12 +267,22 @@ fn run_model<M: Crdt>(config: &RunConfig) -> Result<RunResult> {
         reproduce: config.reproduce(),
     };
     let writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
+    let series = match config.series {
+        true => Some(crate::series::SeriesRecorder::start(
+            &config.out,
+            crate::series::SeriesHeader::wall(serde_json::json!({
+                "model": "closed", "writers": config.writers, "ops": config.ops,
+            })),
+        )?),
+        false => None,
+    };
     let start = Instant::now();
     // `simulate` owns the only other sender and drops it on every path, so
     // the history on disk is complete up to a failure, whatever happened.
-    let outcome = simulate::<M>(config, writer.sender(), start);
+    let outcome = simulate::<M>(config, writer.sender(), start, series.clone());
     let history = writer.finish()?;
     let mut result = outcome?;
+    result.series = series.map(|s| s.finish()).transpose()?;
     result.history = history;
     result.total = start.elapsed();
     result.rss_start_mb = rss_start_mb;
@@ -285,6 +302,7 @@ fn simulate<M: Crdt>(
     config: &RunConfig,
     sender: Sender<WriterMsg>,
     start: Instant,
+    series: Option<crate::series::SeriesRecorder>,
 ) -> Result<RunResult> {
     let replicas = config.replicas as usize;
     let nemesis = Nemesis::new(config.nemesis.clone(), config.seed, replicas);
@@ -328,11 +346,15 @@ fn simulate<M: Crdt>(
     let bar = config
         .progress
         .then(|| crate::cli::progress::bar(config.ops));
+    if let Some(s) = &series {
+        s.set_writers(config.writers);
+    }
     let mut sim = Sim {
         pool,
         start,
         clock_floor_ns: 0,
         sender,
+        series,
     };
     let mut completed = 0u64;
     // SIGINT/SIGTERM stops the writers; the final phase still runs (it is
@@ -347,6 +369,9 @@ fn simulate<M: Crdt>(
         bar.finish_and_clear();
     }
     let write_phase = start.elapsed();
+    if let Some(s) = &sim.series {
+        s.set_writers(0);
+    }
     let write_ticks = network.tick();
 
     // Final phase: heal, let every copy in flight arrive, then anti-entropy
@@ -431,6 +456,7 @@ fn simulate<M: Crdt>(
         rss_start_mb: 0.0,
         convergence: converged.map(|(_, steps)| steps),
         ticks: network.tick(),
+        series: None,
     })
 }
 
@@ -446,6 +472,8 @@ struct Sim {
     /// Every op recorded so far completed before this (ns since `start`).
     clock_floor_ns: u64,
     sender: Sender<WriterMsg>,
+    /// Wall-clock rows: each tick's ops, counted as they are recorded.
+    series: Option<crate::series::SeriesRecorder>,
 }
 
 impl Sim {
@@ -490,6 +518,14 @@ impl Sim {
             let mut batch = OpBatch::with_capacity(group.active, group.clock_len);
             std::mem::swap(&mut batch, &mut group.batch);
             batch.tick = Some(tick);
+            if let Some(series) = &self.series {
+                series.ops_done(
+                    batch
+                        .ops
+                        .iter()
+                        .map(|o| (o.outcome.into(), Duration::from_nanos(o.latency_ns.into()))),
+                );
+            }
             self.sender
                 .send(WriterMsg::Ops(Box::new(batch)))
                 .map_err(|_| Error::Target {

@@ -74,6 +74,7 @@ pub fn shrink(
     let scratch = dest.with_extension("attempt");
     let mut best = original.clone();
     best.progress = false;
+    best.series = false;
     let mut best_violated = target.to_vec();
     let mut attempts = 0;
     'outer: loop {

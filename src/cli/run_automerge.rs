@@ -40,6 +40,7 @@ pub fn config_from(args: &RunArgs) -> Result<AutomergeConfig, Error> {
         fault,
         max_rounds: args.max_rounds,
         out,
+        series: true,
     };
     config.validate()?;
     Ok(config)
@@ -69,6 +70,9 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         nemesis_log: result.nemesis_log.clone(),
     };
     let mut report = Report::build(&result.history, &checks, Some(&live));
+    if let Some(series) = &result.series {
+        report.attach_series(series);
+    }
     report.fault = config.fault.map(|f| f.name().to_string());
     report.workload = "automerge".into();
     if let Some(code) = super::run::publish(&mut report, args, &config.out)? {

@@ -50,6 +50,11 @@ pub enum ServeFault {
     /// an element added again after any remove of it stays hidden (a
     /// 2P-Set posing as an OR-Set), so acknowledged re-adds are lost.
     TombstoneElement,
+    /// Every write keeps a copy of a [`api::LEAK_BYTES`] buffer for ever (a
+    /// cache that is filled and never evicted): resident memory grows
+    /// steadily with the writes while every answer stays right. Only a
+    /// memory gate (`service_leak_slope_mb_per_min`) catches it.
+    LeakMemory,
 }
 
 impl ServeFault {
@@ -62,6 +67,7 @@ impl ServeFault {
             ServeFault::NoAntiEntropy => "no-anti-entropy",
             ServeFault::LwwWrongKey => "lww-wrong-key",
             ServeFault::TombstoneElement => "tombstone-element",
+            ServeFault::LeakMemory => "leak-memory",
         }
     }
 }

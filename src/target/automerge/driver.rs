@@ -62,6 +62,8 @@ pub struct AutomergeResult {
     pub link_errors: Vec<String>,
     /// Ticks of the write phase and of the final phase.
     pub ticks: (u64, u64),
+    /// The time series' summary, when [`AutomergeConfig::series`] asked for one.
+    pub series: Option<crate::series::SeriesSummary>,
 }
 
 /// Who issued an op, where, and when.
@@ -86,6 +88,8 @@ struct Run<'a> {
     next_tag: u64,
     next_char: u32,
     tick: u64,
+    /// Wall-clock rows: ops counted as their batches are recorded.
+    series: Option<crate::series::SeriesRecorder>,
 }
 
 fn closed() -> Error {
@@ -115,12 +119,22 @@ pub fn run(config: &AutomergeConfig) -> Result<AutomergeResult> {
         linearizable: false,
     };
     let writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
+    let series = match config.series {
+        true => Some(crate::series::SeriesRecorder::start(
+            &config.out,
+            crate::series::SeriesHeader::wall(serde_json::json!({
+                "model": "closed", "writers": config.writers, "ops": config.ops,
+            })),
+        )?),
+        false => None,
+    };
     let start = Instant::now();
     // `drive` owns the only other sender and drops it on every path, so the
     // history on disk is complete up to a failure, whatever happened.
-    let outcome = drive(config, layout, writer.sender(), start);
+    let outcome = drive(config, layout, writer.sender(), start, series.clone());
     let history = writer.finish()?;
     let mut result = outcome?;
+    result.series = series.map(|s| s.finish()).transpose()?;
     result.history = history;
     result.total = start.elapsed();
     result.rss_start_mb = rss_start_mb;
@@ -132,6 +146,7 @@ fn drive(
     layout: Layout,
     sender: Sender<WriterMsg>,
     start: Instant,
+    series: Option<crate::series::SeriesRecorder>,
 ) -> Result<AutomergeResult> {
     let merge_mode = match config.fault {
         Some(AutomergeFault::ReplaceOnMerge) => MergeMode::Replace,
@@ -164,9 +179,16 @@ fn drive(
         next_tag: 1,
         next_char: FIRST_CHAR,
         tick: 0,
+        series,
     };
+    if let Some(s) = &run.series {
+        s.set_writers(config.writers);
+    }
     run.write_phase()?;
     let write_phase = run.start.elapsed();
+    if let Some(s) = &run.series {
+        s.set_writers(0);
+    }
     let write_ticks = run.tick;
     run.final_phase()?;
     Ok(AutomergeResult {
@@ -179,6 +201,7 @@ fn drive(
         link_count: run.links.count(),
         link_errors: std::mem::take(&mut run.links.errors),
         ticks: (write_ticks, run.tick - write_ticks),
+        series: None,
     })
 }
 
@@ -204,6 +227,9 @@ impl Run<'_> {
             if done / ops_per_phase != phase {
                 phase = done / ops_per_phase;
                 if let Some(event) = self.wire.nemesis().enter_phase(phase) {
+                    if let Some(s) = &self.series {
+                        s.nemesis(&event);
+                    }
                     self.wire.log.push(format!("after {done} ops: {event}"));
                 }
                 if self.snapshots.len() < MAX_SNAPSHOTS {
@@ -240,6 +266,14 @@ impl Run<'_> {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
+        if let Some(series) = &self.series {
+            series.ops_done(
+                batch
+                    .ops
+                    .iter()
+                    .map(|o| (o.outcome.into(), Duration::from_nanos(o.latency_ns.into()))),
+            );
+        }
         self.sender
             .send(WriterMsg::Ops(Box::new(batch)))
             .map_err(|_| closed())

@@ -96,6 +96,9 @@ pub struct AutomergeConfig {
     pub max_rounds: u32,
     /// Output directory.
     pub out: PathBuf,
+    /// Stream a wall-clock `timeseries.jsonl` beside the history (it only
+    /// reads: the run is the same either way).
+    pub series: bool,
 }
 
 /// Default counters (and registers): few, so that writers collide.
@@ -118,6 +121,7 @@ impl AutomergeConfig {
             fault: None,
             max_rounds: 50,
             out,
+            series: false,
         }
     }
 
