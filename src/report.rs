@@ -53,6 +53,14 @@ pub struct Memory {
     /// started it and could sample it (`null` otherwise).
     #[serde(default)]
     pub service_rss_peak_mb: Option<f64>,
+    /// converge's figures from the time series (`null` without one).
+    #[serde(default)]
+    pub converge: Option<crate::series::MemoryFigures>,
+    /// The target's figures from the time series (`null` when converge
+    /// could not measure it: in-process, or a service it did not start
+    /// and was not told about with `--target-pid` / `--target-cgroup`).
+    #[serde(default)]
+    pub target: Option<crate::series::MemoryFigures>,
 }
 
 /// Figures of a service converge started itself, sampled from /proc.
@@ -320,6 +328,8 @@ impl Report {
                 rss_growth_mb: live.and_then(|l| rss.map(|r| (r.0 - l.rss_start_mb).max(0.0))),
                 history_bytes_per_op: history.bytes_per_op(),
                 service_rss_peak_mb: None,
+                converge: None,
+                target: None,
             },
             network: history.network,
             messages_per_op: history
@@ -359,6 +369,12 @@ impl Report {
         for row in &self.slo {
             self.verdict = self.verdict.and(row.status);
         }
+    }
+
+    /// Takes the memory figures of a finished time series.
+    pub fn attach_series(&mut self, summary: &crate::series::SeriesSummary) {
+        self.memory.converge = summary.converge_memory;
+        self.memory.target = summary.target_memory;
     }
 
     /// Names of the checks that are invalid.
@@ -618,6 +634,39 @@ impl Report {
                     l.count, l.p50, l.p75, l.p95, l.p99, l.p999, l.max
                 );
             }
+        }
+        if self.memory.converge.is_some() || self.memory.target.is_some() {
+            let _ = writeln!(
+                md,
+                "\n## Memory (time series)\n\n| process | initial MB | peak MB | final MB | growth MB | leak slope MB/min |\n|---|---|---|---|---|---|"
+            );
+            for (who, m) in [
+                ("converge", self.memory.converge),
+                ("target", self.memory.target),
+            ] {
+                let _ = match m {
+                    Some(m) => writeln!(
+                        md,
+                        "| {who} | {:.1} | {:.1} | {:.1} | {:+.1} | {} |",
+                        m.initial_mb,
+                        m.peak_mb,
+                        m.final_mb,
+                        m.growth_mb,
+                        m.leak_slope_mb_per_min
+                            .map_or("not measured (too few samples)".into(), |s| format!(
+                                "{s:+.2}"
+                            ))
+                    ),
+                    None => writeln!(md, "| {who} | not measured | | | | |"),
+                };
+            }
+            let _ = writeln!(
+                md,
+                "\nThe leak slope is a least-squares fit of RSS over time on the steady part of the run: \
+                 the samples after the first {:.0}% of its time (warm-up); with fewer than {} samples there it is not measured.",
+                crate::series::WARMUP_FRACTION * 100.0,
+                crate::series::MIN_SLOPE_POINTS
+            );
         }
         if let Some(cx) = &self.counterexample {
             let _ = writeln!(

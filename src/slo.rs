@@ -34,6 +34,18 @@ pub struct SloSpec {
     pub idempotency_violations: Option<f64>,
     /// Throughput at least this, ops/s.
     pub min_throughput: Option<f64>,
+    /// converge's RSS growth over the run (final - initial, from the time
+    /// series) at most this, MB.
+    pub memory_growth_mb: Option<f64>,
+    /// converge's leak slope (least squares of RSS over the steady part of
+    /// the run, see [`crate::series::leak_slope`]) at most this, MB/min.
+    pub leak_slope_mb_per_min: Option<f64>,
+    /// The target's RSS growth over the run at most this, MB (when
+    /// converge measures the target).
+    pub service_memory_growth_mb: Option<f64>,
+    /// The target's leak slope at most this, MB/min (when converge
+    /// measures the target).
+    pub service_leak_slope_mb_per_min: Option<f64>,
     /// Checks that must have judged something (names as in the report).
     #[serde(
         default,
@@ -80,7 +92,7 @@ pub struct SloRow {
 }
 
 /// Gate names, in table order, with their direction (true: the figure must be at most the target).
-const GATES: [(&str, bool); 9] = [
+const GATES: [(&str, bool); 13] = [
     ("p50_ms", true),
     ("p95_ms", true),
     ("p99_ms", true),
@@ -90,6 +102,10 @@ const GATES: [(&str, bool); 9] = [
     ("error_rate", true),
     ("idempotency_violations", true),
     ("min_throughput", false),
+    ("memory_growth_mb", true),
+    ("leak_slope_mb_per_min", true),
+    ("service_memory_growth_mb", true),
+    ("service_leak_slope_mb_per_min", true),
 ];
 
 impl SloSpec {
@@ -104,6 +120,10 @@ impl SloSpec {
             "error_rate" => &mut self.error_rate,
             "idempotency_violations" => &mut self.idempotency_violations,
             "min_throughput" => &mut self.min_throughput,
+            "memory_growth_mb" => &mut self.memory_growth_mb,
+            "leak_slope_mb_per_min" => &mut self.leak_slope_mb_per_min,
+            "service_memory_growth_mb" => &mut self.service_memory_growth_mb,
+            "service_leak_slope_mb_per_min" => &mut self.service_leak_slope_mb_per_min,
             _ => return None,
         })
     }
@@ -241,7 +261,10 @@ fn measured(report: &Report, gate: &str) -> Option<f64> {
         "p95_ms" => has_ops.then_some(report.latency_ms.p95),
         "p99_ms" => has_ops.then_some(report.latency_ms.p99),
         "max_rss_mb" => report.memory.rss_peak_mb,
-        "service_max_rss_mb" => report.memory.service_rss_peak_mb,
+        "service_max_rss_mb" => report
+            .memory
+            .service_rss_peak_mb
+            .or(report.memory.target.map(|m| m.peak_mb)),
         "data_loss" => check_ran("data-loss").then_some(report.counts.data_loss_events as f64),
         "error_rate" => has_ops.then_some(report.error_rate),
         "idempotency_violations" => {
@@ -249,6 +272,13 @@ fn measured(report: &Report, gate: &str) -> Option<f64> {
         }
         "min_throughput" => {
             (has_ops && report.write_phase_s.is_some()).then_some(report.throughput_ops_s)
+        }
+        // From the time series; a slope with too few samples is no figure.
+        "memory_growth_mb" => report.memory.converge.map(|m| m.growth_mb),
+        "leak_slope_mb_per_min" => report.memory.converge.and_then(|m| m.leak_slope_mb_per_min),
+        "service_memory_growth_mb" => report.memory.target.map(|m| m.growth_mb),
+        "service_leak_slope_mb_per_min" => {
+            report.memory.target.and_then(|m| m.leak_slope_mb_per_min)
         }
         _ => None,
     }

@@ -907,6 +907,65 @@ fn a_required_check_that_was_not_judged_fails_its_gate() {
     assert!(SloSpec::parse_flags(&["require=data-los".into()]).is_err());
 }
 
+#[test]
+fn leak_gates_fail_a_leak_pass_a_flat_series_and_never_pass_unmeasured() {
+    use converge::report::Report;
+    use converge::series::memory_figures;
+    use converge::slo::SloSpec;
+    let h = Hb::with_nemesis(Workload::GCounter, "partition")
+        .op(add(0, 5, 1))
+        .read(0, Value::Int(5), 10)
+        .fin(0, Value::Int(5))
+        .fin(1, Value::Int(5))
+        .quiesced(true);
+    let checks = check_all(&h);
+    // 30 one-second rows: the leak climbs 1 MB/s (60 MB/min), the flat
+    // service wobbles around 80 MB.
+    let leak: Vec<(f64, f64)> = (1..=30).map(|t| (t as f64, 50.0 + t as f64)).collect();
+    let flat: Vec<(f64, f64)> = (1..=30)
+        .map(|t| (t as f64, 80.0 + (t % 3) as f64 * 0.1))
+        .collect();
+    let spec = SloSpec::parse_flags(&[
+        "service_leak_slope_mb_per_min=5".into(),
+        "service_memory_growth_mb=10".into(),
+        "leak_slope_mb_per_min=5".into(),
+    ])
+    .unwrap();
+    let gate = |report: &Report, name: &str| {
+        report
+            .slo
+            .iter()
+            .find(|r| r.metric == name)
+            .unwrap_or_else(|| panic!("no {name} row: {:?}", report.slo))
+            .clone()
+    };
+    let judged = |target: &[(f64, f64)]| {
+        let mut report = Report::build(&h, &checks, None);
+        report.memory.converge = memory_figures(&flat);
+        report.memory.target = memory_figures(target);
+        report.apply_slo(&spec);
+        report
+    };
+    let leaky = judged(&leak);
+    assert_eq!(leaky.verdict, Verdict::Invalid, "{:?}", leaky.slo);
+    let slope = gate(&leaky, "service_leak_slope_mb_per_min");
+    assert_eq!(slope.status, Verdict::Invalid);
+    assert!((slope.actual.unwrap() - 60.0).abs() < 1e-6, "{slope:?}");
+    assert_eq!(gate(&leaky, "leak_slope_mb_per_min").status, Verdict::Valid);
+    let fine = judged(&flat);
+    assert_eq!(fine.verdict, Verdict::Valid, "{:?}", fine.slo);
+    // Unmeasured target, and a series too short for a slope: unknown, not pass.
+    let mut blind = Report::build(&h, &checks, None);
+    blind.memory.converge = memory_figures(&flat[..3]);
+    blind.apply_slo(&spec);
+    assert_eq!(blind.verdict, Verdict::Unknown, "{:?}", blind.slo);
+    assert!(blind.slo.iter().all(|r| r.status == Verdict::Unknown));
+    let json = serde_json::to_value(&blind).unwrap();
+    assert!(json["memory"]["target"].is_null(), "{json}");
+    assert!(json["memory"]["converge"]["leak_slope_mb_per_min"].is_null());
+    assert!(blind.markdown().contains("| target | not measured"));
+}
+
 // ---------------------------------------------------------------------------
 // `converge check` on literal history files.
 

@@ -594,3 +594,64 @@ fn a_scenario_with_target_http_runs_and_its_slo_gates_decide_the_exit_code() {
     assert!(row.contains("0.000001"), "{row}");
     result.mentions("reproduce: converge run --target http --scenario");
 }
+
+/// The leak soak through the CLI, as it runs once the HTTP target honours
+/// `--duration` and records its time series (the engine port): a 20 s soak
+/// against `converge serve --fault leak-memory` fails the
+/// `service_leak_slope_mb_per_min` gate, the correct service passes it.
+/// (`tests/serve.rs` soaks the service directly and runs today.)
+#[test]
+#[ignore = "needs --duration and the time series on --target http (engine port)"]
+fn a_soak_catches_a_leaking_service_with_the_slope_gate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let leaky = variant(
+        dir.path(),
+        "http-serve-counter-ok.toml",
+        &[(
+            r#""serve", "--replicas""#,
+            r#""serve", "--fault", "leak-memory", "--replicas""#,
+        )],
+    );
+    let args = [
+        "--writers",
+        "8",
+        "--duration",
+        "20s",
+        "--nemesis",
+        "none",
+        "--seed",
+        "1",
+        // 4 KiB a write: any machine reaching 100 writes a second leaks
+        // over 20 MB a minute; the correct service stays far below.
+        "--slo",
+        "service_leak_slope_mb_per_min=20",
+    ];
+    let gate = |out: &Path| {
+        let report = read_json(&out.join("report.json"));
+        let row = report["slo"]
+            .as_array()
+            .and_then(|rows| {
+                rows.iter()
+                    .find(|r| r["metric"] == "service_leak_slope_mb_per_min")
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no leak gate in {report}"));
+        (row["status"].as_str().unwrap_or("").to_string(), report)
+    };
+    let out = dir.path().join("leaky");
+    let result = run_http(&leaky, &out, &args);
+    result.no_panic().expect_code(1);
+    let (status, report) = gate(&out);
+    assert_eq!(status, "invalid", "{report}");
+    assert!(
+        report["memory"]["target"]["leak_slope_mb_per_min"]
+            .as_f64()
+            .is_some_and(|s| s > 20.0),
+        "{report}"
+    );
+    assert!(out.join("timeseries.jsonl").exists());
+    let out = dir.path().join("correct");
+    let result = run_http(&example("http-serve-counter-ok.toml"), &out, &args);
+    result.no_panic().expect_code(0);
+    assert_eq!(gate(&out).0, "valid", "{}", result.dump());
+}

@@ -495,3 +495,94 @@ fn every_route_is_in_the_openapi_description() {
         );
     }
 }
+
+/// Increments `serve` from 8 closed-loop writers for `secs` seconds (at
+/// most 100,000 requests) while a time series watches its process; returns
+/// the service's memory figures and the writes it acknowledged.
+async fn soak(serve: &Serve, secs: u64) -> (converge::series::MemoryFigures, u64) {
+    use converge::series::{Completion, SeriesHeader, SeriesRecorder, TargetProbe};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rec = SeriesRecorder::start(dir.path(), SeriesHeader::wall(json!({"model": "closed"})))
+        .expect("series");
+    rec.set_target(TargetProbe::Pid(serve.child.id()));
+    rec.set_writers(8);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut writers = Vec::new();
+    for w in 0..8u64 {
+        let (rec, url) = (
+            rec.clone(),
+            format!(
+                "{}/counters/c{}/increment",
+                serve.urls[w as usize % 3],
+                w % 3
+            ),
+        );
+        writers.push(tokio::spawn(async move {
+            let client = client();
+            for i in 0..12_500u64 {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                rec.started();
+                let began = Instant::now();
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("Idempotency-Key", format!("soak-{w}-{i}"))
+                    .body(r#"{"delta": 1}"#)
+                    .send()
+                    .await;
+                let outcome = match sent {
+                    Ok(r) if r.status().is_success() => Completion::Ok,
+                    Ok(_) => Completion::Fail,
+                    Err(_) => Completion::Info,
+                };
+                rec.completed(outcome, began.elapsed());
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let summary = rec.finish().expect("series");
+    let figures = summary.target_memory.expect("the service was measured");
+    (figures, summary.completed)
+}
+
+/// A soak against `--fault leak-memory` shows a leak slope the gate fails
+/// on; the correct service, under the same load, passes the same gate.
+/// The gate is half the leak the fault must cause at the rate reached
+/// (`LEAK_BYTES` per write), so it holds on a slow or a fast machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaking_service_fails_the_leak_slope_gate_and_the_correct_one_passes() {
+    let secs = 15;
+    let leaky = Serve::start(&["--replicas", "3", "--fault", "leak-memory"]);
+    let (leak, leak_writes) = soak(&leaky, secs).await;
+    drop(leaky);
+    let correct = Serve::start(&["--replicas", "3"]);
+    let (fine, fine_writes) = soak(&correct, secs).await;
+    drop(correct);
+    let mb_per_min = |writes: u64| {
+        writes as f64 / secs as f64 * 60.0 * converge::serve::api::LEAK_BYTES as f64
+            / (1024.0 * 1024.0)
+    };
+    let gate = mb_per_min(leak_writes.min(fine_writes)) / 2.0;
+    eprintln!(
+        "leaky: {leak:?} after {leak_writes} writes; correct: {fine:?} after {fine_writes} writes; gate {gate:.1} MB/min"
+    );
+    assert!(
+        leak_writes > 1000 && fine_writes > 1000,
+        "too few writes to judge"
+    );
+    let leak_slope = leak.leak_slope_mb_per_min.expect("15 rows give a slope");
+    let fine_slope = fine.leak_slope_mb_per_min.expect("15 rows give a slope");
+    assert!(
+        leak_slope > gate,
+        "the leak must fail the gate: {leak_slope} <= {gate}"
+    );
+    assert!(
+        fine_slope <= gate,
+        "the correct service must pass: {fine_slope} > {gate}"
+    );
+    assert!(leak.growth_mb > fine.growth_mb);
+}

@@ -187,9 +187,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub database_url: Option<String>,
     /// An SLO gate, NAME=VALUE (repeatable): p50_ms, p95_ms, p99_ms, max_rss_mb,
-    /// service_max_rss_mb, data_loss, error_rate, idempotency_violations, min_throughput.
+    /// service_max_rss_mb, data_loss, error_rate, idempotency_violations, min_throughput,
+    /// memory_growth_mb, leak_slope_mb_per_min, service_memory_growth_mb,
+    /// service_leak_slope_mb_per_min (MB per minute, least squares over the
+    /// run after its first 20%).
     #[arg(long = "slo", value_name = "GATE=VALUE")]
     pub slo: Vec<String>,
+    /// Http, sql: measure the target's memory and CPU in the time series
+    /// from this process and everything below it (a service converge did
+    /// not start).
+    #[arg(long, conflicts_with = "target_cgroup")]
+    pub target_pid: Option<u32>,
+    /// Http, sql: measure the target from this cgroup v2 directory
+    /// (absolute, or relative to /sys/fs/cgroup): working set
+    /// (memory.current less inactive_file) and cpu.stat.
+    #[arg(long)]
+    pub target_cgroup: Option<PathBuf>,
     /// `[target.sql]` of the scenario.
     #[arg(skip)]
     pub sql: Option<crate::target::sql::SqlSpec>,
@@ -247,6 +260,24 @@ pub fn shaped(args: &RunArgs) -> bool {
         || args.rate.is_some()
 }
 
+/// Targets whose run feeds a time series and can measure a target named
+/// by `--target-pid` / `--target-cgroup` (the engine that records the
+/// HTTP and SQL series calls [`target_probe`]; until then, none).
+const PROBED_TARGETS: [TargetKind; 0] = [];
+
+/// The target probe `--target-pid` / `--target-cgroup` name, checked: a
+/// process or cgroup that cannot be read is a config error (exit 3).
+pub fn target_probe(args: &RunArgs) -> Result<Option<crate::series::TargetProbe>, Error> {
+    use crate::series::TargetProbe;
+    let probe = match (args.target_pid, &args.target_cgroup) {
+        (Some(pid), _) => TargetProbe::Pid(pid),
+        (None, Some(path)) => TargetProbe::cgroup(path),
+        (None, None) => return Ok(None),
+    };
+    probe.check()?;
+    Ok(Some(probe))
+}
+
 /// Loads the scenario (if any) under the typed flags and resolves the SLO gates.
 pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
     args.slo_spec = crate::slo::SloSpec::parse_flags(&args.slo)?;
@@ -294,6 +325,34 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
             "{flag} is not supported by --target {} yet",
             args.target.name()
         )));
+    }
+    if args.target_pid.is_some() || args.target_cgroup.is_some() {
+        let flag = match args.target_pid {
+            Some(_) => "--target-pid",
+            None => "--target-cgroup",
+        };
+        match args.target {
+            TargetKind::InProcess | TargetKind::Automerge => {
+                return Err(Error::Config(format!(
+                    "{flag}: the {} target runs inside converge; there is no other process to measure",
+                    args.target.name()
+                )))
+            }
+            TargetKind::Maelstrom => {
+                return Err(Error::Config(format!(
+                    "{flag}: converge starts the maelstrom nodes and measures their process trees itself"
+                )))
+            }
+            t if !PROBED_TARGETS.contains(&t) => {
+                return Err(Error::Config(format!(
+                    "{flag} is not supported by --target {} yet",
+                    t.name()
+                )))
+            }
+            _ => {
+                target_probe(&args)?;
+            }
+        }
     }
     let black_box = matches!(
         args.target,

@@ -203,6 +203,9 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         nemesis_log: result.nemesis_log.clone(),
     };
     let mut report = Report::build(&result.history, &checks, Some(&live));
+    if let Some(series) = &result.series {
+        report.attach_series(series);
+    }
     report.apply_slo(&args.slo_spec);
     if let Err(e) = report.write(&config.out) {
         return Ok(super::check::fail(&e));

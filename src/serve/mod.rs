@@ -56,6 +56,11 @@ pub enum ServeFault {
     /// replicated by a plain upsert). Adds made at this replica that the
     /// peer had not seen yet are dropped although they were acknowledged.
     OverwriteMerge,
+    /// Every write keeps a copy of a [`api::LEAK_BYTES`] buffer for ever (a
+    /// cache that is filled and never evicted): resident memory grows
+    /// steadily with the writes while every answer stays right. Only a
+    /// memory gate (`service_leak_slope_mb_per_min`) catches it.
+    LeakMemory,
 }
 
 impl ServeFault {
@@ -69,6 +74,7 @@ impl ServeFault {
             ServeFault::LwwWrongKey => "lww-wrong-key",
             ServeFault::TombstoneElement => "tombstone-element",
             ServeFault::OverwriteMerge => "overwrite-merge",
+            ServeFault::LeakMemory => "leak-memory",
         }
     }
 }

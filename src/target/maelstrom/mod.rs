@@ -240,6 +240,8 @@ pub struct MaelstromResult {
     /// What the settle phase decided (none for lin-kv, the body-recording
     /// workloads or a failed client phase).
     pub settle: Option<SettleReport>,
+    /// The time series' summary (`None` if writing it failed).
+    pub series: Option<crate::series::SeriesSummary>,
 }
 
 /// Streams a lin-kv history as Jepsen EDN, one event per line.
@@ -287,6 +289,8 @@ struct Recorder {
     ops_log: Option<ops::OpsLog>,
     /// echo, unique-ids, kafka: the ops so far.
     ops: Vec<ClientOp>,
+    /// The time series (started, completed, latency per second).
+    series: Option<crate::series::SeriesRecorder>,
 }
 
 impl Recorder {
@@ -377,6 +381,15 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     };
     let (events_tx, events_rx) = unbounded_channel();
     let (commands_tx, commands_rx) = unbounded_channel();
+    // Rows start with the nodes (the first row holds their start-up and
+    // `init`): the target's memory is measured from its first moment.
+    let series = crate::series::SeriesRecorder::start(
+        &config.out,
+        crate::series::SeriesHeader::wall(serde_json::json!({
+            "model": "open", "rate": config.rate, "writers": config.clients,
+            "duration_s": config.time_limit.as_secs_f64(),
+        })),
+    )?;
     let mut router = Router::new(
         command,
         config.nodes,
@@ -384,6 +397,7 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 1)),
         events_tx,
     );
+    router.set_series(series.clone());
     let mut inits = Vec::new();
     for i in 0..config.nodes {
         let (tx, rx) = oneshot::channel();
@@ -462,12 +476,19 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
             None
         },
         ops: Vec::new(),
+        series: Some(series.clone()),
     }));
 
     // Client phase.
     let client_start = Instant::now();
     let deadline = client_start + config.time_limit;
-    let nemesis = tokio::spawn(nemesis_task(config.clone(), commands_tx.clone(), deadline));
+    series.set_writers(config.clients as u32);
+    let nemesis = tokio::spawn(nemesis_task(
+        config.clone(),
+        commands_tx.clone(),
+        deadline,
+        series.clone(),
+    ));
     let mut clients = Vec::new();
     for c in 0..config.clients {
         let (config, commands, recorder) = (config.clone(), commands_tx.clone(), recorder.clone());
@@ -487,6 +508,7 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     }
     let nemesis_log = nemesis.await.unwrap_or_default();
     let client_phase = client_start.elapsed();
+    series.set_writers(0);
 
     // Final phase: heal, then wait for agreement that holds for a quiet window.
     let _ = commands_tx.send(Command::Heal);
@@ -524,6 +546,8 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     let mut router_report = stop_router(&commands_tx).await.unwrap_or_default();
     drop(commands_tx);
     let _ = router_task.await;
+    // After the final phase: the rows cover the settle wait too.
+    let series = series.finish();
 
     let mut rec = match Arc::try_unwrap(recorder) {
         Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
@@ -542,6 +566,13 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     if let Some(e) = client_error {
         return Err(e);
     }
+    let series = match series {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("time series: {e}");
+            None
+        }
+    };
     let ops = config
         .workload
         .records_bodies()
@@ -560,6 +591,7 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         divergence,
         ops,
         settle: settle_report,
+        series,
     })
 }
 
@@ -642,6 +674,9 @@ async fn client_task(
         let (invoke_ns, call, writer) = {
             let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
             let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
+            if let Some(s) = &rec.series {
+                s.started();
+            }
             let call = match (&planned.lin, rec.edn.as_mut()) {
                 (Some((key, f, input)), Some(edn)) => {
                     Some(edn.event(process, "invoke", *f, *key, input)?)
@@ -694,6 +729,9 @@ async fn client_task(
             context_ns = invoke_ns + latency_ns as u64;
         }
         let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = &rec.series {
+            s.completed(interpreted.outcome.into(), invoke_at.elapsed());
+        }
         if let (Some((key, f, input)), Some(call)) = (&planned.lin, call) {
             let kind = match interpreted.outcome {
                 Outcome::Ok => "ok",
@@ -815,9 +853,13 @@ async fn nemesis_task(
     config: MaelstromConfig,
     commands: UnboundedSender<Command>,
     deadline: Instant,
+    series: crate::series::SeriesRecorder,
 ) -> Vec<String> {
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 2));
-    let mut log = Vec::new();
+    let mut log = NemesisLog {
+        lines: Vec::new(),
+        series,
+    };
     let faults = config.faults;
     if faults.loss || faults.duplicate || faults.reorder {
         let _ = commands.send(Command::Faults {
@@ -897,5 +939,18 @@ async fn nemesis_task(
             }
         }
     }
-    log
+    log.lines
+}
+
+/// The nemesis log, each line also a nemesis event of the time series.
+struct NemesisLog {
+    lines: Vec<String>,
+    series: crate::series::SeriesRecorder,
+}
+
+impl NemesisLog {
+    fn push(&mut self, line: String) {
+        self.series.nemesis(&line);
+        self.lines.push(line);
+    }
 }

@@ -192,6 +192,14 @@ async fn call(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
+    let series = recorder
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .series
+        .clone();
+    if let Some(s) = &series {
+        s.started();
+    }
     let invoke_at = Instant::now();
     let reply = request(
         commands,
@@ -218,6 +226,9 @@ async fn call(
             Outcome::Info
         }
     };
+    if let Some(s) = &series {
+        s.completed(outcome.into(), invoke_at.elapsed());
+    }
     let op = ClientOp {
         process,
         f: f.clone(),

@@ -210,6 +210,11 @@ impl NodeProcess {
         status
     }
 
+    /// The node's process group (its guard's pid): the root of its tree.
+    pub fn group_id(&self) -> u32 {
+        self.group.id()
+    }
+
     /// SIGSTOP: the node keeps its state but stops running.
     pub fn pause(&mut self) {
         self.group.pause();

@@ -178,6 +178,8 @@ pub struct Router {
     pending: HashMap<(String, u64), Pending>,
     /// Every client name that has sent a request: valid `src` and `dest`.
     clients: HashSet<String>,
+    /// The time series, told of every node's process tree.
+    series: Option<crate::series::SeriesRecorder>,
     /// The broadcast workload's `topology` body, re-sent after every restart.
     topology: Option<Map<String, Value>>,
     partition: Option<Partition>,
@@ -213,6 +215,7 @@ impl Router {
             next_msg_id: 1,
             pending: HashMap::new(),
             clients: HashSet::new(),
+            series: None,
             topology: None,
             partition: None,
             loss: 0.0,
@@ -237,6 +240,11 @@ impl Router {
         self.topology = Some(topology);
     }
 
+    /// Tells `series` of every node's process tree from now on.
+    pub fn set_series(&mut self, series: crate::series::SeriesRecorder) {
+        self.series = Some(series);
+    }
+
     /// Starts node `i` (again) and sends it `init`; the `init_ok` goes to
     /// `reply`. A restart (`reply` is `None`) is followed by the topology.
     pub fn start_node(
@@ -248,6 +256,10 @@ impl Router {
         self.incarnations[i] += 1;
         let process = NodeProcess::spawn(&self.command, i, incarnation, self.events_tx.clone())?;
         self.nodes[i] = Some(process);
+        if let Some(series) = &self.series {
+            // A restart changes a tree: the target is every node's tree now.
+            series.set_target_roots(self.nodes.iter().flatten().map(|n| n.group_id()).collect());
+        }
         let init = body(
             "init",
             [
