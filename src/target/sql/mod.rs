@@ -1118,15 +1118,8 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         .pool_size
         .unwrap_or_else(|| default_pool_size(backend, config.writers, config.replicas))
         .max(1);
-    let pools = connect(
-        config,
-        backend,
-        &locations,
-        &prepared.setup,
-        pool_size,
-        password.as_deref(),
-    )
-    .await?;
+    // The history exists before the first connection: a run stopped or
+    // killed while it connects (or runs the setup) still leaves one.
     let header = Header {
         schema_version: SCHEMA_VERSION,
         seed: config.seed,
@@ -1142,6 +1135,27 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         linearizable: false,
     };
     let history_writer = HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
+    let connected = tokio::select! {
+        pools = connect(
+            config,
+            backend,
+            &locations,
+            &prepared.setup,
+            pool_size,
+            password.as_deref(),
+        ) => pools,
+        // A stop asked for while connecting ends the start-up at once.
+        _ = crate::interrupt::wait() => {
+            Err(crate::interrupt::during("while connecting to the database"))
+        }
+    };
+    let pools = match connected {
+        Ok(pools) => pools,
+        Err(e) => {
+            let _ = history_writer.finish();
+            return Err(e);
+        }
+    };
     let shared = Arc::new(Shared {
         config: config.clone(),
         prepared,
