@@ -94,6 +94,61 @@ fn check_of_an_endless_line_fails_at_the_cap_with_bounded_memory() {
     );
 }
 
+/// A file whose `lines` are followed by one line of `len` bytes in all,
+/// its tail a hole (sparse: no disk, read back as NUL bytes).
+fn with_endless_line(dir: &Path, name: &str, lines: &str, len: u64) -> PathBuf {
+    let path = write(dir, name, lines);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(len))
+        .expect("extend the file");
+    path
+}
+
+#[test]
+fn check_of_edn_and_jepsen_logs_with_a_huge_line_fails_at_the_cap_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap_kib = converge::history::jsonl::MAX_LINE_BYTES as u64 / 1024;
+    let edn = with_endless_line(
+        dir.path(),
+        "huge.edn",
+        "[{:process 0, :type :invoke, :f :write, :value 1}\n{:process 0, :type :ok, :f :write, :value 1}\n{:process 1, :type :invoke, :f :write, :value \"",
+        1 << 30,
+    );
+    let log = with_endless_line(
+        dir.path(),
+        "huge.log",
+        "INFO  jepsen.util - 0\t:invoke\t:write\t1\nINFO  jepsen.util - 0\t:ok\t:write\t1\nINFO  jepsen.util - 1\t:invoke\t:write\t",
+        1 << 30,
+    );
+    for (path, format) in [(&edn, "edn"), (&log, "jepsen-log")] {
+        for flags in [&[][..], &["--input-format", format][..]] {
+            let child = converge()
+                .args(["check", "--checker", "linearizable"])
+                .args(flags)
+                .arg(path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn converge check");
+            let (peak_kib, out) = peak_rss_kib(child);
+            out.no_panic().expect_code(3);
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(
+                out.stderr.contains(&format!("{name}:3:")) && out.stderr.contains("longer than"),
+                "the error does not name line 3 and the cap\n{}",
+                out.dump()
+            );
+            assert!(
+                peak_kib > 0 && peak_kib < 3 * cap_kib,
+                "{name}: peak RSS {peak_kib} KiB (cap {cap_kib} KiB)"
+            );
+        }
+    }
+}
+
 #[test]
 fn check_of_one_unterminated_line_names_it_and_is_not_called_empty() {
     let dir = tempfile::tempdir().unwrap();
