@@ -10,8 +10,8 @@
 //! being numbered: they are fault injections, not client operations.
 
 use super::edn::{self, Edn, EdnError, EdnKind, Events};
-use super::lin::{LinFn, LinHistory, LinOp, LinValue};
 use super::jsonl::{read_file_capped, MAX_LINE_BYTES};
+use super::lin::{LinFn, LinHistory, LinOp, LinValue};
 use super::Outcome;
 use crate::error::{Error, Result};
 use rustc_hash::FxHashMap;
