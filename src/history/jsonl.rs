@@ -833,7 +833,7 @@ pub fn read_file_capped(path: &Path, max_line: usize) -> Result<Vec<u8>> {
                 message: format!(
                     "line is longer than {}; no history line is that long \
                      (is this a history file?)",
-                    if max_line % (1 << 20) == 0 {
+                    if max_line.is_multiple_of(1 << 20) {
                         format!("{} MiB", max_line >> 20)
                     } else {
                         format!("{max_line} bytes")
