@@ -424,6 +424,59 @@ impl<R: tokio::io::AsyncBufRead + Unpin> CappedLines<R> {
     }
 }
 
+/// Copies a child's output stream (its stderr, a service's stdout) to its
+/// log in the run folder, line by line through [`crate::secrets::mask`]: a
+/// child may print the URL or DSN it was given, and the log is an output
+/// like any other. At most [`MAX_LINE_BYTES`] of a line are kept in memory;
+/// a longer line is noted in the log, not copied. `on_line` sees each
+/// (unmasked) line first. The task ends at the end of the stream; await it
+/// before reading the log's tail.
+pub fn copy_to_log<R>(
+    output: R,
+    mut log: std::fs::File,
+    who: String,
+    mut on_line: impl FnMut(&str) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        use std::io::Write;
+        let reader = tokio::io::BufReader::with_capacity(64 << 10, output);
+        let mut lines = CappedLines::new(reader, MAX_LINE_BYTES);
+        loop {
+            let line = match lines.next().await {
+                Ok(OutputLine::Line(line)) => {
+                    on_line(&line);
+                    line
+                }
+                Ok(OutputLine::TooLong) => format!(
+                    "[converge: {who} wrote a line over {} MiB: skipped]",
+                    MAX_LINE_BYTES >> 20
+                ),
+                Ok(OutputLine::End) | Err(_) => break,
+            };
+            let mut masked = crate::secrets::mask(&line).into_owned();
+            masked.push('\n');
+            // Plain writes: the log is current at every line, even when
+            // converge is killed the next moment.
+            if log.write_all(masked.as_bytes()).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Waits (at most [`EXIT_WAIT`]) for a [`copy_to_log`] task whose child
+/// has exited, so the log's tail is whole when it is read.
+pub async fn log_copied(task: &mut Option<tokio::task::JoinHandle<()>>) {
+    if let Some(handle) = task.as_mut() {
+        if tokio::time::timeout(EXIT_WAIT, handle).await.is_ok() {
+            *task = None;
+        }
+    }
+}
+
 /// How long [`wait_briefly`] waits for a process whose output ended.
 pub const EXIT_WAIT: Duration = Duration::from_millis(500);
 

@@ -94,6 +94,61 @@ fn check_of_an_endless_line_fails_at_the_cap_with_bounded_memory() {
     );
 }
 
+/// A file whose `lines` are followed by one line of `len` bytes in all,
+/// its tail a hole (sparse: no disk, read back as NUL bytes).
+fn with_endless_line(dir: &Path, name: &str, lines: &str, len: u64) -> PathBuf {
+    let path = write(dir, name, lines);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(len))
+        .expect("extend the file");
+    path
+}
+
+#[test]
+fn check_of_edn_and_jepsen_logs_with_a_huge_line_fails_at_the_cap_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap_kib = converge::history::jsonl::MAX_LINE_BYTES as u64 / 1024;
+    let edn = with_endless_line(
+        dir.path(),
+        "huge.edn",
+        "[{:process 0, :type :invoke, :f :write, :value 1}\n{:process 0, :type :ok, :f :write, :value 1}\n{:process 1, :type :invoke, :f :write, :value \"",
+        1 << 30,
+    );
+    let log = with_endless_line(
+        dir.path(),
+        "huge.log",
+        "INFO  jepsen.util - 0\t:invoke\t:write\t1\nINFO  jepsen.util - 0\t:ok\t:write\t1\nINFO  jepsen.util - 1\t:invoke\t:write\t",
+        1 << 30,
+    );
+    for (path, format) in [(&edn, "edn"), (&log, "jepsen-log")] {
+        for flags in [&[][..], &["--input-format", format][..]] {
+            let child = converge()
+                .args(["check", "--checker", "linearizable"])
+                .args(flags)
+                .arg(path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn converge check");
+            let (peak_kib, out) = peak_rss_kib(child);
+            out.no_panic().expect_code(3);
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(
+                out.stderr.contains(&format!("{name}:3:")) && out.stderr.contains("longer than"),
+                "the error does not name line 3 and the cap\n{}",
+                out.dump()
+            );
+            assert!(
+                peak_kib > 0 && peak_kib < 3 * cap_kib,
+                "{name}: peak RSS {peak_kib} KiB (cap {cap_kib} KiB)"
+            );
+        }
+    }
+}
+
 #[test]
 fn check_of_one_unterminated_line_names_it_and_is_not_called_empty() {
     let dir = tempfile::tempdir().unwrap();
@@ -534,5 +589,83 @@ fn http_userinfo_and_authorization_headers_reach_no_output() {
     assert!(out.stderr.contains("alice:***@"), "{}", out.dump());
     for secret in ["HttpSecret3", "HeaderToken8"] {
         assert_masked(&out, &out_dir, secret, "http");
+    }
+}
+
+/// Secret forms a child may print: URL userinfo, a `password=` query
+/// parameter, a libpq DSN `password=` keyword.
+const CHILD_SECRETS: [(&str, &str); 3] = [
+    ("postgres://u:LogUserinfo1@db/x", "LogUserinfo1"),
+    ("sqlite://x.db?password=LogQuery2", "LogQuery2"),
+    ("host=db user=u password=LogDsn3 dbname=x", "LogDsn3"),
+];
+
+#[test]
+fn secrets_a_node_or_a_service_prints_reach_no_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let said: String = CHILD_SECRETS
+        .iter()
+        .map(|(form, _)| format!("echo 'connecting to {form}' >&2; "))
+        .collect();
+
+    // A Maelstrom node that prints them on stderr and exits at start-up.
+    let node = write(dir.path(), "node.sh", &format!("#!/bin/sh\n{said}exit 3\n"));
+    let mut perms = std::fs::metadata(&node).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&node, perms).unwrap();
+    let node_out = dir.path().join("node");
+    let out = finish(
+        converge()
+            .args(["run", "--target", "maelstrom", "--bin"])
+            .arg(&node)
+            .args(["--nodes", "1", "--time-limit", "1", "--seed", "8", "--out"])
+            .arg(&node_out),
+    );
+    out.no_panic().expect_code(4);
+    let log = std::fs::read_to_string(node_out.join("nodes/n0.log")).expect("node log");
+    assert_eq!(log.matches("***").count(), 3, "{log}\n{}", out.dump());
+    for (_, secret) in CHILD_SECRETS {
+        assert_masked(&out, &node_out, secret, "node log");
+    }
+
+    // A service that prints them, and a configured header's value, on
+    // stdout and stderr, then exits during start-up.
+    let header_secret = "LogHeader4";
+    let config = write(
+        dir.path(),
+        "service.toml",
+        &format!(
+            r#"workload = "pn-counter"
+[start]
+command = ["sh", "-c", "{said} echo 'token {header_secret}'; echo 'auth {header_secret}' >&2; exit 5"]
+health_url = "/health"
+expect_replicas = 1
+
+[ops.increment]
+method = "POST"
+path = "/c/{{key}}"
+headers = {{ "Authorization" = "Bearer {header_secret}" }}
+body = {{ delta = "{{delta}}" }}
+
+[ops.read]
+method = "GET"
+path = "/c/{{key}}"
+value = "/value"
+"#
+        ),
+    );
+    let service_out = dir.path().join("service");
+    let out = finish(
+        converge()
+            .args(["run", "--target", "http", "--http-config"])
+            .arg(&config)
+            .args(["--ops", "10", "--seed", "9", "--out"])
+            .arg(&service_out),
+    );
+    out.no_panic().expect_code(4);
+    let log = std::fs::read_to_string(service_out.join("service.log")).expect("service log");
+    assert_eq!(log.matches("***").count(), 5, "{log}\n{}", out.dump());
+    for secret in CHILD_SECRETS.iter().map(|(_, s)| *s).chain([header_secret]) {
+        assert_masked(&out, &service_out, secret, "service log");
     }
 }

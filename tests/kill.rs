@@ -724,3 +724,93 @@ fn a_child_that_exits_during_start_up_is_reported_at_once_with_its_status_and_lo
         .stderr_mentions("exit status: 5")
         .stderr_mentions("no database here");
 }
+
+#[test]
+fn an_sql_run_killed_while_it_connects_leaves_a_history() {
+    // A "database" that accepts the connection and never answers: the run
+    // stays in start-up (connecting) until the kill. Its history must
+    // already exist, and must not hold the password of the URL.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = repo("examples/sql-counter-upsert-ok.toml");
+    for signal in [Signal::Kill, Signal::Int] {
+        let name = format!("connecting-{signal:?}").to_lowercase();
+        let out = dir.path().join(&name);
+        let marker = format!("{}-{name}-{}", std::process::id(), unique());
+        let mut child = converge()
+            .args(["run", "--scenario"])
+            .arg(&scenario)
+            .args(["--ops", "100", "--seed", "10", "--out"])
+            .arg(&out)
+            .env("CONVERGE_KILL_TEST", &marker)
+            .env(
+                "DATABASE_URL",
+                format!("postgres://walrus:hunter2sql@127.0.0.1:{port}/nowhere"),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(format!("{name}.stderr"))).unwrap())
+            .spawn()
+            .expect("converge starts");
+        let history = out.join("history.jsonl");
+        // Wait (bounded, never asserted as a time) for the history, while
+        // converge is still connecting.
+        let until = Instant::now() + Duration::from_secs(60);
+        while !history.exists() && Instant::now() < until {
+            assert!(
+                child.try_wait().expect("try_wait").is_none(),
+                "converge ended before its history existed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(history.exists(), "no history while connecting");
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "converge is no longer connecting: the test did not strike start-up"
+        );
+        let number = match signal {
+            Signal::Kill => libc::SIGKILL,
+            Signal::Int => libc::SIGINT,
+        };
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, number) };
+        let status = wait_for(&mut child, Duration::from_secs(60));
+        let stderr =
+            std::fs::read_to_string(dir.path().join(format!("{name}.stderr"))).unwrap_or_default();
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(!stderr.contains("hunter2sql"), "{name}: password in stderr");
+        match signal {
+            Signal::Kill => assert_eq!(status.signal(), Some(libc::SIGKILL)),
+            // SIGINT ends the start-up: the run is not judged, and the
+            // partial report says why.
+            Signal::Int => {
+                assert_eq!(status.code(), Some(2), "{name}: {status:?}\n{stderr}");
+                let report = read_json(&out.join("report.json"));
+                let checks = report["checks"].as_array().expect("checks");
+                assert!(
+                    checks
+                        .iter()
+                        .any(|c| c["name"] == "interrupted" && c["verdict"] == "unknown"),
+                    "{name}: the partial report is not marked interrupted: {report:#}"
+                );
+            }
+        }
+        let text = std::fs::read_to_string(&history).expect("history");
+        assert!(text.starts_with("{\"type\":\"header\""), "{name}: {text}");
+        assert!(!text.contains("hunter2sql"), "{name}: password in history");
+        let recheck = finish(converge().arg("check").arg(&history));
+        assert!(
+            matches!(recheck.code, 0 | 2),
+            "{name}: the history of a run killed while connecting re-checks as exit {}\n{}",
+            recheck.code,
+            recheck.dump()
+        );
+        assert!(marked(&marker).is_empty(), "{name} left processes behind");
+        eprintln!(
+            "{name}: {status:?}, history kept, re-check exit {}",
+            recheck.code
+        );
+    }
+    drop(listener);
+}

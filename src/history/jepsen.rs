@@ -10,6 +10,7 @@
 //! being numbered: they are fault injections, not client operations.
 
 use super::edn::{self, Edn, EdnError, EdnKind, Events};
+use super::jsonl::{read_file_capped, MAX_LINE_BYTES};
 use super::lin::{LinFn, LinHistory, LinOp, LinValue};
 use super::Outcome;
 use crate::error::{Error, Result};
@@ -285,9 +286,10 @@ impl<'p> Pairer<'p> {
     }
 }
 
-/// Reads a Jepsen text log from a file.
+/// Reads a Jepsen text log from a file; lines are at most
+/// [`MAX_LINE_BYTES`] long.
 pub fn read_jepsen_log(path: &Path) -> Result<LinHistory> {
-    let src = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let src = read_file_capped(path, MAX_LINE_BYTES)?;
     parse_jepsen_log(path, &src)
 }
 
@@ -392,9 +394,10 @@ fn unknown_f_message(f: &str) -> String {
     )
 }
 
-/// Reads a Jepsen EDN history from a file.
+/// Reads a Jepsen EDN history from a file; lines are at most
+/// [`MAX_LINE_BYTES`] long.
 pub fn read_edn(path: &Path) -> Result<LinHistory> {
-    let src = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let src = read_file_capped(path, MAX_LINE_BYTES)?;
     parse_edn(path, &src)
 }
 

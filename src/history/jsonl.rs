@@ -808,14 +808,51 @@ pub fn read_history_with_limit(path: &Path, max_line: usize) -> Result<ReadHisto
     })
 }
 
-/// Reads one line (with its newline) into `buf`; false when it is longer
-/// than `max_line` bytes, having read no further than the bound (an empty
-/// `buf` and true at the end of the input).
+/// Reads a whole text file whose lines are at most `max_line` bytes long
+/// (the EDN and Jepsen log readers, which parse the file in one piece): a
+/// longer line is an error naming it, read no further than the bound, so a
+/// file without newlines (`/dev/zero`, a corrupt dump) cannot take memory
+/// without end.
+pub fn read_file_capped(path: &Path, max_line: usize) -> Result<Vec<u8>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut src = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        let start = src.len();
+        let whole =
+            read_line_capped(&mut reader, &mut src, max_line).map_err(|e| Error::io(path, e))?;
+        if src.len() == start && whole {
+            return Ok(src);
+        }
+        line_no += 1;
+        if !whole {
+            return Err(Error::HistoryLine {
+                path: path.to_path_buf(),
+                line: line_no,
+                message: format!(
+                    "line is longer than {}; no history line is that long \
+                     (is this a history file?)",
+                    if max_line.is_multiple_of(1 << 20) {
+                        format!("{} MiB", max_line >> 20)
+                    } else {
+                        format!("{max_line} bytes")
+                    }
+                ),
+            });
+        }
+    }
+}
+
+/// Appends one line (with its newline) to `buf`; false when it is longer
+/// than `max_line` bytes, having read no further than the bound (nothing
+/// appended and true at the end of the input).
 fn read_line_capped(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
     max_line: usize,
 ) -> std::io::Result<bool> {
+    let start = buf.len();
     loop {
         let chunk = match reader.fill_buf() {
             Ok(chunk) => chunk,
@@ -829,7 +866,7 @@ fn read_line_capped(
             Some(at) => (at + 1, true),
             None => (chunk.len(), false),
         };
-        if buf.len() + take > max_line + 1 {
+        if buf.len() - start + take > max_line + 1 {
             return Ok(false);
         }
         buf.extend_from_slice(&chunk[..take]);

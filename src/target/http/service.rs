@@ -9,7 +9,7 @@
 //! and CPU are summed over every process of it, not just the shell's.
 
 use super::config::StartConfig;
-use crate::child::{contain, CappedLines, Group, OutputLine, MAX_LINE_BYTES};
+use crate::child::{contain, Group};
 use crate::error::{Error, Result};
 use crate::report::ServiceFigures;
 use parking_lot::Mutex;
@@ -18,7 +18,6 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::BufReader;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -31,6 +30,8 @@ pub struct Service {
     child: Option<Child>,
     group: Option<Group>,
     urls_rx: Option<mpsc::UnboundedReceiver<String>>,
+    /// The tasks copying its stdout and stderr to its log.
+    log_tasks: Vec<Option<tokio::task::JoinHandle<()>>>,
     /// Replica base URLs, as configured or as the service printed them.
     pub urls: Vec<String>,
     /// Pid of the current process (0 when none), for the sampler.
@@ -78,6 +79,7 @@ impl Service {
             child: None,
             group: None,
             urls_rx: None,
+            log_tasks: Vec::new(),
             urls: replicas.to_vec(),
             pid: Arc::new(AtomicU32::new(0)),
             restarts: 0,
@@ -92,13 +94,13 @@ impl Service {
             .append(true)
             .open(&self.log)
             .map_err(|e| Error::io(&self.log, e))?;
-        let stderr = log.try_clone().map_err(|e| Error::io(&self.log, e))?;
+        let stderr_log = log.try_clone().map_err(|e| Error::io(&self.log, e))?;
         let mut spawn = Command::new(&self.command[0]);
         spawn
             .args(&self.command[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         contain(&mut spawn);
         let mut child = spawn.spawn().map_err(|e| {
@@ -110,30 +112,30 @@ impl Service {
         let pid = child.id().unwrap_or(0);
         self.group = Some(Group::new(pid));
         self.pid.store(pid, Ordering::SeqCst);
-        // Drain stdout for the whole life of the process, so it never blocks
-        // on a full pipe, copying it to the log and passing on replica URLs;
-        // a line over the cap is noted in the log, not kept.
+        // Drain stdout and stderr for the whole life of the process, so it
+        // never blocks on a full pipe, copying them to the log (masked) and
+        // passing on replica URLs.
         let (tx, rx) = mpsc::unbounded_channel();
+        self.log_tasks.clear();
         if let Some(stdout) = child.stdout.take() {
-            let mut log = tokio::fs::File::from_std(log);
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let mut lines = CappedLines::new(BufReader::new(stdout), MAX_LINE_BYTES);
-                loop {
-                    let line = match lines.next().await {
-                        Ok(OutputLine::Line(line)) => line,
-                        Ok(OutputLine::TooLong) => format!(
-                            "[converge: the service wrote a line over {} MiB: skipped]",
-                            MAX_LINE_BYTES >> 20
-                        ),
-                        Ok(OutputLine::End) | Err(_) => break,
-                    };
-                    if let Some(url) = listening_url(&line) {
+            self.log_tasks.push(Some(crate::child::copy_to_log(
+                stdout,
+                log,
+                "the service".into(),
+                move |line| {
+                    if let Some(url) = listening_url(line) {
                         let _ = tx.send(url);
                     }
-                    let _ = log.write_all(format!("{line}\n").as_bytes()).await;
-                }
-            });
+                },
+            )));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            self.log_tasks.push(Some(crate::child::copy_to_log(
+                stderr,
+                stderr_log,
+                "the service".into(),
+                |_| {},
+            )));
         }
         self.child = Some(child);
         self.urls_rx = Some(rx);
@@ -164,6 +166,7 @@ impl Service {
                         Some(child) => crate::child::wait_briefly(child).await,
                         None => "not running".into(),
                     };
+                    self.logs_copied().await;
                     return Err(target_error(
                         "service",
                         format!(
@@ -189,6 +192,14 @@ impl Service {
         Ok(urls)
     }
 
+    /// Waits for the copies of its output to reach the log (its process
+    /// has exited), so the log's tail is whole.
+    async fn logs_copied(&mut self) {
+        for task in &mut self.log_tasks {
+            crate::child::log_copied(task).await;
+        }
+    }
+
     /// The health URLs: absolute as given, or the path on every replica.
     pub fn health_urls(&self) -> Vec<String> {
         if self.start.health_url.starts_with("http") {
@@ -210,6 +221,7 @@ impl Service {
             loop {
                 if let Some(child) = self.child.as_mut() {
                     if let Ok(Some(status)) = child.try_wait() {
+                        self.logs_copied().await;
                         return Err(target_error(
                             "service",
                             format!(

@@ -108,6 +108,8 @@ pub struct NodeProcess {
     child: Child,
     group: Group,
     stdin: UnboundedSender<String>,
+    /// The task copying its stderr to its log.
+    log_task: Option<tokio::task::JoinHandle<()>>,
     /// Bytes queued for the node's stdin and not yet written.
     queued: Arc<AtomicUsize>,
     /// Lines dropped because the node did not read its stdin.
@@ -135,7 +137,7 @@ impl NodeProcess {
             .args(&command.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         contain(&mut spawn);
         let mut child = spawn.spawn().map_err(|e| Error::Target {
@@ -143,6 +145,11 @@ impl NodeProcess {
             message: format!("cannot start {}: {e}", command.bin.display()),
         })?;
         let group = Group::new(child.id().unwrap_or(0));
+        // Its stderr reaches its log through converge, masked.
+        let log_task = child
+            .stderr
+            .take()
+            .map(|stderr| crate::child::copy_to_log(stderr, log, component.clone(), |_| {}));
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(Error::Target {
                 component,
@@ -168,6 +175,7 @@ impl NodeProcess {
             child,
             group,
             stdin: tx,
+            log_task,
             queued,
             dropped: 0,
             paused: false,
@@ -207,6 +215,7 @@ impl NodeProcess {
     pub async fn exit_status(&mut self) -> String {
         let status = crate::child::wait_briefly(&mut self.child).await;
         self.group.kill();
+        crate::child::log_copied(&mut self.log_task).await;
         status
     }
 

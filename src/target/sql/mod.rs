@@ -1197,15 +1197,41 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         .pool_size
         .unwrap_or_else(|| default_pool_size(backend, writers, config.replicas))
         .max(1);
-    let pools = connect(
-        config,
-        backend,
-        &locations,
-        &prepared.setup,
-        pool_size,
-        password.as_deref(),
-    )
-    .await?;
+    // The history exists before the first connection: a run stopped or
+    // killed while it connects (or runs the setup) still leaves one.
+    let header = Header {
+        schema_version: SCHEMA_VERSION,
+        seed: config.seed,
+        workload: config.workload,
+        model: config.model.clone(),
+        target: "sql".into(),
+        writers,
+        replicas: config.replicas,
+        keys: config.mix.keys,
+        ops: config.load.ops.unwrap_or(0),
+        nemesis: config.nemesis.to_spec(),
+        reproduce: config.reproduce.clone(),
+        linearizable: false,
+    };
+    let history_writer = crate::history::jsonl::HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
+    let connected = tokio::select! {
+        pools = connect(
+            config,
+            backend,
+            &locations,
+            &prepared.setup,
+            pool_size,
+            password.as_deref(),
+        ) => pools,
+        // A stop asked for while connecting ends the start-up at once.
+        _ = crate::interrupt::wait() => {
+            Err(crate::interrupt::during("while connecting to the database"))
+        }
+    };
+    // The engine writes the run's history from its start; this one only
+    // covers the start-up.
+    let _ = history_writer.finish();
+    let pools = connected?;
     let shared = Arc::new(Shared {
         config: config.clone(),
         prepared,
