@@ -71,6 +71,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.fault = config.fault.map(|f| f.name().to_string());
     report.workload = "automerge".into();
+    report.reproduce = super::unpinned(&config.reproduce(), &config.out);
     if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
         return Ok(code);
     }
@@ -88,11 +89,6 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     for e in &result.link_errors {
         println!("  receive error: {e}");
     }
-    super::print_footer(
-        &config.out,
-        config.seed,
-        report.verdict,
-        &config.reproduce(),
-    );
+    super::print_footer(&config.out, config.seed, report.verdict, &report.reproduce);
     Ok(report.verdict.exit_code())
 }

@@ -9,5 +9,6 @@ pub mod http;
 pub mod in_process;
 pub mod maelstrom;
 pub mod misconfig;
+pub mod nemeses;
 pub mod settle;
 pub mod sql;
