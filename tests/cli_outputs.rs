@@ -674,7 +674,11 @@ fn flags_a_target_does_not_honour_are_refused_naming_them() {
             .no_panic()
             .expect_code(3)
             .stderr_mentions(flag)
-            .stderr_mentions("does not apply");
+            .stderr_mentions(if matches!(flag, "--rate" | "--duration") {
+                "not supported by --target"
+            } else {
+                "does not apply"
+            });
     }
 }
 

@@ -327,11 +327,10 @@ pub const FLAG_TARGETS: &[(&str, &str, &[TargetKind])] = {
 fn refusal(id: &str, flag: &str, target: TargetKind, honoured_by: &[TargetKind]) -> String {
     let t = target.name();
     let hint = match (id, target) {
-        ("load_model" | "stages" | "max_writers" | "think_time", _) => {
+        // The shared load shape: targets learn it one by one.
+        ("load_model" | "stages" | "max_writers" | "think_time" | "rate" | "duration", _) => {
             return format!("{flag} is not supported by --target {t} yet")
         }
-        ("rate", _) => " (the open model's --rate is not supported by this target yet)",
-        ("duration", _) => " yet: bound the run with --ops",
         ("ops", TargetKind::Maelstrom) => {
             ": it runs for --duration (or --time-limit) at --rate; nothing counts its ops down"
         }
