@@ -295,3 +295,41 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     crate::child::kill_all();
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc_calendar_time() {
+        let at = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        assert_eq!(utc_stamp(at(0)), "19700101-000000");
+        // 2024-02-29 23:59:59 UTC, a leap day.
+        assert_eq!(utc_stamp(at(1_709_251_199)), "20240229-235959");
+    }
+
+    #[test]
+    fn only_default_folders_are_unpinned() {
+        let cmd = "converge run --seed 3 --out reports/or-set-3-20261206-084050 --linearizable";
+        let dir = Path::new("reports/or-set-3-20261206-084050");
+        assert_eq!(unpinned(cmd, dir), "converge run --seed 3 --linearizable");
+        let suffixed = Path::new("reports/fuzz-5-20261206-084050-2/run-3-g-counter");
+        assert!(in_default_out(suffixed));
+        let mine = Path::new("mine/or-set-3");
+        let cmd = "converge run --seed 3 --out mine/or-set-3";
+        assert_eq!(unpinned(cmd, mine), cmd);
+        assert!(!in_default_out(Path::new("reports/or-set-3")));
+    }
+
+    #[test]
+    fn the_same_second_twice_gets_a_suffix_and_latest_follows() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let now = std::time::SystemTime::now();
+        let a = default_out_in(root.path(), "m", 1, now);
+        let b = default_out_in(root.path(), "m", 1, now);
+        assert_ne!(a, b);
+        assert!(b.to_string_lossy().ends_with("-2"), "{}", b.display());
+        let latest = std::fs::read_link(root.path().join(LATEST)).expect("latest");
+        assert_eq!(root.path().join(latest), b);
+    }
+}
