@@ -75,9 +75,11 @@ impl NemesisSpec {
             list => {
                 let mut faults = Vec::new();
                 for name in list.split(',').map(str::trim) {
+                    // `loss` is the other name of `drop` (one vocabulary on every target).
+                    let canonical = crate::target::nemeses::canonical(name);
                     let fault = Fault::ALL
                         .into_iter()
-                        .find(|f| f.name() == name)
+                        .find(|f| f.name() == canonical)
                         .ok_or_else(|| {
                             Error::Config(format!(
                                 "--nemesis: unknown fault '{name}' (expected none, default, or a list of: {})",

@@ -5,9 +5,11 @@
 //! flag given on the command line overrides the file: [`apply`] only fills
 //! fields whose clap value source is not the command line.
 //!
-//! Extension point: a new target kind adds its own table next to
-//! `[target.sql]` and `[target.maelstrom]` in [`TargetTable`] (for example
-//! `http: Option<HttpSpec>`), and its `kind` to `cli::run::TargetKind`.
+//! One format for every target: `[target.maelstrom]`, `[target.sql]`,
+//! `[target.http]` and `[target.automerge]`; a table alone says which
+//! target runs (or `kind`). Extension point: a new target kind adds its own
+//! table next to them in [`TargetTable`], and its `kind` to
+//! `cli::run::TargetKind`.
 //! Unknown keys, wrong types and missing required keys are refused with the
 //! file, line and column, before anything runs.
 
@@ -98,6 +100,19 @@ pub struct TargetTable {
     pub sql: Option<SqlSpec>,
     /// `[target.http]`: the same table as an `--http-config` file.
     pub http: Option<crate::target::http::HttpTargetConfig>,
+    /// `[target.automerge]`.
+    pub automerge: Option<AutomergeTable>,
+}
+
+/// `[target.automerge]`: the automerge target's own settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomergeTable {
+    /// A broken sync wrapper (`automerge-drop-sync`,
+    /// `automerge-replace-on-merge`; see `converge list faults`).
+    pub fault: Option<String>,
+    /// Bound on the final sync phase, in rounds, before the verdict is unknown.
+    pub max_rounds: Option<u32>,
 }
 
 /// `[target.maelstrom]`: the maelstrom flags.
@@ -286,6 +301,8 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
             args.target = TargetKind::Sql;
         } else if target.http.is_some() {
             args.target = TargetKind::Http;
+        } else if target.automerge.is_some() {
+            args.target = TargetKind::Automerge;
         }
     }
     if let Some(m) = target.maelstrom {
@@ -300,6 +317,10 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
         );
         fill!(m, request_timeout, quiet_window, settle_limit);
         fill_opt!(m, bin, topology, rate);
+    }
+    if let Some(a) = target.automerge {
+        fill!(a, max_rounds);
+        fill_opt!(a, fault);
     }
     args.sql = target.sql;
     args.http = target.http;

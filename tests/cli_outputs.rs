@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cli, converge, finish, Out};
+use common::{cli, converge, finish, parse_json, Out};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -668,4 +668,198 @@ value = "/value"
     for secret in CHILD_SECRETS.iter().map(|(_, s)| *s).chain([header_secret]) {
         assert_masked(&out, &service_out, secret, "service log");
     }
+}
+
+/// The default output folder is new for every run: the same seed twice
+/// keeps both, `reports/latest` names the last, and the printed reproduce
+/// command does not pin a folder (run again, it makes a third).
+#[test]
+fn default_output_folders_never_clobber_and_latest_names_the_last() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let args = [
+        "run",
+        "--workload",
+        "g-counter",
+        "--writers",
+        "3",
+        "--ops",
+        "100",
+        "--seed",
+        "77",
+        "--nemesis",
+        "none",
+        "--format",
+        "json",
+    ];
+    let run = || {
+        let out = finish(converge().args(args).current_dir(tmp.path()));
+        out.no_panic().expect_code(0);
+        out
+    };
+    let first = run();
+    let second = run();
+    let reports = tmp.path().join("reports");
+    let mut folders: Vec<String> = std::fs::read_dir(&reports)
+        .expect("reports/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "latest")
+        .collect();
+    folders.sort();
+    assert_eq!(folders.len(), 2, "{folders:?}");
+    for name in &folders {
+        assert!(
+            name.starts_with("g-counter-77-"),
+            "{name} is not <model>-<seed>-<time>"
+        );
+        assert!(reports.join(name).join("history.jsonl").exists(), "{name}");
+    }
+    let latest = std::fs::read_link(reports.join("latest")).expect("reports/latest");
+    let second_report = parse_json(&second.stdout, "second run");
+    let reproduce = second_report["reproduce"].as_str().expect("reproduce");
+    assert!(
+        !reproduce.contains("--out"),
+        "the reproduce command pins a folder: {reproduce}"
+    );
+    let first_report = parse_json(&first.stdout, "first run");
+    assert_eq!(first_report["reproduce"], second_report["reproduce"]);
+    // `latest` is the second run's folder (the newer name sorts last,
+    // with a -2 suffix when both fell in the same second).
+    assert_eq!(latest.to_string_lossy(), folders[1], "{folders:?}");
+}
+
+/// One vocabulary: every target lists its faults under the shared names
+/// (`drop`, never `loss`), `loss` is accepted as its alias, and a fault a
+/// target cannot inject is refused naming it and the target.
+#[test]
+fn nemeses_are_listed_per_target_under_one_set_of_names() {
+    for (target, has, lacks) in [
+        (
+            "in-process",
+            &["partition", "drop", "reorder"][..],
+            &["crash"][..],
+        ),
+        ("maelstrom", &["drop", "crash", "pause"][..], &["loss"][..]),
+        ("http", &["partition", "crash", "delay"][..], &["drop"][..]),
+        (
+            "sql",
+            &["partition", "drop", "duplicate"][..],
+            &["reorder"][..],
+        ),
+        ("automerge", &["drop", "duplicate"][..], &["crash"][..]),
+    ] {
+        let out = cli(["list", "nemeses", "--target", target, "--format", "json"]);
+        out.no_panic().expect_code(0);
+        let rows = parse_json(&out.stdout, "list nemeses");
+        let names: Vec<&str> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["name"].as_str().expect("name"))
+            .collect();
+        for name in has {
+            assert!(names.contains(name), "{target}: no {name} in {names:?}");
+        }
+        for name in lacks {
+            assert!(!names.contains(name), "{target}: {name} in {names:?}");
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--workload", "g-counter", "--writers", "2"];
+        args.extend_from_slice(&["--ops", "50", "--seed", "1", "--out"]);
+        finish(
+            converge()
+                .args(&args)
+                .arg(dir.path().join(extra.join("_")))
+                .args(extra),
+        )
+    };
+    run(&["--nemesis", "partition,loss"])
+        .no_panic()
+        .expect_code(0);
+    run(&["--nemesis", "crash"])
+        .no_panic()
+        .expect_code(3)
+        .stderr_mentions("--target in-process cannot inject 'crash'");
+}
+
+/// A flag a target does not honour is refused naming it (exit 3), whatever
+/// the target; the shared ones map where the target has a twin.
+#[test]
+fn flags_a_target_does_not_honour_are_refused_naming_them() {
+    for (args, flag) in [
+        (
+            &["run", "--target", "maelstrom", "--bin", "x", "--ops", "10"][..],
+            "--ops",
+        ),
+        (&["run", "--target", "automerge", "--bin", "x"][..], "--bin"),
+        (&["run", "--clients", "3"][..], "--clients"),
+        (&["run", "--rate", "10"][..], "--rate"),
+        (&["run", "--duration", "2s"][..], "--duration"),
+        (
+            &["run", "--target", "automerge", "--threads", "2"][..],
+            "--threads",
+        ),
+        (&["run", "--target", "sql", "--fault", "x"][..], "--fault"),
+        (&["run", "--target", "http", "--keys", "4"][..], "--keys"),
+    ] {
+        cli(args)
+            .no_panic()
+            .expect_code(3)
+            .stderr_mentions(flag)
+            .stderr_mentions(if matches!(flag, "--rate" | "--duration") {
+                "not supported by --target"
+            } else {
+                "does not apply"
+            });
+    }
+}
+
+#[test]
+fn maelstrom_takes_writers_as_clients_and_duration_as_its_time_limit() {
+    let parse = |words: &[&str]| {
+        let mut all = vec!["converge", "run", "--target", "maelstrom", "--bin", "node"];
+        all.extend_from_slice(words);
+        let converge::cli::Command::Run(args) =
+            converge::cli::parse_from(all).expect("parses").command
+        else {
+            unreachable!("run")
+        };
+        converge::cli::run::resolve(*args)
+            .and_then(|a| converge::cli::run_maelstrom::config_from(&a))
+    };
+    let config = parse(&["--writers", "7", "--duration", "3s"]).expect("config");
+    assert_eq!(config.clients, 7);
+    assert_eq!(config.time_limit, std::time::Duration::from_secs(3));
+    let config = parse(&[]).expect("config");
+    assert_eq!(config.clients, 10, "--clients' default without --writers");
+    let e = parse(&["--writers", "7", "--clients", "8"]).expect_err("disagree");
+    assert!(e.to_string().contains("--clients"), "{e}");
+    let e = parse(&["--duration", "3s", "--time-limit", "4"]).expect_err("disagree");
+    assert!(e.to_string().contains("--time-limit"), "{e}");
+}
+
+/// `converge run --help` is one page for one job: target-only flags under
+/// their own headings.
+#[test]
+fn run_help_groups_target_flags_under_their_headings() {
+    let out = cli(["run", "--help"]);
+    out.no_panic().expect_code(0);
+    for heading in [
+        "Load shape:",
+        "Maelstrom target:",
+        "HTTP target:",
+        "SQL target:",
+        "Settle (black-box targets: maelstrom, http, sql):",
+    ] {
+        assert!(out.stdout.contains(heading), "no {heading}\n{}", out.stdout);
+    }
+    let maelstrom = out.stdout.find("Maelstrom target:").expect("heading");
+    let bin = out.stdout.find("--bin <BIN>").expect("--bin");
+    assert!(
+        bin > maelstrom,
+        "--bin is not under its heading\n{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("[SCENARIO]"), "{}", out.stdout);
 }

@@ -16,16 +16,20 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `converge run --target http --http-config FILE ARGS --out DIR`.
+/// `converge run SCENARIO ARGS --out DIR` for a scenario with
+/// `[target.http]`, `converge run --target http --http-config FILE ARGS
+/// --out DIR` for a file holding that table alone.
 fn run_http(config: &Path, out: &Path, args: &[&str]) -> Out {
-    finish(
-        converge()
+    let text = std::fs::read_to_string(config).expect("config");
+    let mut command = converge();
+    if text.contains("[target.http]") {
+        command.arg("run").arg(config);
+    } else {
+        command
             .args(["run", "--target", "http", "--http-config"])
-            .arg(config)
-            .args(args)
-            .arg("--out")
-            .arg(out),
-    )
+            .arg(config);
+    }
+    finish(command.args(args).arg("--out").arg(out))
 }
 
 /// A copy of an example with some lines replaced.
@@ -540,17 +544,14 @@ fn the_reference_service_on_postgres_is_valid_and_its_lost_update_is_caught() {
     }
 }
 
-/// An `--http-config` file mounted as `[target.http]` of a scenario: top-level
-/// keys move under the table, and every sub-table header gains the prefix.
+/// An example scenario with its top-level run keys replaced by `run_keys`
+/// (`[target.http]` and below kept as they are).
 fn as_scenario(dir: &Path, name: &str, run_keys: &str) -> PathBuf {
     let text = std::fs::read_to_string(example(name)).expect("example");
-    let mut scenario = format!("{run_keys}\n[target.http]\n");
-    for line in text.lines() {
-        match line.strip_prefix('[') {
-            Some(rest) => scenario.push_str(&format!("[target.http.{rest}\n")),
-            None => scenario.push_str(&format!("{line}\n")),
-        }
-    }
+    let (_, table) = text
+        .split_once("[target.http]")
+        .expect("the example has [target.http]");
+    let scenario = format!("{run_keys}\n[target.http]{table}");
     let path = dir.join(format!("scenario-{name}"));
     std::fs::write(&path, scenario).expect("write scenario");
     path
@@ -592,7 +593,10 @@ fn a_scenario_with_target_http_runs_and_its_slo_gates_decide_the_exit_code() {
         .find(|l| l.contains("SLO p95_ms") && l.contains("FAIL"))
         .unwrap_or_else(|| panic!("no missed p95 row in\n{markdown}"));
     assert!(row.contains("0.000001"), "{row}");
-    result.mentions("reproduce: converge run --target http --scenario");
+    result.mentions(&format!(
+        "reproduce: converge run --target http {}",
+        scenario.display()
+    ));
 }
 
 /// The leak soak through the CLI, as it runs once the HTTP target honours

@@ -338,7 +338,7 @@ fn sql_runs_killed_or_stopped_at_any_moment() {
     );
 }
 
-/// An HTTP config starting `converge serve` through `sh -c` (so the
+/// An HTTP scenario starting `converge serve` through `sh -c` (so the
 /// service is a grandchild), with a long quiet window so the final phase
 /// lasts.
 fn http_config(dir: &Path, never_healthy: bool) -> PathBuf {
@@ -375,7 +375,6 @@ fn http_runs_killed_or_stopped_at_any_moment() {
         strings(&[
             "--target",
             "http",
-            "--http-config",
             config,
             "--ops",
             ops,
@@ -713,7 +712,7 @@ fn a_child_that_exits_during_start_up_is_reported_at_once_with_its_status_and_lo
     std::fs::write(&config, text).expect("config");
     let out = finish(
         converge()
-            .args(["run", "--target", "http", "--http-config"])
+            .args(["run", "--target", "http"])
             .arg(&config)
             .args(["--ops", "10", "--seed", "9", "--out"])
             .arg(dir.path().join("service")),

@@ -114,7 +114,9 @@ fn check_crdt(args: &CheckArgs, file: &Path) -> anyhow::Result<i32> {
         eprintln!("warning: {why}");
         checks.push(interrupted_check(why));
     }
-    let report = Report::build(&read.history, &checks, None);
+    let mut report = Report::build(&read.history, &checks, None);
+    // A history in a default output folder: its command makes a new one.
+    report.reproduce = super::unpinned(&report.reproduce, file.parent().unwrap_or(file));
     if let Some(out) = &args.out {
         if let Err(e) = std::fs::create_dir_all(out)
             .map_err(|e| Error::io(out, e))

@@ -5,7 +5,7 @@ use crate::campaign::{run_campaign, Bounds, Budget, CampaignConfig, Summary};
 use crate::error::Error;
 use clap::Args;
 use converge_models::{model_info, reference_for, ModelInfo, Workload, CATALOG};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Arguments of `converge fuzz`.
@@ -54,7 +54,8 @@ pub struct FuzzArgs {
     /// report any difference between the histories as an error.
     #[arg(long)]
     pub check_determinism: bool,
-    /// Output directory (default: `reports/fuzz-<seed>`).
+    /// Output directory (default: a new `reports/fuzz-<seed>-<YYYYmmdd-HHMMSS>`,
+    /// linked from `reports/latest`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Output format.
@@ -133,7 +134,7 @@ pub fn campaign_from(args: &FuzzArgs) -> Result<CampaignConfig, Error> {
         out: args
             .out
             .clone()
-            .unwrap_or_else(|| PathBuf::from("reports").join(format!("fuzz-{seed}"))),
+            .unwrap_or_else(|| super::default_out("fuzz", seed)),
         shrink_budget: args.shrink_budget,
         threads: args
             .threads
@@ -235,10 +236,23 @@ pub fn execute(args: FuzzArgs) -> anyhow::Result<i32> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let summary = match result {
+    let mut summary = match result {
         Ok(s) => s,
         Err(e) => return Ok(fail(&e)),
     };
+    // Commands that reproduce a kept run make a new folder, not write over it.
+    for f in summary
+        .violations
+        .iter_mut()
+        .chain(summary.unknowns.iter_mut())
+        .chain(summary.errors.iter_mut())
+    {
+        f.reproduce = super::unpinned(&f.reproduce, Path::new(&f.dir));
+        if let Some(cx) = &mut f.counterexample {
+            let dir = Path::new(&cx.history).parent().unwrap_or(Path::new(""));
+            cx.reproduce = super::unpinned(&cx.reproduce, dir);
+        }
+    }
     let summary_path = campaign.out.join("summary.json");
     let json = serde_json::to_string_pretty(&summary)?;
     if let Err(e) = std::fs::write(&summary_path, &json) {

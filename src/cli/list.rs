@@ -1,7 +1,6 @@
 //! `converge list workloads|faults|nemeses`.
 
 use super::Format;
-use crate::nemesis::Fault;
 use crate::target::automerge::AutomergeFault;
 use clap::{Args, ValueEnum};
 use converge_models::{Workload, CATALOG};
@@ -27,9 +26,13 @@ pub struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// With `nemeses`: the faults this target takes (default: in-process).
+    #[arg(long, value_enum)]
+    pub target: Option<super::run::TargetKind>,
 }
 
-/// Rows of (name, workload or "", description).
+/// Rows of (name, workload or "", description); nemeses are the in-process
+/// target's (see [`nemesis_rows`] for another target's).
 pub fn rows(what: Listing) -> Vec<(String, String, String)> {
     match what {
         Listing::Workloads => Workload::ALL
@@ -52,16 +55,29 @@ pub fn rows(what: Listing) -> Vec<(String, String, String)> {
                     .map(|f| (f.name().into(), "automerge".into(), f.description().into())),
             )
             .collect(),
-        Listing::Nemeses => Fault::ALL
-            .iter()
-            .map(|f| (f.name().into(), String::new(), f.description().into()))
-            .collect(),
+        Listing::Nemeses => nemesis_rows(super::run::TargetKind::InProcess),
     }
+}
+
+/// The faults `--nemesis` takes on `target`, as rows of [`rows`].
+pub fn nemesis_rows(target: super::run::TargetKind) -> Vec<(String, String, String)> {
+    crate::target::nemeses::catalog(target)
+        .iter()
+        .map(|(name, what)| ((*name).into(), String::new(), (*what).into()))
+        .collect()
 }
 
 /// Runs `converge list` and returns the exit code.
 pub fn execute(args: ListArgs) -> anyhow::Result<i32> {
-    let rows = rows(args.what);
+    let rows = match (args.what, args.target) {
+        (Listing::Nemeses, Some(target)) => nemesis_rows(target),
+        (_, None) => rows(args.what),
+        (_, Some(_)) => {
+            return Ok(super::check::fail(&crate::error::Error::Config(
+                "--target is for `converge list nemeses`".into(),
+            )))
+        }
+    };
     match args.format {
         Format::Json => {
             let items: Vec<_> = rows

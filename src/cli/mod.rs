@@ -15,7 +15,7 @@ pub mod serve;
 pub mod suite;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// converge: a CRDT stress and correctness verifier.
 #[derive(Debug, Parser)]
@@ -39,7 +39,7 @@ pub enum Format {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a stress test against in-process replicas and check it.
+    /// Run a scenario against a target (in-process by default) and check it.
     Run(Box<run::RunArgs>),
     /// Re-check a recorded history offline.
     Check(check::CheckArgs),
@@ -72,9 +72,138 @@ pub fn parse_threads(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Where run outputs go by default.
+/// Where run outputs go by default: a folder of its own for every run,
+/// `reports/<name>-<seed>-<YYYYmmdd-HHMMSS>` (UTC), with `-2`, `-3`, ...
+/// when that exists already, so running the same seed twice keeps both.
+/// The folder is created here (so two runs in the same second cannot pick
+/// the same one) and `reports/latest` is pointed at it.
 pub fn default_out(model: &str, seed: u64) -> PathBuf {
-    PathBuf::from("reports").join(format!("{model}-{seed}"))
+    default_out_in(
+        Path::new(REPORTS),
+        model,
+        seed,
+        std::time::SystemTime::now(),
+    )
+}
+
+/// The folder default output folders live in.
+pub const REPORTS: &str = "reports";
+
+/// The link to the last run's default folder, inside [`REPORTS`].
+pub const LATEST: &str = "latest";
+
+/// [`default_out`] under `root` at time `now`.
+pub fn default_out_in(root: &Path, model: &str, seed: u64, now: std::time::SystemTime) -> PathBuf {
+    let stamp = utc_stamp(now);
+    let base = format!("{model}-{seed}-{stamp}");
+    let _ = std::fs::create_dir_all(root);
+    let mut name = base.clone();
+    // A bounded search: past it, the last name is returned and claiming it
+    // reports whatever is wrong with the folder.
+    for n in 2..1000 {
+        match std::fs::create_dir(root.join(&name)) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                name = format!("{base}-{n}");
+            }
+            Err(_) => break,
+        }
+    }
+    point_latest(root, &name);
+    root.join(name)
+}
+
+/// Points `<root>/latest` at `<root>/<name>` (a relative symbolic link,
+/// replaced in one rename so readers never see it missing). Best effort:
+/// a file system without links just has no `latest`.
+fn point_latest(root: &Path, name: &str) {
+    #[cfg(unix)]
+    {
+        let draft = root.join(format!(".{LATEST}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&draft);
+        if std::os::unix::fs::symlink(name, &draft).is_ok()
+            && std::fs::rename(&draft, root.join(LATEST)).is_err()
+        {
+            let _ = std::fs::remove_file(&draft);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (root, name);
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC.
+pub fn utc_stamp(now: std::time::SystemTime) -> String {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Whether `dir` is, or lies inside, a default output folder
+/// (`reports/<name>-<seed>-<YYYYmmdd-HHMMSS>[-N]/...`).
+pub fn in_default_out(dir: &Path) -> bool {
+    let mut parts = dir.components().map(|c| c.as_os_str().to_string_lossy());
+    if parts.next().as_deref() != Some(REPORTS) {
+        return false;
+    }
+    let Some(name) = parts.next() else {
+        return false;
+    };
+    // <name>-<seed>-<8 digits>-<6 digits>, then an optional -N.
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let words: Vec<&str> = name.split('-').collect();
+    let stamped = |w: &[&str]| {
+        w.len() >= 4
+            && digits(w[w.len() - 1], 6)
+            && digits(w[w.len() - 2], 8)
+            && w[w.len() - 3].parse::<u64>().is_ok()
+    };
+    stamped(&words)
+        || (words.len() > 4
+            && words[words.len() - 1].parse::<u32>().is_ok()
+            && stamped(&words[..words.len() - 1]))
+}
+
+/// A reproduce command that does not pin a default output folder: `--out
+/// DIR` is dropped when DIR is (inside) one, so running the command again
+/// makes a new folder instead of writing over the run it reproduces.
+/// Commands naming a folder the user chose keep it.
+pub fn unpinned(reproduce: &str, out: &Path) -> String {
+    if !in_default_out(out) {
+        return reproduce.to_string();
+    }
+    let pinned = format!(
+        " --out {}",
+        crate::interpreter::shell_quote(&out.display().to_string())
+    );
+    match reproduce.find(&pinned) {
+        Some(at) => {
+            let end = at + pinned.len();
+            // Only a whole word: `--out reports/a` must not cut `reports/ab`.
+            if reproduce[end..].is_empty() || reproduce[end..].starts_with(' ') {
+                format!("{}{}", &reproduce[..at], &reproduce[end..])
+            } else {
+                reproduce.to_string()
+            }
+        }
+        None => reproduce.to_string(),
+    }
 }
 
 /// Parses arguments like [`Parser::try_parse_from`], and also records which
@@ -114,7 +243,7 @@ pub fn start_run<R>(
     eprintln!("seed: {seed}");
     run().map_err(|e| {
         let code = check::fail(&e);
-        eprintln!("reproduce: {}", reproduce());
+        eprintln!("reproduce: {}", unpinned(&reproduce(), out));
         code
     })
 }
@@ -152,7 +281,7 @@ pub fn print_footer(out: &std::path::Path, seed: u64, verdict: crate::Verdict, r
     println!("report:  {}", out.join("report.md").display());
     println!("seed: {seed}");
     if verdict != crate::Verdict::Valid {
-        println!("reproduce: {reproduce}");
+        println!("reproduce: {}", unpinned(reproduce, out));
     }
 }
 
@@ -178,4 +307,42 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     // No child outlives the command, whatever path ended it.
     crate::child::kill_all();
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc_calendar_time() {
+        let at = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        assert_eq!(utc_stamp(at(0)), "19700101-000000");
+        // 2024-02-29 23:59:59 UTC, a leap day.
+        assert_eq!(utc_stamp(at(1_709_251_199)), "20240229-235959");
+    }
+
+    #[test]
+    fn only_default_folders_are_unpinned() {
+        let cmd = "converge run --seed 3 --out reports/or-set-3-20261206-084050 --linearizable";
+        let dir = Path::new("reports/or-set-3-20261206-084050");
+        assert_eq!(unpinned(cmd, dir), "converge run --seed 3 --linearizable");
+        let suffixed = Path::new("reports/fuzz-5-20261206-084050-2/run-3-g-counter");
+        assert!(in_default_out(suffixed));
+        let mine = Path::new("mine/or-set-3");
+        let cmd = "converge run --seed 3 --out mine/or-set-3";
+        assert_eq!(unpinned(cmd, mine), cmd);
+        assert!(!in_default_out(Path::new("reports/or-set-3")));
+    }
+
+    #[test]
+    fn the_same_second_twice_gets_a_suffix_and_latest_follows() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let now = std::time::SystemTime::now();
+        let a = default_out_in(root.path(), "m", 1, now);
+        let b = default_out_in(root.path(), "m", 1, now);
+        assert_ne!(a, b);
+        assert!(b.to_string_lossy().ends_with("-2"), "{}", b.display());
+        let latest = std::fs::read_link(root.path().join(LATEST)).expect("latest");
+        assert_eq!(root.path().join(latest), b);
+    }
 }

@@ -26,7 +26,7 @@ pub enum TargetKind {
     Maelstrom,
     /// A SQL database (PostgreSQL or SQLite) driven by the scenario's statements.
     Sql,
-    /// A service behind HTTP, mapped by `--http-config FILE.toml`.
+    /// A service behind HTTP, mapped by the scenario's `[target.http]`.
     Http,
     /// automerge documents syncing over its real sync protocol.
     Automerge,
@@ -48,59 +48,75 @@ impl TargetKind {
 /// Arguments of `converge run`.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
-    /// A scenario file (TOML) describing the run; flags given here override it.
-    #[arg(long)]
+    /// The scenario file (TOML) describing the run, any target
+    /// (`converge run examples/http-serve-counter-ok.toml`); flags given
+    /// here override it key by key.
+    #[arg(value_name = "SCENARIO")]
     pub scenario: Option<PathBuf>,
+    /// The scenario file, as a flag (the same as the positional SCENARIO).
+    #[arg(
+        long = "scenario",
+        value_name = "FILE",
+        conflicts_with = "scenario",
+        hide = true
+    )]
+    pub scenario_flag: Option<PathBuf>,
     /// What to drive.
     #[arg(long, value_enum, default_value_t = TargetKind::InProcess)]
     pub target: TargetKind,
-    /// Maelstrom: the node binary or script.
-    #[arg(long)]
+    /// The node binary or script.
+    #[arg(long, help_heading = "Maelstrom target")]
     pub bin: Option<PathBuf>,
-    /// Maelstrom: an argument for each node (repeatable).
-    #[arg(long = "bin-arg", allow_hyphen_values = true)]
+    /// An argument for each node (repeatable).
+    #[arg(
+        long = "bin-arg",
+        allow_hyphen_values = true,
+        help_heading = "Maelstrom target"
+    )]
     pub bin_args: Vec<String>,
-    /// Http: the target's configuration (TOML: replicas, request templates, start command).
-    #[arg(long)]
+    /// The `[target.http]` table alone, in a file of its own (replicas,
+    /// request templates, start command); a scenario file holds the same
+    /// table under `[target.http]`.
+    #[arg(long, help_heading = "HTTP target")]
     pub http_config: Option<PathBuf>,
-    /// Maelstrom: node processes.
-    #[arg(long, default_value_t = 5)]
+    /// Node processes.
+    #[arg(long, default_value_t = 5, help_heading = "Maelstrom target")]
     pub nodes: usize,
-    /// Maelstrom: clients, one request outstanding each.
-    #[arg(long, default_value_t = 10)]
+    /// Clients, one request outstanding each (`--writers` sets it too).
+    #[arg(long, default_value_t = 10, help_heading = "Maelstrom target")]
     pub clients: usize,
     /// Open model: ops per second arriving over all writers (Maelstrom:
     /// requests per second over all clients, default 100).
-    #[arg(long)]
+    #[arg(long, help_heading = "Load shape")]
     pub rate: Option<f64>,
-    /// Maelstrom: seconds of client traffic.
-    #[arg(long, default_value_t = 10.0)]
+    /// Seconds of client traffic (`--duration` sets it too).
+    #[arg(long, default_value_t = 10.0, help_heading = "Maelstrom target")]
     pub time_limit: f64,
-    /// Maelstrom: mean one-way network latency, ms.
-    #[arg(long, default_value_t = 5.0)]
+    /// Mean one-way network latency, ms.
+    #[arg(long, default_value_t = 5.0, help_heading = "Maelstrom target")]
     pub latency: f64,
-    /// Maelstrom: latency distribution.
-    #[arg(long, value_enum, default_value_t = super::run_maelstrom::LatencyDist::Exponential)]
+    /// Latency distribution.
+    #[arg(long, value_enum, default_value_t = super::run_maelstrom::LatencyDist::Exponential, help_heading = "Maelstrom target")]
     pub latency_dist: super::run_maelstrom::LatencyDist,
-    /// Maelstrom: a client gives up on a request after this many seconds.
-    #[arg(long, default_value_t = 1.0)]
+    /// A client gives up on a request after this many seconds.
+    #[arg(long, default_value_t = 1.0, help_heading = "Maelstrom target")]
     pub request_timeout: f64,
     /// Maelstrom, http, sql: final reads that agree and stay put this many
     /// seconds have converged.
-    #[arg(long, default_value_t = crate::target::settle::DEFAULT_QUIET.as_secs_f64())]
+    #[arg(long, default_value_t = crate::target::settle::DEFAULT_QUIET.as_secs_f64(), help_heading = "Settle (black-box targets: maelstrom, http, sql)")]
     pub quiet_window: f64,
     /// Maelstrom, http, sql: final reads that disagree while no value changes
     /// for this many seconds have diverged (long enough for the target's
     /// slowest anti-entropy; at most --settle-limit).
-    #[arg(long, default_value_t = crate::target::settle::DEFAULT_STALL.as_secs_f64())]
+    #[arg(long, default_value_t = crate::target::settle::DEFAULT_STALL.as_secs_f64(), help_heading = "Settle (black-box targets: maelstrom, http, sql)")]
     pub stall_window: f64,
     /// Maelstrom, http, sql: bound on the final wait, seconds; values still
     /// changing then make the verdict unknown.
-    #[arg(long, default_value_t = crate::target::settle::DEFAULT_LIMIT.as_secs_f64())]
+    #[arg(long, default_value_t = crate::target::settle::DEFAULT_LIMIT.as_secs_f64(), help_heading = "Settle (black-box targets: maelstrom, http, sql)")]
     pub settle_limit: f64,
     /// Maelstrom broadcast: the `topology` nodes get, as Maelstrom computes
     /// it: grid (Maelstrom's default), line, total, tree2, tree3, tree4.
-    #[arg(long)]
+    #[arg(long, help_heading = "Maelstrom target")]
     pub topology: Option<String>,
     /// Datatype: g-counter, pn-counter, g-set, 2p-set, or-set, lww-register, mv-register, lww-map;
     /// maelstrom also echo, unique-ids, broadcast, lin-kv and kafka.
@@ -110,88 +126,91 @@ pub struct RunArgs {
     #[arg(long)]
     pub fault: Option<String>,
     /// Concurrent writers.
-    #[arg(long, default_value_t = DEFAULT_WRITERS)]
+    #[arg(long, default_value_t = DEFAULT_WRITERS, help_heading = "Load shape")]
     pub writers: u32,
     /// Replicas.
     #[arg(long, default_value_t = DEFAULT_REPLICAS)]
     pub replicas: u16,
     /// Total operations (default: 100000; automerge 5000).
-    #[arg(long)]
+    #[arg(long, help_heading = "Load shape")]
     pub ops: Option<u64>,
     /// Keys (objects); key 0 is the hot key (default: 64; automerge: 4
     /// counters and 4 registers).
-    #[arg(long)]
+    #[arg(long, help_heading = "Operation mix")]
     pub keys: Option<u32>,
     /// Fraction of ops on the hot key.
-    #[arg(long, default_value_t = Mix::default().hot_key_ratio)]
+    #[arg(long, default_value_t = Mix::default().hot_key_ratio, help_heading = "Operation mix")]
     pub hot_key_ratio: f64,
     /// Fraction of ops that are reads.
     /// (Default: 0.001 in-process, 0.25 maelstrom.)
-    #[arg(long)]
+    #[arg(long, help_heading = "Operation mix")]
     pub read_ratio: Option<f64>,
     /// Fraction of updates that remove or delete (where the workload has them).
-    #[arg(long, default_value_t = Mix::default().remove_ratio)]
+    #[arg(long, default_value_t = Mix::default().remove_ratio, help_heading = "Operation mix")]
     pub remove_ratio: f64,
     /// Seed; random when omitted (always printed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// none, default, or a comma-separated list of: partition, drop, duplicate, reorder, delay
-    /// (maelstrom: partition, loss, duplicate, reorder, crash, pause).
+    /// none, default, or a comma-separated list of faults, one vocabulary on
+    /// every target: partition, drop (alias loss), duplicate, reorder,
+    /// delay, crash, pause; each target takes those it can inject (see
+    /// `converge list nemeses --target T`).
     #[arg(long, default_value = "default")]
     pub nemesis: String,
-    /// Output directory (default: `reports/<model>-<seed>`).
-    #[arg(long)]
+    /// Output directory (default: a new `reports/<model>-<seed>-<YYYYmmdd-HHMMSS>`,
+    /// linked from `reports/latest`).
+    #[arg(long, help_heading = "Output")]
     pub out: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
+    #[arg(long, value_enum, default_value_t = Format::Human, help_heading = "Output")]
     pub format: Format,
     /// Bound on final anti-entropy rounds before the verdict is unknown.
-    #[arg(long, default_value_t = DEFAULT_MAX_ROUNDS)]
+    #[arg(long, default_value_t = DEFAULT_MAX_ROUNDS, help_heading = "Settle (in-process and automerge)")]
     pub max_rounds: u32,
     /// Worker threads (default: available cores).
-    #[arg(long, value_parser = super::parse_threads)]
+    #[arg(long, value_parser = super::parse_threads, help_heading = "Checking and shrinking")]
     pub threads: Option<usize>,
     /// Do not shrink a failing run.
-    #[arg(long)]
+    #[arg(long, help_heading = "Checking and shrinking")]
     pub no_shrink: bool,
     /// The target claims linearizability: also check it (counter, g-set
     /// and register workloads; reads come from the replica the writer uses).
-    #[arg(long)]
+    #[arg(long, help_heading = "Checking and shrinking")]
     pub linearizable: bool,
     /// Most re-runs the shrinker may make.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, help_heading = "Checking and shrinking")]
     pub shrink_budget: u32,
     /// How long to write (500ms, 30s, 2m, 1h, or seconds); the run stops
     /// at --ops or here, whichever comes first.
-    #[arg(long, value_parser = crate::load::parse_duration)]
+    #[arg(long, value_parser = crate::load::parse_duration, help_heading = "Load shape")]
     pub duration: Option<std::time::Duration>,
     /// Load model: closed (writers loop as fast as the target answers) or
     /// open (ops arrive at --rate whatever the target does).
-    #[arg(long = "load", value_enum)]
+    #[arg(long = "load", value_enum, help_heading = "Load shape")]
     pub load_model: Option<crate::load::LoadModel>,
     /// A load stage DURATION:TARGET (repeatable), e.g. `30s:50`: move to
     /// TARGET writers (closed) or ops per second (open) over DURATION.
-    #[arg(long = "stage", value_parser = crate::load::parse_stage)]
+    #[arg(long = "stage", value_parser = crate::load::parse_stage, help_heading = "Load shape")]
     pub stages: Vec<crate::load::Stage>,
     /// Open model: the writer pool's cap; an arrival finding every writer
     /// busy is dropped (and counted).
-    #[arg(long)]
+    #[arg(long, help_heading = "Load shape")]
     pub max_writers: Option<u32>,
     /// Closed model: pause between one writer's ops (e.g. 100ms).
-    #[arg(long, value_parser = crate::load::parse_duration)]
+    #[arg(long, value_parser = crate::load::parse_duration, help_heading = "Load shape")]
     pub think_time: Option<std::time::Duration>,
-    /// SQL: fraction of writes sent a second time with the same op id (a retry).
-    #[arg(long, default_value_t = 0.0)]
+    /// Fraction of writes sent a second time with the same op id (a retry).
+    #[arg(long, default_value_t = 0.0, help_heading = "SQL target")]
     pub retry_fraction: f64,
-    /// SQL: database URL (postgres://... or sqlite:...), overriding the scenario's.
-    #[arg(long)]
+    /// Database URL (postgres://... or sqlite:...), overriding the scenario's.
+    #[arg(long, help_heading = "SQL target")]
     pub database_url: Option<String>,
     /// An SLO gate, NAME=VALUE (repeatable): p50_ms, p95_ms, p99_ms, max_rss_mb,
     /// service_max_rss_mb, data_loss, error_rate, idempotency_violations, min_throughput,
     /// memory_growth_mb, leak_slope_mb_per_min, service_memory_growth_mb,
     /// service_leak_slope_mb_per_min (MB per minute, least squares over the
     /// run after its first 20%).
-    #[arg(long = "slo", value_name = "GATE=VALUE")]
+    #[arg(long = "slo", value_name = "GATE=VALUE", help_heading = "Output")]
     pub slo: Vec<String>,
     /// Http, sql: measure the target's memory and CPU in the time series
     /// from this process and everything below it (a service converge did
@@ -260,6 +279,106 @@ pub fn shaped(args: &RunArgs) -> bool {
         || args.rate.is_some()
 }
 
+/// Which targets take a setting, for every setting that not every target
+/// takes: (clap id, flag, the targets that honour it). A setting given (on
+/// the command line or by the scenario) for a target not in its row is
+/// refused with exit 3 naming the flag, never silently ignored. Whoever
+/// makes a target honour a setting adds the target to its row, here and
+/// nowhere else.
+pub const FLAG_TARGETS: &[(&str, &str, &[TargetKind])] = {
+    use TargetKind::{Automerge, Http, InProcess, Maelstrom, Sql};
+    &[
+        // The shared load shape (src/load.rs), reaching the targets one by one.
+        // The simulated targets follow it on virtual time (crate::vload),
+        // http and sql on the one wall-clock engine (crate::engine).
+        ("load_model", "--load", &[InProcess, Automerge, Http, Sql]),
+        ("stages", "--stage", &[InProcess, Automerge, Http, Sql]),
+        ("max_writers", "--max-writers", &[InProcess, Automerge, Http, Sql]),
+        ("think_time", "--think-time", &[InProcess, Automerge, Http, Sql]),
+        // Maelstrom: requests per second; the open model's rate elsewhere.
+        ("rate", "--rate", &[InProcess, Automerge, Http, Sql, Maelstrom]),
+        // Maelstrom: the client phase's length (--time-limit).
+        ("duration", "--duration", &[InProcess, Automerge, Http, Sql, Maelstrom]),
+        // Maelstrom runs for a time at a rate; nothing counts its ops down.
+        ("ops", "--ops", &[InProcess, Automerge, Http, Sql]),
+        // Maelstrom: its clients.
+        (
+            "writers",
+            "--writers",
+            &[InProcess, Automerge, Http, Sql, Maelstrom],
+        ),
+        // Maelstrom: --nodes; http: the service's own replicas.
+        ("replicas", "--replicas", &[InProcess, Automerge, Sql]),
+        // http: `keys` of [target.http].
+        ("keys", "--keys", &[InProcess, Automerge, Sql]),
+        (
+            "hot_key_ratio",
+            "--hot-key-ratio",
+            &[InProcess, Automerge, Http, Sql],
+        ),
+        (
+            "remove_ratio",
+            "--remove-ratio",
+            &[InProcess, Automerge, Http, Sql],
+        ),
+        (
+            "read_ratio",
+            "--read-ratio",
+            &[InProcess, Maelstrom, Http, Sql],
+        ),
+        ("fault", "--fault", &[InProcess, Automerge]),
+        ("threads", "--threads", &[InProcess]),
+        ("shrink_budget", "--shrink-budget", &[InProcess]),
+        ("linearizable", "--linearizable", &[InProcess]),
+        ("max_rounds", "--max-rounds", &[InProcess, Automerge]),
+        ("quiet_window", "--quiet-window", &[Maelstrom, Http, Sql]),
+        ("stall_window", "--stall-window", &[Maelstrom, Http, Sql]),
+        ("settle_limit", "--settle-limit", &[Maelstrom, Http, Sql]),
+        ("bin", "--bin", &[Maelstrom]),
+        ("bin_args", "--bin-arg", &[Maelstrom]),
+        ("nodes", "--nodes", &[Maelstrom]),
+        ("clients", "--clients", &[Maelstrom]),
+        ("time_limit", "--time-limit", &[Maelstrom]),
+        ("latency", "--latency", &[Maelstrom]),
+        ("latency_dist", "--latency-dist", &[Maelstrom]),
+        ("request_timeout", "--request-timeout", &[Maelstrom]),
+        ("topology", "--topology", &[Maelstrom]),
+        ("http_config", "--http-config", &[Http]),
+        ("retry_fraction", "--retry-fraction", &[Sql]),
+        ("database_url", "--database-url", &[Sql]),
+    ]
+};
+
+/// Why a setting does not apply to a target: the hint after the refusal.
+fn refusal(id: &str, flag: &str, target: TargetKind, honoured_by: &[TargetKind]) -> String {
+    let t = target.name();
+    let hint = match (id, target) {
+        // The shared load shape: targets learn it one by one.
+        ("load_model" | "stages" | "max_writers" | "think_time" | "rate" | "duration", _) => {
+            return format!("{flag} is not supported by --target {t} yet")
+        }
+        ("ops", TargetKind::Maelstrom) => {
+            ": it runs for --duration (or --time-limit) at --rate; nothing counts its ops down"
+        }
+        ("replicas", TargetKind::Maelstrom) => ": give --nodes",
+        ("replicas" | "keys", TargetKind::Http) => ": the service and `[target.http]` decide it",
+        ("max_rounds", _) => {
+            ": black-box targets settle by time (--quiet-window, --stall-window, --settle-limit)"
+        }
+        ("quiet_window" | "stall_window" | "settle_limit", _) => {
+            ": the settle windows are for black-box targets; the in-process and automerge \
+             targets settle in --max-rounds"
+        }
+        ("topology", _) => ": it is for --target maelstrom --workload broadcast",
+        _ => "",
+    };
+    let names: Vec<&str> = honoured_by.iter().map(|k| k.name()).collect();
+    format!(
+        "{flag} does not apply to --target {t} (it is for --target {}){hint}",
+        names.join(", ")
+    )
+}
+
 /// Targets whose run feeds a time series and can measure a target named
 /// by `--target-pid` / `--target-cgroup` (the engine that records the
 /// HTTP and SQL series calls [`target_probe`]; until then, none).
@@ -281,50 +400,18 @@ pub fn target_probe(args: &RunArgs) -> Result<Option<crate::series::TargetProbe>
 /// Loads the scenario (if any) under the typed flags and resolves the SLO gates.
 pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
     args.slo_spec = crate::slo::SloSpec::parse_flags(&args.slo)?;
+    if let Some(path) = args.scenario_flag.take() {
+        args.scenario = Some(path);
+    }
     if let Some(path) = args.scenario.clone() {
         let scenario = crate::scenario::load(&path)?;
         let explicit = args.explicit.clone();
         crate::scenario::apply(scenario, &mut args, &explicit);
     }
-    let sql_only = args.retry_fraction != 0.0 || args.database_url.is_some();
-    if args.topology.is_some() && args.target != TargetKind::Maelstrom {
-        return Err(Error::Config(
-            "--topology is for --target maelstrom --workload broadcast".into(),
-        ));
-    }
-    if args.target != TargetKind::Sql && sql_only {
-        return Err(Error::Config(
-            "--retry-fraction and --database-url are for --target sql".into(),
-        ));
-    }
-    // Load shapes reach the targets one by one; until a target honours a
-    // setting, it refuses it rather than ignore it.
-    let shaped = [
-        ("load_model", "--load"),
-        ("stages", "--stage"),
-        ("max_writers", "--max-writers"),
-        ("think_time", "--think-time"),
-    ];
-    // The simulated targets follow every shape on virtual time
-    // (crate::vload); http and sql on the one wall-clock engine (crate::engine).
-    let honours_shapes = matches!(
-        args.target,
-        TargetKind::InProcess | TargetKind::Automerge | TargetKind::Sql | TargetKind::Http
-    );
-    let honours_duration = honours_shapes;
-    if let Some((_, flag)) = shaped
-        .iter()
-        .find(|(id, _)| !honours_shapes && args.explicit.contains(*id))
-        .or(if args.duration.is_some() && !honours_duration {
-            Some(&("duration", "--duration"))
-        } else {
-            None
-        })
-    {
-        return Err(Error::Config(format!(
-            "{flag} is not supported by --target {} yet",
-            args.target.name()
-        )));
+    for (id, flag, honoured_by) in FLAG_TARGETS {
+        if args.explicit.contains(*id) && !honoured_by.contains(&args.target) {
+            return Err(Error::Config(refusal(id, flag, args.target, honoured_by)));
+        }
     }
     if args.target_pid.is_some() || args.target_cgroup.is_some() {
         let flag = match args.target_pid {
@@ -354,27 +441,7 @@ pub fn resolve(mut args: RunArgs) -> Result<RunArgs, Error> {
             }
         }
     }
-    let black_box = matches!(
-        args.target,
-        TargetKind::Maelstrom | TargetKind::Http | TargetKind::Sql
-    );
-    let settle_given = ["quiet_window", "stall_window", "settle_limit"]
-        .into_iter()
-        .find(|id| args.explicit.contains(*id));
-    if black_box && args.explicit.contains("max_rounds") {
-        return Err(Error::Config(
-            "--max-rounds is for the in-process and automerge targets; black-box targets \
-             settle by time (--quiet-window, --stall-window, --settle-limit)"
-                .into(),
-        ));
-    }
-    if let (false, Some(id)) = (black_box, settle_given) {
-        return Err(Error::Config(format!(
-            "--{}: the settle windows are for black-box targets (maelstrom, http, sql); \
-             the in-process and automerge targets settle in --max-rounds",
-            id.replace('_', "-")
-        )));
-    }
+    crate::target::nemeses::check(args.target, &args.nemesis)?;
     Ok(args)
 }
 
@@ -525,6 +592,10 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
             Ok(None) => {}
             Err(e) => eprintln!("shrinking stopped: {e}"),
         }
+    }
+    report.reproduce = super::unpinned(&report.reproduce, &config.out);
+    if let Some(cx) = &mut report.counterexample {
+        cx.reproduce = super::unpinned(&cx.reproduce, &config.out.join("counterexample"));
     }
     if let Some(code) = publish(&mut report, &args, &config.out)? {
         return Ok(code);

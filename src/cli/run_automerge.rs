@@ -78,6 +78,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.fault = config.fault.map(|f| f.name().to_string());
     report.workload = "automerge".into();
+    report.reproduce = super::unpinned(&config.reproduce(), &config.out);
     if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
         return Ok(code);
     }
@@ -98,11 +99,6 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     if config.load.is_some() {
         println!("{}", super::run::load_line(&result.load));
     }
-    super::print_footer(
-        &config.out,
-        config.seed,
-        report.verdict,
-        &config.reproduce(),
-    );
+    super::print_footer(&config.out, config.seed, report.verdict, &report.reproduce);
     Ok(report.verdict.exit_code())
 }

@@ -10,7 +10,9 @@ use crate::report::{LiveFigures, Report};
 use crate::target::http::{run, HttpFaults, HttpRunConfig, HttpTargetConfig};
 use crate::target::settle::SettleRule;
 
-/// Resolves the flags and the `--http-config` file of an http run.
+/// Resolves the flags and the `[target.http]` table of an http run: from
+/// the scenario, or alone in an `--http-config` file (the same table, one
+/// format either way).
 pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
     let quoted = |p: &std::path::Path| shell_quote(&p.display().to_string());
     let (target, config_flag) = match (&args.http_config, &args.http, &args.scenario) {
@@ -20,11 +22,12 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
         ),
         (None, Some(table), Some(scenario)) => {
             table.validate()?;
-            (table.clone(), format!("--scenario {}", quoted(scenario)))
+            (table.clone(), quoted(scenario))
         }
         _ => {
             return Err(Error::Config(
-                "--target http needs --http-config FILE.toml or a scenario with [target.http]"
+                "--target http needs a scenario with a [target.http] table (`converge run \
+                 SCENARIO.toml`), or --http-config FILE holding that table alone"
                     .into(),
             ))
         }
@@ -123,7 +126,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.memory.service_rss_peak_mb = result.service.as_ref().map(|s| s.rss_peak_mb);
     report.service = result.service.clone();
-    report.reproduce = config.reproduce();
+    report.reproduce = super::unpinned(&config.reproduce(), &config.out);
     // JSON output (or a write error) is complete; the human report gets the
     // target's own lines.
     if let Some(code) = super::run::publish(&mut report, args, &config.out)? {

@@ -66,7 +66,7 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
         })?,
     };
     let spec = if args.nemesis == "default" {
-        "partition,loss,duplicate,reorder"
+        "partition,drop,duplicate,reorder"
     } else {
         args.nemesis.as_str()
     };
@@ -78,6 +78,34 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
         )));
     }
     let mean = Duration::from_secs_f64(args.latency / 1e3);
+    // The shared vocabulary: --writers are the clients, --duration the
+    // client phase. Both a shared flag and its maelstrom twin are refused
+    // when they disagree.
+    let given = |id: &str| args.explicit.contains(id);
+    let clients = if given("writers") {
+        if given("clients") && args.clients != args.writers as usize {
+            return Err(Error::Config(format!(
+                "--writers {} and --clients {} disagree: on --target maelstrom they are one setting",
+                args.writers, args.clients
+            )));
+        }
+        args.writers as usize
+    } else {
+        args.clients
+    };
+    let time_limit = match args.duration {
+        Some(d) => {
+            if given("time_limit") && (args.time_limit - d.as_secs_f64()).abs() > 1e-9 {
+                return Err(Error::Config(format!(
+                    "--duration {} and --time-limit {} disagree: on --target maelstrom they are one setting",
+                    crate::load::human_duration(d),
+                    args.time_limit
+                )));
+            }
+            d
+        }
+        None => seconds("--time-limit", args.time_limit)?,
+    };
     let seed = args.seed.unwrap_or_else(random_seed);
     let settle = crate::target::settle::SettleRule::from_seconds(
         args.quiet_window,
@@ -91,9 +119,9 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
         bin_args: args.bin_args.clone(),
         workload,
         nodes: args.nodes,
-        clients: args.clients,
+        clients,
         rate: args.rate.unwrap_or(100.0),
-        time_limit: seconds("--time-limit", args.time_limit)?,
+        time_limit,
         latency: match args.latency_dist {
             LatencyDist::Constant => Latency::Constant(mean),
             LatencyDist::Uniform => Latency::Uniform(mean),
@@ -206,6 +234,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     if let Some(series) = &result.series {
         report.attach_series(series);
     }
+    report.reproduce = super::unpinned(&config.reproduce(), &config.out);
     report.apply_slo(&args.slo_spec);
     if let Err(e) = report.write(&config.out) {
         return Ok(super::check::fail(&e));
@@ -240,7 +269,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
             println!("report:  {}", config.out.join("report.md").display());
             println!("seed: {}", config.seed);
             if report.verdict != Verdict::Valid {
-                println!("reproduce: {}", config.reproduce());
+                println!("reproduce: {}", report.reproduce);
             }
         }
     }

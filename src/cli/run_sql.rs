@@ -95,7 +95,7 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         args.settle_limit,
     )?;
     let mut reproduce = format!(
-        "converge run --scenario {} --seed {seed} --writers {} --replicas {}{} --keys {} --nemesis {} --retry-fraction {} --quiet-window {} --stall-window {} --settle-limit {} --out {}",
+        "converge run {} --seed {seed} --writers {} --replicas {}{} --keys {} --nemesis {} --retry-fraction {} --quiet-window {} --stall-window {} --settle-limit {} --out {}",
         shell_quote(&args.scenario.as_ref().map_or(String::new(), |p| p.display().to_string())),
         args.writers,
         args.replicas,
@@ -162,6 +162,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         nemesis_log: result.nemesis_log.clone(),
     };
     let mut report = Report::build(&result.history, &checks, Some(&live));
+    report.reproduce = super::unpinned(&config.reproduce, &config.out);
     if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
         return Ok(code);
     }
@@ -180,7 +181,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     println!("report:  {}", config.out.join("report.md").display());
     println!("seed: {}", config.seed);
     if report.verdict != Verdict::Valid {
-        println!("reproduce: {}", config.reproduce);
+        println!("reproduce: {}", report.reproduce);
     }
     Ok(report.verdict.exit_code())
 }

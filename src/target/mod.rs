@@ -15,6 +15,7 @@ pub mod http;
 pub mod in_process;
 pub mod maelstrom;
 pub mod misconfig;
+pub mod nemeses;
 pub mod settle;
 pub mod sql;
 

@@ -67,14 +67,15 @@ impl Faults {
             match name {
                 "none" => {}
                 "partition" => faults.partition = true,
-                "loss" => faults.loss = true,
+                // One name for message loss on every target; `loss` is its alias.
+                "drop" | "loss" => faults.loss = true,
                 "duplicate" => faults.duplicate = true,
                 "reorder" => faults.reorder = true,
                 "crash" => faults.crash = true,
                 "pause" => faults.pause = true,
                 other => {
                     return Err(Error::Config(format!(
-                        "--nemesis: unknown fault '{other}' (maelstrom target: partition, loss, duplicate, reorder, crash, pause, none)"
+                        "--nemesis: unknown fault '{other}' (maelstrom target: partition, drop (alias loss), duplicate, reorder, crash, pause, none)"
                     )))
                 }
             }
@@ -86,7 +87,7 @@ impl Faults {
     pub fn to_spec(self) -> String {
         crate::nemesis::spec_of(&[
             (self.partition, "partition"),
-            (self.loss, "loss"),
+            (self.loss, "drop"),
             (self.duplicate, "duplicate"),
             (self.reorder, "reorder"),
             (self.crash, "crash"),
@@ -95,7 +96,7 @@ impl Faults {
     }
 }
 
-/// Loss probability while the `loss` fault is on.
+/// Loss probability while the `drop` fault is on.
 pub const LOSS: f64 = 0.1;
 /// Duplication probability while the `duplicate` fault is on.
 pub const DUPLICATE: f64 = 0.1;
