@@ -304,6 +304,50 @@ impl LoadSpec {
         }
     }
 
+    /// Open model: the rate asked for, averaged over the run (the area
+    /// under the rate curve over its length); without a time bound, the
+    /// starting rate. `None` for the closed model.
+    pub fn mean_rate(&self) -> Option<f64> {
+        if self.model != LoadModel::Open {
+            return None;
+        }
+        let Some(end) = self.end().filter(|e| !e.is_zero()) else {
+            return Some(self.rate);
+        };
+        let mut area = 0.0;
+        let mut level = self.start_level();
+        let mut at = Duration::ZERO;
+        for s in &self.stages {
+            let d = s.duration.min(end.saturating_sub(at));
+            let reached = level + (s.target - level) * (d.as_secs_f64() / s.duration.as_secs_f64());
+            area += (level + reached) / 2.0 * d.as_secs_f64();
+            at += d;
+            level = s.target;
+            if at >= end {
+                return Some(area / end.as_secs_f64());
+            }
+        }
+        area += level * (end - at).as_secs_f64();
+        Some(area / end.as_secs_f64())
+    }
+
+    /// The shape as `report.json` and the time series header show it.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "model": self.model.name(),
+            "writers": self.writers,
+            "rate": (self.model == LoadModel::Open).then_some(self.rate),
+            "max_writers": (self.model == LoadModel::Open).then_some(self.max_writers),
+            "think_time_ms": self.think_time.as_secs_f64() * 1000.0,
+            "stages": self.stages.iter().map(|s| serde_json::json!({
+                "duration_s": s.duration.as_secs_f64(),
+                "target": s.target,
+            })).collect::<Vec<_>>(),
+            "duration_s": self.end().map(|d| d.as_secs_f64()),
+            "ops": self.ops,
+        })
+    }
+
     /// The stages as a human reads them: `30s→50, 1m→50, 30s→0`.
     pub fn describe_stages(&self) -> String {
         self.stages
@@ -451,6 +495,23 @@ mod tests {
         // ∫₀⁵ (10 + t) dt = 62.5
         assert!((62..=63).contains(&first_half), "{first_half}");
         assert!(at.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn the_mean_rate_is_the_area_under_the_rate_over_the_length() {
+        let mut spec = open(10.0, &[(10, 20.0)]);
+        spec.duration = Some(Duration::from_secs(20));
+        // 150 arrivals in the ramp, 200 held: 350 over 20 s.
+        assert_eq!(spec.mean_rate(), Some(17.5));
+        spec.duration = Some(Duration::from_secs(5));
+        // Cut inside the ramp: ∫₀⁵ (10 + t) dt = 62.5 over 5 s.
+        assert_eq!(spec.mean_rate(), Some(12.5));
+        assert_eq!(
+            spec.mean_rate().map(|r| r * 5.0),
+            Some(spec.arrivals().count() as f64 + 0.5),
+            "the same area the arrivals come from"
+        );
+        assert_eq!(LoadSpec::default().mean_rate(), None);
     }
 
     #[test]

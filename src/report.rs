@@ -214,6 +214,68 @@ pub struct Report {
     /// The service under test, when converge started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceFigures>,
+    /// The load shape the run was driven with and what it achieved
+    /// (`null` offline: a history alone does not say).
+    #[serde(default)]
+    pub load: Option<LoadFigures>,
+}
+
+/// The load of a run: what was asked and what was achieved.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadFigures {
+    /// `closed` or `open`.
+    pub model: String,
+    /// `wall`, or `virtual` for the simulated targets (their seconds are
+    /// virtual seconds: see `crate::vload`).
+    pub clock: String,
+    /// The stages, in order.
+    pub stages: Vec<StageFigure>,
+    /// Open model: ops per second asked for, averaged over the run's
+    /// length; `null` for the closed model (it asks for writers, not a rate).
+    pub target_rate: Option<f64>,
+    /// Ops completed per second of writing (in the run's clock).
+    pub achieved_rate: Option<f64>,
+    /// Open model: arrivals that found no free writer.
+    pub dropped: u64,
+    /// Most writers active at once.
+    pub writers_peak: u32,
+}
+
+/// One stage of a load shape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageFigure {
+    /// Length, s.
+    pub duration_s: f64,
+    /// Writers (closed) or ops per second (open) at its end.
+    pub target: f64,
+}
+
+impl LoadFigures {
+    /// The figures of a run driven by `spec` in `clock`.
+    pub fn of(
+        spec: &crate::load::LoadSpec,
+        clock: &str,
+        achieved_rate: Option<f64>,
+        dropped: u64,
+        writers_peak: u32,
+    ) -> LoadFigures {
+        LoadFigures {
+            model: spec.model.name().into(),
+            clock: clock.into(),
+            stages: spec
+                .stages
+                .iter()
+                .map(|s| StageFigure {
+                    duration_s: s.duration.as_secs_f64(),
+                    target: s.target,
+                })
+                .collect(),
+            target_rate: spec.mean_rate(),
+            achieved_rate,
+            dropped,
+            writers_peak,
+        }
+    }
 }
 
 /// How a simulated run converged after the heal, in its own units: what
@@ -331,6 +393,7 @@ impl Report {
                 converge: None,
                 target: None,
             },
+            load: None,
             network: history.network,
             messages_per_op: history
                 .network

@@ -734,24 +734,6 @@ impl SeriesRecorder {
     }
 }
 
-/// The `load` object of a series header (and of `report.json`): the shape
-/// a run was asked for.
-pub fn load_json(spec: &crate::load::LoadSpec) -> serde_json::Value {
-    serde_json::json!({
-        "model": spec.model.name(),
-        "writers": spec.writers,
-        "rate": (spec.model == crate::load::LoadModel::Open).then_some(spec.rate),
-        "max_writers": spec.max_writers,
-        "think_time_s": spec.think_time.as_secs_f64(),
-        "stages": spec.stages.iter().map(|s| serde_json::json!({
-            "duration_s": s.duration.as_secs_f64(),
-            "target": s.target,
-        })).collect::<Vec<_>>(),
-        "duration_s": spec.duration.map(|d| d.as_secs_f64()),
-        "ops": spec.ops,
-    })
-}
-
 impl SeriesHeader {
     /// The header of a wall-clock series with one-second rows.
     pub fn wall(load: serde_json::Value) -> SeriesHeader {

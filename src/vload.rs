@@ -102,20 +102,9 @@ fn ticks_of(d: Duration) -> u64 {
 
 /// The load shape as the time series header and reports show it.
 pub fn describe(spec: &LoadSpec) -> serde_json::Value {
-    serde_json::json!({
-        "model": spec.model.name(),
-        "writers": spec.writers,
-        "rate": (spec.model == LoadModel::Open).then_some(spec.rate),
-        "max_writers": (spec.model == LoadModel::Open).then_some(spec.max_writers),
-        "think_time_ms": spec.think_time.as_secs_f64() * 1000.0,
-        "stages": spec.stages.iter().map(|s| serde_json::json!({
-            "duration_s": s.duration.as_secs_f64(),
-            "target": s.target,
-        })).collect::<Vec<_>>(),
-        "duration_s": spec.end().map(|d| d.as_secs_f64()),
-        "ops": spec.ops,
-        "tick_ms": TICK.as_secs_f64() * 1000.0,
-    })
+    let mut d = spec.describe();
+    d["tick_ms"] = serde_json::json!(TICK.as_secs_f64() * 1000.0);
+    d
 }
 
 /// A duration as a flag value that parses back to the same tick count.

@@ -53,9 +53,6 @@ fn run(args: &[&str], out: &Path) -> Out {
 fn http(args: &[&str], out: &Path) -> Out {
     let config = example("http-serve-counter-ok.toml");
     let mut all = vec![
-        "--target",
-        "http",
-        "--http-config",
         config.to_str().expect("path"),
         "--nemesis",
         "none",
@@ -161,6 +158,31 @@ fn open_ramp(run: impl Fn(&[&str], &Path) -> Out, out: &Path) {
     );
     let all: Vec<&Value> = rows.iter().collect();
     assert_eq!(sum(&all, "dropped"), 0, "{rows:#?}");
+    // report.json carries the same load: 20 ops/s for 3 s, then 20 → 80
+    // over 3 s is 210 arrivals in 6 s, 35 ops/s asked for on average.
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json")).expect("report.json"),
+    )
+    .expect("report.json parses");
+    let load = &report["load"];
+    assert_eq!(load["model"], "open", "{load}");
+    assert_eq!(load["clock"], "wall", "{load}");
+    assert_eq!(load["target_rate"].as_f64(), Some(35.0), "{load}");
+    assert_eq!(
+        load["dropped"].as_u64(),
+        Some(sum(&all, "dropped")),
+        "{load}"
+    );
+    assert_eq!(load["stages"].as_array().map(Vec::len), Some(2), "{load}");
+    assert!(
+        load["achieved_rate"].as_f64().is_some_and(|r| r > 0.0),
+        "{load}"
+    );
+    assert!(
+        report["memory"]["converge"]["peak_mb"].as_f64().is_some(),
+        "converge's memory comes from the series: {}",
+        report["memory"]
+    );
 }
 
 #[test]

@@ -243,9 +243,16 @@ pub fn load_spec(args: &RunArgs, default_ops: u64) -> Result<crate::load::LoadSp
     use crate::load::{LoadModel, LoadSpec};
     let model = args.load_model.unwrap_or_default();
     let bounded_in_time = args.duration.is_some() || !args.stages.is_empty();
+    // The open model starts its pool at --writers; a default that is more
+    // than the --max-writers the user gave is cut to it, a --writers typed
+    // above it is refused by validate().
+    let writers = match (model, args.max_writers) {
+        (LoadModel::Open, Some(max)) if !args.explicit.contains("writers") => args.writers.min(max),
+        _ => args.writers,
+    };
     let spec = LoadSpec {
         model,
-        writers: args.writers,
+        writers,
         rate: match model {
             LoadModel::Open => args.rate.unwrap_or(0.0),
             LoadModel::Closed => 0.0,
@@ -293,12 +300,28 @@ pub const FLAG_TARGETS: &[(&str, &str, &[TargetKind])] = {
         // http and sql on the one wall-clock engine (crate::engine).
         ("load_model", "--load", &[InProcess, Automerge, Http, Sql]),
         ("stages", "--stage", &[InProcess, Automerge, Http, Sql]),
-        ("max_writers", "--max-writers", &[InProcess, Automerge, Http, Sql]),
-        ("think_time", "--think-time", &[InProcess, Automerge, Http, Sql]),
+        (
+            "max_writers",
+            "--max-writers",
+            &[InProcess, Automerge, Http, Sql],
+        ),
+        (
+            "think_time",
+            "--think-time",
+            &[InProcess, Automerge, Http, Sql],
+        ),
         // Maelstrom: requests per second; the open model's rate elsewhere.
-        ("rate", "--rate", &[InProcess, Automerge, Http, Sql, Maelstrom]),
+        (
+            "rate",
+            "--rate",
+            &[InProcess, Automerge, Http, Sql, Maelstrom],
+        ),
         // Maelstrom: the client phase's length (--time-limit).
-        ("duration", "--duration", &[InProcess, Automerge, Http, Sql, Maelstrom]),
+        (
+            "duration",
+            "--duration",
+            &[InProcess, Automerge, Http, Sql, Maelstrom],
+        ),
         // Maelstrom runs for a time at a rate; nothing counts its ops down.
         ("ops", "--ops", &[InProcess, Automerge, Http, Sql]),
         // Maelstrom: its clients.
@@ -381,8 +404,8 @@ fn refusal(id: &str, flag: &str, target: TargetKind, honoured_by: &[TargetKind])
 
 /// Targets whose run feeds a time series and can measure a target named
 /// by `--target-pid` / `--target-cgroup` (the engine that records the
-/// HTTP and SQL series calls [`target_probe`]; until then, none).
-const PROBED_TARGETS: [TargetKind; 0] = [];
+/// HTTP and SQL series calls [`target_probe`]).
+const PROBED_TARGETS: [TargetKind; 2] = [TargetKind::Http, TargetKind::Sql];
 
 /// The target probe `--target-pid` / `--target-cgroup` name, checked: a
 /// process or cgroup that cannot be read is a config error (exit 3).
@@ -524,6 +547,30 @@ pub fn publish(report: &mut Report, args: &RunArgs, out: &Path) -> anyhow::Resul
     }
 }
 
+/// The load figures of a simulated run (virtual clock).
+pub fn simulated_load(
+    shaped: Option<&crate::load::LoadSpec>,
+    plain: &crate::load::LoadSpec,
+    load: &crate::vload::LoadSummary,
+) -> crate::report::LoadFigures {
+    crate::report::LoadFigures::of(
+        shaped.unwrap_or(plain),
+        "virtual",
+        (load.virtual_s > 0.0).then_some(load.achieved_rate),
+        load.dropped,
+        load.writers_peak,
+    )
+}
+
+/// A run without a shape, as a load spec: every writer, closed, until `ops`.
+fn config_spec(config: &RunConfig) -> crate::load::LoadSpec {
+    crate::load::LoadSpec {
+        writers: config.writers,
+        ops: Some(config.ops),
+        ..crate::load::LoadSpec::default()
+    }
+}
+
 /// One line on what a shaped simulated run did, in virtual time.
 pub fn load_line(load: &crate::vload::LoadSummary) -> String {
     format!(
@@ -581,6 +628,11 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
     let load = std::mem::take(&mut result.load);
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.convergence_steps = result.convergence;
+    report.load = Some(simulated_load(
+        config.load.as_ref(),
+        &config_spec(&config),
+        &load,
+    ));
     if report.verdict == Verdict::Invalid && !args.no_shrink && !crate::interrupt::requested() {
         if args.format == Format::Human {
             eprintln!("invalid: shrinking to a minimal counterexample...");

@@ -78,6 +78,15 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.fault = config.fault.map(|f| f.name().to_string());
     report.workload = "automerge".into();
+    report.load = Some(super::run::simulated_load(
+        config.load.as_ref(),
+        &crate::load::LoadSpec {
+            writers: config.writers,
+            ops: Some(config.ops),
+            ..crate::load::LoadSpec::default()
+        },
+        &result.load,
+    ));
     report.reproduce = super::unpinned(&config.reproduce(), &config.out);
     if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
         return Ok(code);

@@ -133,6 +133,7 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         nemesis,
         settle,
         out,
+        probe: super::run::target_probe(args)?,
         reproduce,
     })
 }
@@ -163,6 +164,16 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     };
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.reproduce = super::unpinned(&config.reproduce, &config.out);
+    if let Some(series) = &result.series {
+        report.attach_series(series);
+    }
+    report.load = Some(crate::report::LoadFigures::of(
+        &config.load,
+        "wall",
+        result.series.as_ref().map(|s| s.achieved_rate),
+        result.dropped,
+        result.writers_peak,
+    ));
     if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
         return Ok(code);
     }

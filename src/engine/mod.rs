@@ -53,6 +53,18 @@ pub struct EngineConfig {
     pub out: PathBuf,
     /// The history's header.
     pub header: Header,
+    /// Where the target's memory and CPU are read from when the user named
+    /// it (`--target-pid`, `--target-cgroup`); `None`: the process trees
+    /// the adapter started, if any.
+    pub probe: Option<crate::series::TargetProbe>,
+}
+
+/// Tells the time series where the target is measured now.
+fn measure_target<A: Adapter>(series: &SeriesRecorder, config: &EngineConfig, adapter: &A) {
+    match &config.probe {
+        Some(probe) => series.set_target(probe.clone()),
+        None => series.set_target_roots(adapter.pids()),
+    }
 }
 
 /// What the engine produced.
@@ -74,23 +86,6 @@ pub struct EngineOutcome {
     pub dropped: u64,
     /// Most writers that existed at once.
     pub writers_peak: u32,
-}
-
-/// The load shape as `report.json` and the time series header show it.
-pub fn load_json(load: &LoadSpec) -> serde_json::Value {
-    serde_json::json!({
-        "model": load.model.name(),
-        "writers": load.writers,
-        "rate": (load.model == LoadModel::Open).then_some(load.rate),
-        "max_writers": (load.model == LoadModel::Open).then_some(load.max_writers),
-        "think_time_s": load.think_time.as_secs_f64(),
-        "stages": load.stages.iter().map(|s| serde_json::json!({
-            "duration_s": s.duration.as_secs_f64(),
-            "target": s.target,
-        })).collect::<Vec<_>>(),
-        "duration_s": load.end().map(|d| d.as_secs_f64()),
-        "ops": load.ops,
-    })
 }
 
 /// The flags that reproduce a load shape, each with a leading space.
@@ -142,7 +137,7 @@ pub async fn run<A: Adapter>(
             timeseries: 1,
             interval_s: 1.0,
             clock: "wall".into(),
-            load: load_json(&config.load),
+            load: config.load.describe(),
         },
     )
     .map_err(|e| {
@@ -151,7 +146,7 @@ pub async fn run<A: Adapter>(
     })
     .ok();
     if let Some(s) = &series {
-        s.set_target_roots(adapter.pids());
+        measure_target(s, config, adapter.as_ref());
     }
 
     // Writing phase: writers, replication, nemesis.
@@ -168,6 +163,7 @@ pub async fn run<A: Adapter>(
         config.seed,
         start,
         series.clone(),
+        config.probe.is_some(),
         stop_rx,
     ));
     let scheduled = scheduler::drive(
@@ -229,6 +225,7 @@ async fn nemesis_schedule<A: Adapter>(
     seed: u64,
     start: Instant,
     series: Option<SeriesRecorder>,
+    user_probe: bool,
     mut done: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<String> {
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, 2));
@@ -253,7 +250,7 @@ async fn nemesis_schedule<A: Adapter>(
         for event in events {
             note(&mut log, series.as_ref(), start, event);
         }
-        if let (true, Some(s)) = (changed, &series) {
+        if let (true, false, Some(s)) = (changed, user_probe, &series) {
             // A restart changes the target's process tree.
             s.set_target_roots(adapter.pids());
         }

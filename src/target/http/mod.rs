@@ -121,6 +121,8 @@ pub struct HttpRunConfig {
     pub seed: u64,
     /// Output directory.
     pub out: PathBuf,
+    /// Where the target's memory is read from, when the user named it.
+    pub probe: Option<crate::series::TargetProbe>,
 }
 
 impl HttpRunConfig {
@@ -256,6 +258,8 @@ pub struct HttpResult {
     pub dropped: u64,
     /// Most writers at once.
     pub writers_peak: u32,
+    /// The time series\' summary (`None` when it could not be written).
+    pub series: Option<crate::series::SeriesSummary>,
 }
 
 /// Garbage answers kept in the result.
@@ -710,6 +714,7 @@ async fn drive(
         settle: target.settle_rule(),
         out: config.out.clone(),
         header: header(config, workload),
+        probe: config.probe.clone(),
     };
     let mut nemesis_log = Vec::new();
     if config.faults.delay {
@@ -738,6 +743,7 @@ async fn drive(
         connections_per_host: per_host,
         replicas: replicas_now,
         dropped: outcome.dropped,
+        series: outcome.series.clone(),
         writers_peak: outcome.writers_peak,
     })
 }

@@ -122,6 +122,8 @@ pub struct SqlRunConfig {
     pub settle: SettleRule,
     /// Output directory.
     pub out: PathBuf,
+    /// Where the target's memory is read from, when the user named it.
+    pub probe: Option<crate::series::TargetProbe>,
     /// Command that reproduces the run.
     pub reproduce: String,
 }
@@ -151,6 +153,8 @@ pub struct SqlResult {
     pub dropped: u64,
     /// Most writers at once.
     pub writers_peak: u32,
+    /// The time series\' summary (`None` when it could not be written).
+    pub series: Option<crate::series::SeriesSummary>,
 }
 
 /// A bound parameter value.
@@ -1213,7 +1217,8 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         reproduce: config.reproduce.clone(),
         linearizable: false,
     };
-    let history_writer = crate::history::jsonl::HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
+    let history_writer =
+        crate::history::jsonl::HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
     let connected = tokio::select! {
         pools = connect(
             config,
@@ -1278,6 +1283,7 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
             reproduce: config.reproduce.clone(),
             linearizable: false,
         },
+        probe: config.probe.clone(),
     };
     let outcome = crate::engine::run(adapter, &engine_config, started).await;
     for pool in &shared.pools {
@@ -1309,6 +1315,7 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         pool_size,
         settle,
         dropped: outcome.dropped,
+        series: outcome.series.clone(),
         writers_peak: outcome.writers_peak,
     })
 }
