@@ -98,7 +98,7 @@ for seed in $SEEDS; do
     name=$(basename "$f" .toml); want "examples/$name" || continue
     expect=$(expect_of "$name"); dir="$OUT/$name-$seed"
     extra=(); [ "$expect" != valid ] && extra=(--stall-window 3)
-    "$BIN" run --target http --http-config "$f" --writers 10 --ops 1500 --read-ratio 0.3 \
+    "$BIN" run "$f" --writers 10 --ops 1500 --read-ratio 0.3 \
       --seed "$seed" "${extra[@]}" --out "$dir" >"$dir.log" 2>&1
     row "examples/$name" "$seed" "$expect" $? "$dir"
   done
@@ -106,7 +106,7 @@ for seed in $SEEDS; do
     name=$(basename "$f" .toml); want "examples/$name" || continue
     expect=$(expect_of "$name"); dir="$OUT/$name-$seed"
     extra=(); [ "$expect" != valid ] && extra=(--stall-window 3)
-    env -u DATABASE_URL "$BIN" run --scenario "$f" --seed "$seed" --no-shrink "${extra[@]}" \
+    env -u DATABASE_URL "$BIN" run "$f" --seed "$seed" --no-shrink "${extra[@]}" \
       --out "$dir" >"$dir.log" 2>&1
     row "examples/$name" "$seed" "$expect" $? "$dir"
   done

@@ -365,7 +365,8 @@ pub fn human_duration(d: Duration) -> String {
         format!("{}h", s / 3600.0)
     } else if s >= 60.0 && s % 60.0 == 0.0 {
         format!("{}m", s / 60.0)
-    } else if s >= 1.0 {
+    } else if s >= 1.0 || !d.subsec_nanos().is_multiple_of(1_000_000) {
+        // Every digit kept, so that the text parses back to `d`.
         format!("{s}s")
     } else {
         format!("{}ms", d.as_millis())
@@ -468,6 +469,18 @@ mod tests {
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("-3s").is_err());
         assert!(parse_stage("30s").is_err());
+        for d in [
+            Duration::from_micros(500),
+            Duration::from_millis(1500),
+            Duration::from_secs(120),
+        ] {
+            assert_eq!(
+                parse_duration(&human_duration(d)),
+                Ok(d),
+                "{}",
+                human_duration(d)
+            );
+        }
         assert_eq!(
             parse_stage("30s:50").map(|s| s.target),
             Ok(50.0),

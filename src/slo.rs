@@ -209,11 +209,18 @@ impl SloSpec {
     /// a missed gate.
     pub fn evaluate(&self, report: &Report) -> Vec<SloRow> {
         let required = self.require.iter().map(|name| {
-            let judged = report.checks.iter().any(|c| &c.name == name && c.judged());
+            let check = report.checks.iter().find(|c| &c.name == name);
+            let judged = check.is_some_and(|c| c.judged());
             SloRow {
                 metric: format!("require {name}"),
                 target: "judged".into(),
-                actual: None,
+                // How many items it judged (0 when it judged nothing or
+                // did not run); `None` when the check gives no count.
+                actual: match check {
+                    None => Some(0.0),
+                    Some(c) if !c.judged() => Some(0.0),
+                    Some(c) => c.judged.as_ref().map(|j| j.judged as f64),
+                },
                 status: if judged {
                     Verdict::Valid
                 } else {

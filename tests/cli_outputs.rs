@@ -796,7 +796,15 @@ fn flags_a_target_does_not_honour_are_refused_naming_them() {
         (&["run", "--clients", "3"][..], "--clients"),
         (&["run", "--rate", "10"][..], "--rate"),
         (
-            &["run", "--target", "maelstrom", "--bin", "x", "--stage", "1s:2"][..],
+            &[
+                "run",
+                "--target",
+                "maelstrom",
+                "--bin",
+                "x",
+                "--stage",
+                "1s:2",
+            ][..],
             "--stage",
         ),
         (

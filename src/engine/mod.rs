@@ -90,6 +90,7 @@ pub struct EngineOutcome {
 
 /// The flags that reproduce a load shape, each with a leading space.
 pub fn load_flags(load: &LoadSpec) -> String {
+    use crate::load::human_duration;
     let mut flags = String::new();
     if load.model == LoadModel::Open {
         flags.push_str(&format!(
@@ -99,19 +100,19 @@ pub fn load_flags(load: &LoadSpec) -> String {
     }
     if !load.think_time.is_zero() {
         flags.push_str(&format!(
-            " --think-time {}ms",
-            load.think_time.as_millis().max(1)
+            " --think-time {}",
+            human_duration(load.think_time)
         ));
     }
     for s in &load.stages {
         flags.push_str(&format!(
-            " --stage {}ms:{}",
-            s.duration.as_millis(),
+            " --stage {}:{}",
+            human_duration(s.duration),
             s.target
         ));
     }
     if let Some(d) = load.duration {
-        flags.push_str(&format!(" --duration {}ms", d.as_millis().max(1)));
+        flags.push_str(&format!(" --duration {}", human_duration(d)));
     }
     if let Some(ops) = load.ops {
         flags.push_str(&format!(" --ops {ops}"));

@@ -61,9 +61,12 @@ pub fn spans(rows: &[Row]) -> Vec<Span> {
         for ev in &r.nemesis {
             if ends_window(ev) {
                 if let Some((from, label)) = open.take() {
+                    // Both edges at the start of the row the event fell in:
+                    // a window healed in the next row lasted about a row,
+                    // not two (back-to-back windows stay apart).
                     out.push(Span {
                         from,
-                        to: r.t_s,
+                        to: start.max(from),
                         label,
                         nemesis: true,
                     });
@@ -308,10 +311,20 @@ mod tests {
         ];
         let s = spans(&rows);
         assert_eq!(s.len(), 2, "{s:?}");
-        assert_eq!((s[0].from, s[0].to), (1.0, 4.0));
+        assert_eq!((s[0].from, s[0].to), (1.0, 3.0));
         // A window never healed runs to the end.
         assert_eq!((s[1].from, s[1].to), (4.0, 5.0));
         assert!(s.iter().all(|s| s.nemesis));
+        // Partition, heal, partition, heal in four rows: two windows apart.
+        let rows = [
+            row(1.0, None, &["partition [0]"]),
+            row(2.0, None, &["healed"]),
+            row(3.0, None, &["partition [1]"]),
+            row(4.0, None, &["healed"]),
+        ];
+        let s = spans(&rows);
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert!(s[0].to < s[1].from, "{s:?}");
     }
 
     #[test]
