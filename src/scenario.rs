@@ -163,7 +163,7 @@ pub fn load(path: &Path) -> Result<Scenario> {
 pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
     if crate::suite::is_suite(text) {
         return Err(Error::Config(format!(
-            "{} is a suite (it has a [suite] table): run it with `converge suite {}`",
+            "{} is a suite (it has a [suite] table): run it with `converge run {}` (or `converge suite`)",
             path.display(),
             path.display()
         )));

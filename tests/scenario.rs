@@ -231,6 +231,14 @@ fn every_example_is_a_scenario_of_the_one_format() {
             "{} is not a scenario",
             file.display()
         );
+        let text = std::fs::read_to_string(file).expect("example");
+        if converge::suite::is_suite(&text) {
+            // A suite: every scenario in it is checked as it loads.
+            converge::suite::load(file)
+                .unwrap_or_else(|e| panic!("suite {} does not load: {e}", file.display()));
+            resolved += 1;
+            continue;
+        }
         converge::scenario::load(file)
             .unwrap_or_else(|e| panic!("{} does not parse: {e}", file.display()));
         let cli =

@@ -319,12 +319,21 @@ fn a_bad_suite_is_a_config_error_before_anything_runs() {
     cli(["report", dir.path().join("nothing-here").to_str().unwrap()])
         .no_panic()
         .expect_code(3);
-    // A suite given to `run --scenario` says how to run it.
+    // `converge run SUITE` runs it as `converge suite` does (here: a suite
+    // with nothing in it), and refuses run flags its scenarios own.
     let path = dir.path().join("s.toml");
     std::fs::write(&path, "[suite]\n").unwrap();
-    cli(["run".as_ref(), "--scenario".as_ref(), path.as_os_str()])
+    cli(["run".as_ref(), path.as_os_str()])
         .expect_code(3)
-        .stderr_mentions("converge suite");
+        .stderr_mentions("no [[scenarios]]");
+    cli([
+        "run".as_ref(),
+        path.as_os_str(),
+        "--writers".as_ref(),
+        "3".as_ref(),
+    ])
+    .expect_code(3)
+    .stderr_mentions("--writers does not apply");
 }
 
 /// An in-process run, then a time series written through the real

@@ -595,6 +595,28 @@ pub fn random_seed() -> u64 {
 
 /// Runs `converge run` and returns the exit code.
 pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
+    // `converge run SUITE.toml` runs the suite, as `converge suite` does:
+    // one command for every file in examples/.
+    if let Some(file) = args.scenario.clone().or_else(|| args.scenario_flag.clone()) {
+        let is_suite = std::fs::read_to_string(&file).is_ok_and(|t| crate::suite::is_suite(&t));
+        if is_suite {
+            if let Some(flag) = args
+                .explicit
+                .iter()
+                .find(|id| !["scenario", "scenario_flag", "out", "RunArgs"].contains(&id.as_str()))
+            {
+                return Ok(super::check::fail(&Error::Config(format!(
+                    "{} is a suite: its scenarios carry their own settings; --{} does not apply (only --out does)",
+                    file.display(),
+                    flag.replace('_', "-")
+                ))));
+            }
+            return super::suite::execute(super::suite::SuiteArgs {
+                file,
+                out: args.out.clone(),
+            });
+        }
+    }
     let args = match resolve(args) {
         Ok(a) => a,
         Err(e) => return Ok(super::check::fail(&e)),
