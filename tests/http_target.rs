@@ -599,13 +599,11 @@ fn a_scenario_with_target_http_runs_and_its_slo_gates_decide_the_exit_code() {
     ));
 }
 
-/// The leak soak through the CLI, as it runs once the HTTP target honours
-/// `--duration` and records its time series (the engine port): a 20 s soak
-/// against `converge serve --fault leak-memory` fails the
-/// `service_leak_slope_mb_per_min` gate, the correct service passes it.
-/// (`tests/serve.rs` soaks the service directly and runs today.)
+/// The leak soak through the CLI: a 20 s soak against `converge serve
+/// --fault leak-memory` fails the `service_leak_slope_mb_per_min` gate,
+/// the correct service passes it. (`tests/serve.rs` also soaks the service
+/// directly.)
 #[test]
-#[ignore = "needs --duration and the time series on --target http (engine port)"]
 fn a_soak_catches_a_leaking_service_with_the_slope_gate() {
     let dir = tempfile::tempdir().expect("temp dir");
     let leaky = variant(
@@ -621,6 +619,9 @@ fn a_soak_catches_a_leaking_service_with_the_slope_gate() {
         "8",
         "--duration",
         "20s",
+        // The example's own op count would end the soak in seconds.
+        "--ops",
+        "100000000",
         "--nemesis",
         "none",
         "--seed",
