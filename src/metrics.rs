@@ -24,6 +24,10 @@ pub struct Latency {
     pub p999: f64,
     /// Maximum.
     pub max: f64,
+    /// Mean (`null` when no op was measured, and in reports written before
+    /// it was recorded).
+    #[serde(default)]
+    pub mean: Option<f64>,
 }
 
 /// Operation counts.
@@ -67,6 +71,7 @@ fn summarize(h: &Histogram<u64>) -> Latency {
         p99: ms(h.value_at_quantile(0.99)),
         p999: ms(h.value_at_quantile(0.999)),
         max: ms(h.max()),
+        mean: (!h.is_empty()).then(|| h.mean() / 1e6),
     }
 }
 

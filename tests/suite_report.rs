@@ -121,6 +121,11 @@ fn a_suite_of_two_serve_scenarios_fills_the_acceptance_tables_from_their_reports
             f("latency_ms.p99").as_f64().unwrap(),
             3,
         );
+        close(
+            &per("average latency (ms)"),
+            f("latency_ms.mean").as_f64().expect("a mean latency"),
+            3,
+        );
         assert_eq!(
             num(&per("data-loss events")),
             f("counts.data_loss_events").as_f64().unwrap()

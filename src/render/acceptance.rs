@@ -466,8 +466,9 @@ pub fn per_scenario_rows(o: &Outcomes) -> Vec<(&'static str, Vec<String>)> {
                 )
             }
         }),
-        ("average latency (ms)", |_| {
-            "not measured (report.json records percentiles only)".into()
+        ("average latency (ms)", |l| match l.report.latency_ms.mean {
+            Some(mean) => format!("{mean:.3}"),
+            None => "not measured (no op measured, or a report.json without a mean)".into(),
         }),
         ("p95 latency (ms)", |l| {
             format!("{:.3}", l.report.latency_ms.p95)
