@@ -1217,8 +1217,10 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         reproduce: config.reproduce.clone(),
         linearizable: false,
     };
-    let history_writer =
-        crate::history::jsonl::HistoryWriter::start(&config.out.join("history.jsonl"), header)?;
+    let history_writer = crate::history::jsonl::HistoryWriter::start(
+        &config.out.join("history.jsonl"),
+        header.clone(),
+    )?;
     let connected = tokio::select! {
         pools = connect(
             config,
@@ -1269,20 +1271,7 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         seed: config.seed,
         settle: config.settle,
         out: config.out.clone(),
-        header: Header {
-            schema_version: SCHEMA_VERSION,
-            seed: config.seed,
-            workload: config.workload,
-            model: config.model.clone(),
-            target: "sql".into(),
-            writers,
-            replicas: config.replicas,
-            keys: config.mix.keys,
-            ops: config.load.ops.unwrap_or(0),
-            nemesis: config.nemesis.to_spec(),
-            reproduce: config.reproduce.clone(),
-            linearizable: false,
-        },
+        header,
         probe: config.probe.clone(),
     };
     let outcome = crate::engine::run(adapter, &engine_config, started).await;
