@@ -20,6 +20,7 @@
 //!   [`SeriesRecorder`]).
 
 pub mod scheduler;
+pub mod writer;
 
 use crate::error::{Error, Result};
 use crate::generator::{derive_seed, Mix};
@@ -60,10 +61,11 @@ pub struct EngineConfig {
 }
 
 /// Tells the time series where the target is measured now.
-fn measure_target<A: Adapter>(series: &SeriesRecorder, config: &EngineConfig, adapter: &A) {
-    match &config.probe {
-        Some(probe) => series.set_target(probe.clone()),
-        None => series.set_target_roots(adapter.pids()),
+fn measure_target<A: Adapter>(series: &SeriesRecorder, config: &EngineConfig, adapter: Option<&A>) {
+    match (&config.probe, adapter) {
+        (Some(probe), _) => series.set_target(probe.clone()),
+        (None, Some(adapter)) => series.set_target_roots(adapter.pids()),
+        (None, None) => {}
     }
 }
 
@@ -120,18 +122,14 @@ pub fn load_flags(load: &LoadSpec) -> String {
     flags
 }
 
-/// Runs `adapter` under `config` on the current tokio runtime: writing
-/// phase, final phase, history and time series. `start` is the run's time
-/// origin (the adapter's clock too). A configuration mistake the adapter
-/// reports ends the run with that error once the history is on disk.
-pub async fn run<A: Adapter>(
-    adapter: Arc<A>,
+/// Starts the run's time series (`timeseries.jsonl` in the run folder),
+/// measuring the target as `config` says. A target started before the
+/// engine runs starts it first, so its start-up is in the first rows;
+/// `None` (with a warning) when the file cannot be written: the run goes on.
+pub fn start_series<A: Adapter>(
     config: &EngineConfig,
-    start: Instant,
-) -> Result<EngineOutcome> {
-    config.load.validate()?;
-    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
-    let history = HistoryWriter::start(&config.out.join("history.jsonl"), config.header.clone())?;
+    adapter: Option<&A>,
+) -> Option<SeriesRecorder> {
     let series = SeriesRecorder::start(
         &config.out,
         SeriesHeader {
@@ -147,10 +145,98 @@ pub async fn run<A: Adapter>(
     })
     .ok();
     if let Some(s) = &series {
-        measure_target(s, config, adapter.as_ref());
+        measure_target(s, config, adapter);
     }
+    series
+}
 
-    // Writing phase: writers, replication, nemesis.
+/// Runs `adapter` under `config` on the current tokio runtime: writing
+/// phase, final phase, history and time series. `start` is the run's time
+/// origin (the adapter's clock too); `series` is the one
+/// [`start_series`] started, or `None` to start it now. A configuration
+/// mistake the adapter reports ends the run with that error once the
+/// history is on disk.
+pub async fn run<A: Adapter>(
+    adapter: Arc<A>,
+    config: &EngineConfig,
+    start: Instant,
+    series: Option<SeriesRecorder>,
+) -> Result<EngineOutcome> {
+    config.load.validate()?;
+    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
+    let history = HistoryWriter::start(&config.out.join("history.jsonl"), config.header.clone())?;
+    let series = series.or_else(|| start_series(config, Some(adapter.as_ref())));
+    let make = {
+        let (adapter, config, sender) = (adapter.clone(), config.clone(), history.sender());
+        move |id| writer::CrdtWriter::new(adapter.clone(), &config, sender.clone(), start, id)
+    };
+    let written = writing_phase(adapter.clone(), config, start, series.clone(), make).await;
+    // A run that failed or already shows a configuration mistake does not
+    // wait for the settle limit: it ends with the error below.
+    let settled = if written.totals.is_err() || adapter.mistake().is_some() {
+        None
+    } else {
+        final_phase(adapter.as_ref(), config, &history).await
+    };
+    if let Some(stats) = adapter.network().await {
+        let _ = history.sender().send(WriterMsg::Network(stats));
+    }
+    let series_summary = series.as_ref().and_then(|s| s.finish().ok());
+    let mistake = adapter.mistake();
+    let history = history.finish()?;
+    let totals = written.totals?;
+    if let Some(e) = mistake {
+        return Err(e);
+    }
+    Ok(EngineOutcome {
+        history,
+        write_phase: written.length,
+        nemesis_log: written.nemesis_log,
+        settle: settled,
+        series: series_summary,
+        started: totals.started,
+        dropped: totals.dropped,
+        writers_peak: totals.writers_peak,
+    })
+}
+
+/// What the writing phase of [`run_clients`] produced; the caller runs its
+/// own final phase and finishes `series`.
+#[derive(Debug)]
+pub struct WritingPhase {
+    /// Ops started, arrivals dropped, most writers at once; an error a
+    /// client returned (the history could not be written).
+    pub totals: Result<scheduler::Totals>,
+    /// Its length.
+    pub length: Duration,
+    /// Nemesis actions, in order, each with its time; the heal for good last.
+    pub nemesis_log: Vec<String>,
+}
+
+/// The writing phase for clients a target brings itself (see
+/// [`scheduler::Client`]): the load shape, the shared op budget, the nemesis
+/// schedule, the heal for good and the time series, as [`run`] does them.
+/// The clients record their own history; the caller runs the final phase.
+pub async fn run_clients<A: Adapter, C: scheduler::Client>(
+    adapter: Arc<A>,
+    config: &EngineConfig,
+    start: Instant,
+    series: Option<SeriesRecorder>,
+    make: impl Fn(u32) -> C + Send + Sync + 'static,
+) -> Result<WritingPhase> {
+    config.load.validate()?;
+    Ok(writing_phase(adapter, config, start, series, make).await)
+}
+
+/// Writers under the load shape while the nemesis runs and the adapter
+/// replicates in the background; then every fault healed for good.
+async fn writing_phase<A: Adapter, C: scheduler::Client>(
+    adapter: Arc<A>,
+    config: &EngineConfig,
+    start: Instant,
+    series: Option<SeriesRecorder>,
+    make: impl Fn(u32) -> C + Send + Sync + 'static,
+) -> WritingPhase {
     let write_start = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = {
@@ -167,48 +253,19 @@ pub async fn run<A: Adapter>(
         config.probe.is_some(),
         stop_rx,
     ));
-    let scheduled = scheduler::drive(
-        adapter.clone(),
-        config,
-        start,
-        history.sender(),
-        series.clone(),
-    )
-    .await;
-    let write_phase = write_start.elapsed();
+    let totals = scheduler::drive(adapter.clone(), config, start, series.clone(), make).await;
+    let length = write_start.elapsed();
     let _ = stop_tx.send(true);
     let mut nemesis_log = nemesis.await.unwrap_or_default();
     let _ = background.await;
-
-    // Final phase: heal for good, then the settle rule.
-    let healed = adapter.heal(true).await;
-    for event in healed {
+    for event in adapter.heal(true).await {
         note(&mut nemesis_log, series.as_ref(), start, event);
     }
-    // A run that failed or already shows a configuration mistake does not
-    // wait for the settle limit: it ends with the error below.
-    let settled = if scheduled.is_err() || adapter.mistake().is_some() {
-        None
-    } else {
-        final_phase(adapter.as_ref(), config, &history).await
-    };
-    let series_summary = series.as_ref().and_then(|s| s.finish().ok());
-    let mistake = adapter.mistake();
-    let history = history.finish()?;
-    let totals = scheduled?;
-    if let Some(e) = mistake {
-        return Err(e);
-    }
-    Ok(EngineOutcome {
-        history,
-        write_phase,
+    WritingPhase {
+        totals,
+        length,
         nemesis_log,
-        settle: settled,
-        series: series_summary,
-        started: totals.started,
-        dropped: totals.dropped,
-        writers_peak: totals.writers_peak,
-    })
+    }
 }
 
 /// Logs a nemesis event with its time and puts it in the time series.
@@ -252,8 +309,12 @@ async fn nemesis_schedule<A: Adapter>(
             note(&mut log, series.as_ref(), start, event);
         }
         if let (true, false, Some(s)) = (changed, user_probe, &series) {
-            // A restart changes the target's process tree.
-            s.set_target_roots(adapter.pids());
+            // A restart changes the target's process tree (an adapter
+            // that tells the series itself returns none).
+            let pids = adapter.pids();
+            if !pids.is_empty() {
+                s.set_target_roots(pids);
+            }
         }
     }
     log

@@ -13,14 +13,12 @@
 
 use super::EngineConfig;
 use crate::error::Result;
-use crate::generator::{Generator, Step};
-use crate::history::jsonl::{record_invoke, WriterMsg};
-use crate::history::{Function, OpRecord};
+use crate::history::Outcome;
 use crate::load::LoadModel;
-use crate::series::{Completion, SeriesRecorder};
-use crate::target::{Adapter, Op};
-use converge_sync::channel::Sender;
+use crate::series::SeriesRecorder;
+use crate::target::Adapter;
 use parking_lot::Mutex;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,13 +39,14 @@ pub struct Totals {
 }
 
 /// State every writer shares.
-struct Run<A: Adapter> {
+struct Run<A: Adapter, C> {
     adapter: Arc<A>,
     config: EngineConfig,
     start: Instant,
     /// When writing stops at the latest.
     deadline: Option<Instant>,
-    history: Sender<WriterMsg>,
+    /// Makes writer `id`'s client.
+    make: Box<dyn Fn(u32) -> C + Send + Sync>,
     series: Option<SeriesRecorder>,
     claimed: AtomicU64,
     over: AtomicBool,
@@ -56,7 +55,7 @@ struct Run<A: Adapter> {
     error: Mutex<Option<crate::error::Error>>,
 }
 
-impl<A: Adapter> Run<A> {
+impl<A: Adapter, C: Client> Run<A, C> {
     /// Whether writing is over: budget spent, deadline passed, a stop asked
     /// for, an error, or the adapter halted.
     fn finished(&self) -> bool {
@@ -94,89 +93,52 @@ impl<A: Adapter> Run<A> {
         self.error.lock().get_or_insert(e);
         self.over.store(true, Ordering::Relaxed);
     }
+
+    /// Writer `id`, ready for its first op.
+    fn writer(&self, id: u32) -> Writer<C> {
+        Writer {
+            client: (self.make)(id),
+            last_done: self.start,
+        }
+    }
 }
 
-/// One writer: its generator, the adapter's state for it, its last return.
-struct Writer<A: Adapter> {
-    id: u32,
-    seq: u64,
-    generator: Generator,
-    state: A::Writer,
-    rng: rand_chacha::ChaCha8Rng,
+/// One writer of the scheduler: it sends one op at a time and says how it
+/// ended. The engine's own is [`super::writer::CrdtWriter`] (the
+/// generator's ops through an [`Adapter`], recorded in `history.jsonl`); a
+/// target whose ops are not CRDT updates (Maelstrom's lin-kv, echo,
+/// unique-ids, kafka) brings its own and records its own history, under the
+/// same load shape, budget, nemesis and time series.
+pub trait Client: Send + 'static {
+    /// Sends one op invoked at `invoke_at` (recorded there: the open
+    /// model's intended start, never before this writer's last return).
+    /// The invocation must be on disk before the op is sent; an error ends
+    /// the run (the history can no longer be written).
+    fn one(&mut self, invoke_at: Instant) -> impl Future<Output = Result<Outcome>> + Send;
+}
+
+/// A client with the time its last op returned.
+struct Writer<C> {
+    client: C,
     last_done: Instant,
 }
 
-impl<A: Adapter> Writer<A> {
-    fn new(run: &Run<A>, id: u32) -> Self {
-        let c = &run.config;
-        Writer {
-            id,
-            seq: 0,
-            generator: Generator::new(c.seed, id, c.workload, c.mix.clone()),
-            state: run.adapter.writer(id),
-            rng: rand::SeedableRng::seed_from_u64(crate::generator::derive_seed(
-                c.seed,
-                3_000_000 + id as u64,
-            )),
-            last_done: run.start,
-        }
-    }
-
-    /// Plans, records and applies one op. `intended` is the open model's
-    /// intended start: the invocation is stamped there (no earlier than
-    /// this writer's last return, so a writer's ops never overlap), so
+impl<C: Client> Writer<C> {
+    /// Sends one op and puts it in the time series. `intended` is the open
+    /// model's intended start: the invocation is stamped there (no earlier
+    /// than this writer's last return, so a writer's ops never overlap), so
     /// the latency includes the time the op waited for a writer.
-    async fn one(&mut self, run: &Run<A>, intended: Option<Instant>) -> Result<()> {
-        self.seq += 1;
-        let step = self.generator.next_step();
-        let replicas = run.adapter.replicas().max(1);
-        let replica = if run.adapter.pinned() {
-            self.id as usize % replicas
-        } else {
-            rand::RngExt::random_range(&mut self.rng, 0..replicas)
-        };
-        let (f, key, value, slot) = match step {
-            Step::Read { key } => (Function::Read, key, 0, 0),
-            Step::Update { key, intent } => {
-                let (f, value, slot) = crate::interpreter::describe(&intent);
-                (f, key, value, slot)
-            }
-        };
+    async fn one<A: Adapter>(&mut self, run: &Run<A, C>, intended: Option<Instant>) -> Result<()> {
         let now = Instant::now();
         let invoke_at = intended.map_or(now, |i| i.max(self.last_done).min(now));
-        let invoke_ns = invoke_at.duration_since(run.start).as_nanos() as u64;
-        let mut record = OpRecord::invocation(f, self.id, replica as u16, key, value, invoke_ns);
-        record.slot = slot;
-        let invoked = record_invoke(&run.history, &record).await?;
         if let Some(s) = &run.series {
             s.started();
         }
-        let op = Op {
-            writer: self.id,
-            seq: self.seq,
-            replica,
-            key,
-            f,
-            value,
-            invoke_ns,
-        };
-        let applied = run.adapter.apply(&mut self.state, op).await;
+        let outcome = self.client.one(invoke_at).await?;
         let done = Instant::now();
         self.last_done = done;
-        let latency = done.duration_since(invoke_at);
-        record.latency_ns = latency.as_nanos().min(u32::MAX as u128) as u32;
-        record.outcome = applied.outcome;
-        record.aux = applied.aux;
-        invoked.complete(&run.history, record, applied.read)?;
         if let Some(s) = &run.series {
-            s.completed(
-                match applied.outcome {
-                    crate::history::Outcome::Ok => Completion::Ok,
-                    crate::history::Outcome::Fail => Completion::Fail,
-                    crate::history::Outcome::Info => Completion::Info,
-                },
-                latency,
-            );
+            s.completed(outcome.into(), done.duration_since(invoke_at));
         }
         Ok(())
     }
@@ -184,12 +146,12 @@ impl<A: Adapter> Writer<A> {
 
 /// Runs the writing phase under the load shape; returns once every writer
 /// has stopped.
-pub async fn drive<A: Adapter>(
+pub async fn drive<A: Adapter, C: Client>(
     adapter: Arc<A>,
     config: &EngineConfig,
     start: Instant,
-    history: Sender<WriterMsg>,
     series: Option<SeriesRecorder>,
+    make: impl Fn(u32) -> C + Send + Sync + 'static,
 ) -> Result<Totals> {
     let began = Instant::now();
     let run = Arc::new(Run {
@@ -197,7 +159,7 @@ pub async fn drive<A: Adapter>(
         config: config.clone(),
         start,
         deadline: config.load.end().map(|d| began + d),
-        history,
+        make: Box::new(make),
         series,
         claimed: AtomicU64::new(0),
         over: AtomicBool::new(false),
@@ -222,7 +184,7 @@ pub async fn drive<A: Adapter>(
 }
 
 /// Keeps the time series' active writers and stage current.
-async fn control<A: Adapter>(run: Arc<Run<A>>, began: Instant) {
+async fn control<A: Adapter, C: Client>(run: Arc<Run<A, C>>, began: Instant) {
     while !run.finished() {
         if let Some(s) = &run.series {
             s.set_stage(run.config.load.stage_at(began.elapsed()));
@@ -232,14 +194,14 @@ async fn control<A: Adapter>(run: Arc<Run<A>>, began: Instant) {
     }
 }
 
-async fn closed<A: Adapter>(run: Arc<Run<A>>, began: Instant) -> Totals {
+async fn closed<A: Adapter, C: Client>(run: Arc<Run<A, C>>, began: Instant) -> Totals {
     let peak = run.config.load.peak_writers().max(1);
     let think = run.config.load.think_time;
     let mut tasks = Vec::with_capacity(peak as usize);
     for id in 0..peak {
         let run = run.clone();
         tasks.push(tokio::spawn(async move {
-            let mut writer: Option<Writer<A>> = None;
+            let mut writer: Option<Writer<C>> = None;
             let mut working = false;
             while !run.finished() {
                 let wanted = id < run.config.load.writers_at(began.elapsed());
@@ -258,7 +220,7 @@ async fn closed<A: Adapter>(run: Arc<Run<A>>, began: Instant) -> Totals {
                 if !run.claim() {
                     break;
                 }
-                let w = writer.get_or_insert_with(|| Writer::new(&run, id));
+                let w = writer.get_or_insert_with(|| run.writer(id));
                 if let Err(e) = w.one(&run, None).await {
                     run.fail(e);
                     break;
@@ -281,7 +243,7 @@ async fn closed<A: Adapter>(run: Arc<Run<A>>, began: Instant) -> Totals {
     }
 }
 
-async fn open<A: Adapter>(run: Arc<Run<A>>, began: Instant) -> Totals {
+async fn open<A: Adapter, C: Client>(run: Arc<Run<A, C>>, began: Instant) -> Totals {
     type Idle = Arc<Mutex<Vec<tokio::sync::mpsc::Sender<Instant>>>>;
     let idle: Idle = Arc::new(Mutex::new(Vec::new()));
     let max = run.config.load.max_writers.max(1);
@@ -293,7 +255,7 @@ async fn open<A: Adapter>(run: Arc<Run<A>>, began: Instant) -> Totals {
         let idle = idle.clone();
         let me = tx.clone();
         tasks.push(tokio::spawn(async move {
-            let mut writer = Writer::new(&run, id);
+            let mut writer = run.writer(id);
             loop {
                 // The writer holds its own sender (to rejoin the idle
                 // list), so it also looks for the end of the run itself.

@@ -126,6 +126,12 @@ pub trait Adapter: Send + Sync + 'static {
         false
     }
 
+    /// Message counts to record in the history after the final phase
+    /// (Maelstrom's network); `None` for a target converge does not route.
+    fn network(&self) -> impl Future<Output = Option<crate::history::NetworkStats>> + Send {
+        async { None }
+    }
+
     /// Roots of the target's process trees, for the time series (empty
     /// when converge did not start the target).
     fn pids(&self) -> Vec<u32> {

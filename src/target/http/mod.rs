@@ -720,7 +720,7 @@ async fn drive(
     if config.faults.delay {
         nemesis_log.push("0.0s client-side delays on".to_string());
     }
-    let outcome = crate::engine::run(adapter, &engine_config, started).await?;
+    let outcome = crate::engine::run(adapter, &engine_config, started, None).await?;
     nemesis_log.extend(outcome.nemesis_log);
     let garbage = std::mem::take(&mut *shared.garbage.lock());
     let replicas_now = shared.urls.read().clone();

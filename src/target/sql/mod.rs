@@ -1274,7 +1274,7 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
         header,
         probe: config.probe.clone(),
     };
-    let outcome = crate::engine::run(adapter, &engine_config, started).await;
+    let outcome = crate::engine::run(adapter, &engine_config, started, None).await;
     for pool in &shared.pools {
         pool.close().await;
     }
