@@ -26,7 +26,7 @@
 
 use crate::error::Result;
 use crate::load::{Arrivals, LoadModel, LoadSpec};
-use crate::series::{Completion, Interval, Row, SeriesHeader, SeriesWriter, Usage};
+use crate::series::{Completion, Interval, MemoryTrack, Row, SeriesHeader, SeriesWriter, Usage};
 use std::iter::Peekable;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -62,6 +62,10 @@ pub struct LoadSummary {
     pub achieved_rate: f64,
     /// Rows of `timeseries.jsonl`.
     pub rows: usize,
+    /// converge's own memory (the simulated target lives in its process),
+    /// sampled at each row's close against the wall clock: memory grows in
+    /// real time, whatever the virtual clock says.
+    pub converge_memory: Option<crate::series::MemoryFigures>,
 }
 
 /// The load of a simulated run, tick by tick, and its time series.
@@ -89,6 +93,9 @@ pub struct Schedule<'a> {
     completed: u64,
     wall: Instant,
     last_cpu: Option<f64>,
+    /// When the schedule began, on the wall clock (time of memory samples).
+    began: Instant,
+    memory: MemoryTrack,
 }
 
 /// Virtual time at the start of tick `tick + 1` (the end of tick `tick`).
@@ -185,6 +192,8 @@ impl<'a> Schedule<'a> {
             completed: 0,
             wall: Instant::now(),
             last_cpu: None,
+            began: Instant::now(),
+            memory: MemoryTrack::default(),
         })
     }
 
@@ -370,6 +379,9 @@ impl<'a> Schedule<'a> {
                     .map_or(0.0, |l| (cpu - l).max(0.0) / wall_s * 100.0),
             });
             self.last_cpu = own.map(|o| o.1);
+            if let Some((rss, _)) = own {
+                self.memory.push(self.began.elapsed().as_secs_f64(), rss);
+            }
             series.row(&row)?;
         }
         Ok(())
@@ -381,6 +393,7 @@ impl<'a> Schedule<'a> {
             self.close_row()?;
         }
         let mut summary = self.summary;
+        summary.converge_memory = self.memory.figures();
         summary.virtual_s = self.tick as f64 * TICK.as_secs_f64();
         summary.achieved_rate = if summary.virtual_s > 0.0 {
             self.completed as f64 / summary.virtual_s

@@ -56,6 +56,22 @@ fn run(dir: &Path, args: &[&str]) -> Value {
     common::parse_json(&out.stdout, "report")
 }
 
+/// A simulated target lives in converge's process: report.json's
+/// `memory.converge` holds the RSS the series sampled (peak the highest
+/// row, initial the first), and no separate target is claimed.
+fn converge_memory_is_reported(report: &Value, rows: &[Value]) {
+    let memory = &report["memory"]["converge"];
+    let sampled: Vec<f64> = rows.iter().map(|r| num(r, "converge.rss_mb")).collect();
+    let peak = sampled.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(memory["peak_mb"].as_f64(), Some(peak), "{memory:#}");
+    assert_eq!(
+        memory["initial_mb"].as_f64(),
+        Some(sampled[0]),
+        "{memory:#}"
+    );
+    assert!(report["memory"]["target"].is_null(), "{report:#}");
+}
+
 const IN_PROCESS: &[&str] = &["--workload", "g-counter", "--replicas", "3", "--seed", "4"];
 
 /// Closed model: 5 writers for 2 s, then a ramp to 25 over 2 s, each
@@ -81,11 +97,12 @@ fn in_process_closed_ramp_follows_the_writers() {
         ],
     ]
     .concat();
-    run(dir.path(), &args);
+    let report = run(dir.path(), &args);
     let (header, rows) = series(dir.path());
     assert_eq!(common::string(&header, "clock"), "virtual");
     assert_eq!(num(&header, "load.tick_ms"), 1.0);
     follows(&rows, &[500.0, 500.0, 1000.0, 2000.0], 0.10);
+    converge_memory_is_reported(&report, &rows);
     let stages: Vec<Value> = rows.iter().map(|r| r["stage"].clone()).collect();
     assert_eq!(stages, [0, 0, 1, 1].map(Value::from));
     assert_eq!(num(&rows[3], "writers"), 25.0);
@@ -274,10 +291,11 @@ fn automerge_closed_ramp_follows_the_writers() {
         ],
     ]
     .concat();
-    run(dir.path(), &args);
+    let report = run(dir.path(), &args);
     let (header, rows) = series(dir.path());
     assert_eq!(common::string(&header, "clock"), "virtual");
     ratios(&rows, &[1.0, 1.75, 3.25]);
+    converge_memory_is_reported(&report, &rows);
     assert_eq!(num(&rows[2], "writers"), 8.0);
 }
 

@@ -655,6 +655,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<i32> {
         &config_spec(&config),
         &load,
     ));
+    report.memory.converge = load.converge_memory;
     if report.verdict == Verdict::Invalid && !args.no_shrink && !crate::interrupt::requested() {
         if args.format == Format::Human {
             eprintln!("invalid: shrinking to a minimal counterexample...");

@@ -87,6 +87,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         },
         &result.load,
     ));
+    report.memory.converge = result.load.converge_memory;
     report.reproduce = super::unpinned(&config.reproduce(), &config.out);
     if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
         return Ok(code);
