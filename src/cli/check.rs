@@ -31,8 +31,9 @@ pub enum CheckerKind {
 /// Arguments of `converge check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// History files: converge `history.jsonl`; for `--checker linearizable`
-    /// also Jepsen logs, Jepsen EDN and porcupine kv EDN.
+    /// History files: converge `history.jsonl`, or the `ops.jsonl` of a
+    /// Maelstrom echo, unique-ids or kafka run; for `--checker
+    /// linearizable` also Jepsen logs, Jepsen EDN and porcupine kv EDN.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Property to check.
