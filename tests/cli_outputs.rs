@@ -255,6 +255,89 @@ fn a_history_without_its_end_line_is_interrupted_and_never_valid() {
     assert!(out.stderr.contains("after.jsonl:3:"), "{}", out.dump());
 }
 
+/// A kafka `ops.jsonl`, invoke-first: `lines` after the header.
+fn kafka_ops(dir: &Path, name: &str, lines: &[&str]) -> PathBuf {
+    let header = r#"{"type":"header","ops_format":2,"workload":"kafka","run":{"schema_version":1,"seed":4,"workload":"lww-register","model":"kafka.py","target":"maelstrom","writers":1,"replicas":1,"keys":1,"ops":1,"nemesis":"none","reproduce":"converge run"}}"#;
+    let mut text = format!("{header}\n");
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    write(dir, name, &text)
+}
+
+const SEND: &str = r#"{"type":"invoke","op":0,"process":0,"node":0,"f":"send","time_ns":10,"request":{"type":"send","key":"1","msg":5}}"#;
+const SENT: &str =
+    r#"{"type":"ok","op":0,"time_ns":20,"latency_ns":10,"reply":{"type":"send_ok","offset":0}}"#;
+const FINAL_POLL: &str = r#"{"type":"invoke","op":1,"process":1,"node":0,"f":"poll","time_ns":30,"request":{"type":"poll","offsets":{"1":0}},"final_read":true}"#;
+const SETTLED: &str = r#"{"type":"final_polls","state":"settled"}"#;
+const END: &str = r#"{"type":"end"}"#;
+
+fn final_polled(msgs: &str) -> String {
+    format!(
+        r#"{{"type":"ok","op":1,"time_ns":40,"latency_ns":10,"reply":{{"type":"poll_ok","msgs":{{"1":{msgs}}}}}}}"#
+    )
+}
+
+#[test]
+fn an_ops_jsonl_is_judged_whole_and_cut_and_its_bad_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let polled = final_polled("[[0, 5]]");
+    let empty = final_polled("[]");
+    let whole = kafka_ops(
+        dir.path(),
+        "whole.jsonl",
+        &[SEND, SENT, FINAL_POLL, &polled, SETTLED, END],
+    );
+    check(&whole).no_panic().expect_code(0);
+    // Acknowledged, and missing from the settled final polls: lost.
+    let lost = kafka_ops(
+        dir.path(),
+        "lost.jsonl",
+        &[SEND, SENT, FINAL_POLL, &empty, SETTLED, END],
+    );
+    check(&lost).no_panic().expect_code(1).mentions("lost");
+    // In flight when the run was killed, and polled: legal. Missing from
+    // the final polls: not lost either, it may never have taken effect.
+    for (name, msgs) in [
+        ("in-flight-polled.jsonl", &polled),
+        ("in-flight.jsonl", &empty),
+    ] {
+        let cut = kafka_ops(dir.path(), name, &[SEND, FINAL_POLL, msgs, SETTLED, END]);
+        check(&cut)
+            .no_panic()
+            .expect_code(0)
+            .stderr_mentions("never completed");
+    }
+    // Killed before the completion: no end line, unknown.
+    let killed = kafka_ops(dir.path(), "ops.jsonl", &[SEND]);
+    check(&killed)
+        .no_panic()
+        .expect_code(2)
+        .stderr_mentions("cut short");
+    // A completion never invoked, an id invoked twice: input errors.
+    let orphan = kafka_ops(dir.path(), "orphan.jsonl", &[SENT]);
+    check(&orphan)
+        .no_panic()
+        .expect_code(3)
+        .stderr_mentions("orphan.jsonl:2: op 0 completed but never invoked");
+    let twice = kafka_ops(dir.path(), "twice.jsonl", &[SEND, SEND]);
+    check(&twice)
+        .no_panic()
+        .expect_code(3)
+        .stderr_mentions("twice.jsonl:3: op 0 invoked twice");
+    // Format 1 (one whole op per line, no header) still reads.
+    let old = write(
+        dir.path(),
+        "old.jsonl",
+        "{\"process\":0,\"f\":\"echo\",\"invoke_ns\":1,\"complete_ns\":2,\"outcome\":\"ok\",\"node\":0,\"request\":{\"type\":\"echo\",\"echo\":\"a\"},\"reply\":{\"type\":\"echo_ok\",\"echo\":\"b\"}}\n",
+    );
+    check(&old)
+        .no_panic()
+        .expect_code(1)
+        .mentions("echoed something else");
+}
+
 // ------------------------------------------------------------ pipes, disks
 
 fn small_run(out: &Path) -> Command {

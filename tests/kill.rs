@@ -29,21 +29,6 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// Whether python3 is there; under CI its absence is a failure.
-fn have_python() -> bool {
-    let ok = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!("python3 is needed for the Maelstrom kill tests under CI");
-    }
-    if !ok {
-        eprintln!("SKIPPED (not passed): python3 is missing");
-    }
-    ok
-}
-
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Signal {
     Kill,
@@ -198,7 +183,7 @@ fn strike(dir: &Path, name: &str, args: &[String], after: Duration, signal: Sign
         // Before converge installs its handler (its first milliseconds, when
         // nothing is started yet) SIGINT kills it like any process.
         (Signal::Int, true) if status.signal() == Some(libc::SIGINT) => assert!(
-            !victim.out.join("history.jsonl").exists(),
+            recorded(&victim.out).is_none(),
             "SIGINT killed converge after it had started the run: {context}"
         ),
         (Signal::Int, true) => {
@@ -214,7 +199,7 @@ fn strike(dir: &Path, name: &str, args: &[String], after: Duration, signal: Sign
     }
     if signal == Signal::Int && sent && code == Some(2) {
         let report = victim.out.join("report.json");
-        if victim.out.join("history.jsonl").exists() {
+        if recorded(&victim.out).is_some() {
             let report = read_json(&report);
             let checks = report["checks"].as_array().expect("checks");
             assert!(
@@ -232,8 +217,7 @@ fn strike(dir: &Path, name: &str, args: &[String], after: Duration, signal: Sign
     }
 
     // The history re-checks without a false invalid.
-    let history = victim.out.join("history.jsonl");
-    let recheck = if history.exists() {
+    let recheck = if let Some(history) = recorded(&victim.out) {
         let out = finish(converge().arg("check").arg(&history));
         assert!(
             matches!(out.code, 0 | 2),
@@ -255,6 +239,15 @@ fn strike(dir: &Path, name: &str, args: &[String], after: Duration, signal: Sign
             }
         ),
     }
+}
+
+/// The history a run left in `out`: `history.jsonl`, or `ops.jsonl` for
+/// the Maelstrom workloads that record bodies (echo, unique-ids, kafka).
+fn recorded(out: &Path) -> Option<PathBuf> {
+    ["history.jsonl", "ops.jsonl"]
+        .iter()
+        .map(|name| out.join(name))
+        .find(|path| path.exists())
 }
 
 fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -402,7 +395,7 @@ fn http_runs_killed_or_stopped_at_any_moment() {
 
 #[test]
 fn maelstrom_runs_killed_or_stopped_at_any_moment() {
-    if !have_python() {
+    if !common::python3() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -452,6 +445,46 @@ fn maelstrom_runs_killed_or_stopped_at_any_moment() {
                 Duration::from_millis(2500),
                 args(&node, "1", "pause"),
             ),
+        ],
+    );
+}
+
+/// A kafka run records `ops.jsonl` invoke-first: killed with sends in
+/// flight (some already polled by other clients), it re-checks as unknown,
+/// never as a message nobody sent or a lost send.
+#[test]
+fn maelstrom_kafka_runs_killed_or_stopped_leave_ops_that_recheck() {
+    if !common::python3() {
+        return;
+    }
+    let node = repo("nodes/kafka.py").display().to_string();
+    let args = |time_limit: &str| {
+        strings(&[
+            "--target",
+            "maelstrom",
+            "--bin",
+            &node,
+            "--workload",
+            "kafka",
+            "--nodes",
+            "3",
+            "--rate",
+            "100",
+            "--time-limit",
+            time_limit,
+            "--nemesis",
+            "partition",
+            "--quiet-window",
+            "2",
+            "--seed",
+            "6",
+        ])
+    };
+    matrix(
+        "maelstrom-kafka",
+        &[
+            ("mid-run", Duration::from_millis(2000), args("30")),
+            ("final", Duration::from_millis(1800), args("1")),
         ],
     );
 }
@@ -522,7 +555,7 @@ fn flooding_node(dir: &Path, name: &str, body: &str) -> String {
 
 #[test]
 fn a_node_flooding_stdout_keeps_converge_memory_bounded() {
-    if !have_python() {
+    if !common::python3() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");

@@ -827,9 +827,132 @@ fn a_kafka_node_that_acknowledges_before_its_write_lands_loses_sends() {
         check["details"]["counts"]["lost"].as_u64().unwrap_or(0) > 0,
         "{check}"
     );
-    // Every op, with its bodies, is in ops.jsonl.
+    // Every op, with its bodies, is in ops.jsonl, and re-checks as lost.
     let ops = std::fs::read_to_string(r.out.join("ops.jsonl")).unwrap();
     assert!(ops.lines().any(|l| l.contains("\"send_ok\"")), "{ops}");
+    let again = recheck(&r.out.join("ops.jsonl"));
+    again.expect_code(1);
+    let report = common::parse_json(&again.stdout, "check report");
+    assert_eq!(
+        check_of(&report, "kafka")["details"]["counts"]["lost"],
+        check["details"]["counts"]["lost"],
+        "{}",
+        again.dump()
+    );
+}
+
+/// `converge check` of a file, with its report as JSON on stdout.
+fn recheck(path: &Path) -> common::Out {
+    let out = common::cli([
+        "check".as_ref(),
+        path.as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ]);
+    out.no_panic();
+    out
+}
+
+fn check_of<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check {name} in {report:#}"))
+}
+
+/// The line `ops.jsonl` records a request's invocation with, and the line
+/// its completion is on, for the `nth` request of type `f`.
+fn invocation_and_completion(lines: &[&str], f: &str, nth: usize) -> (usize, usize) {
+    let (at, invoke) = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("\"type\":\"invoke\"") && l.contains(&format!("\"f\":\"{f}\"")))
+        .nth(nth)
+        .unwrap_or_else(|| panic!("fewer than {} {f} invocations", nth + 1));
+    let id = common::parse_json(invoke, "invoke line")["op"].clone();
+    let done = lines
+        .iter()
+        .enumerate()
+        .skip(at + 1)
+        .find(|(_, l)| {
+            let v = common::parse_json(l, "ops line");
+            v["op"] == id && v["type"] != "invoke"
+        })
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| panic!("op {id} never completed"));
+    (at, done)
+}
+
+/// A run's `ops.jsonl` re-checks as the run judged it; cut as a kill cuts
+/// it (inside a line, or between an op's invocation and its completion) it
+/// re-checks as unknown, never as a false invalid; and a kafka send whose
+/// completion is missing, although other clients polled it, is legal.
+#[test]
+fn ops_jsonl_rechecks_as_the_run_did_and_cut_short_never_falsely_invalid() {
+    let _turn = exclusive();
+    if !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = vec![
+        ("echo.py", "echo", "echo"),
+        ("unique-ids.py", "unique-ids", "generate"),
+        ("kafka.py", "kafka", "send"),
+    ];
+    let runs = parallel(jobs, |(node, w, f)| {
+        (w, f, run(node, w, 3, &[], dir.path()))
+    });
+    for (w, f, r) in runs {
+        r.no_panic();
+        assert_eq!(r.code, 0, "{w} should be valid\n{}", r.dump());
+        let path = r.out.join("ops.jsonl");
+        let whole = recheck(&path);
+        whole.expect_code(0);
+        let report = common::parse_json(&whole.stdout, "check report");
+        assert_eq!(
+            check_of(&report, w)["details"]["counts"],
+            r.check(w)["details"]["counts"],
+            "{w}: {}",
+            whole.dump()
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let cut = |name: &str, body: &str| {
+            let p = dir.path().join(format!("{w}-{name}.jsonl"));
+            std::fs::write(&p, body).unwrap();
+            recheck(&p)
+        };
+        // Killed mid-write: the last line stops inside.
+        let (at, done) = invocation_and_completion(&lines, f, 2);
+        let mid_line = lines[..at].iter().map(|l| l.len() + 1).sum::<usize>() + lines[at].len() / 2;
+        let out = cut("mid-line", &text[..mid_line]);
+        out.expect_code(2).stderr_mentions("last line is cut short");
+        assert_eq!(
+            check_of(
+                &common::parse_json(&out.stdout, "report"),
+                "complete-history"
+            )["verdict"],
+            "unknown"
+        );
+        // Killed between an invocation and its completion: info.
+        let between: String = lines[..done].iter().map(|l| format!("{l}\n")).collect();
+        let out = cut("in-flight", &between);
+        out.expect_code(2).stderr_mentions("never completed");
+        assert_ne!(
+            check_of(&common::parse_json(&out.stdout, "report"), w)["verdict"],
+            "invalid"
+        );
+        if w == "kafka" {
+            // The send's completion never reached the file, but its message
+            // did reach a node and every final poll returned it.
+            let mut rest = lines.clone();
+            rest.remove(done);
+            let body: String = rest.iter().map(|l| format!("{l}\n")).collect();
+            let out = cut("polled-in-flight", &body);
+            out.expect_code(0)
+                .stderr_mentions("1 invoke(s) never completed");
+        }
+    }
 }
 
 /// Maelstrom's own demo nodes, vendored unmodified (EPL-1.0).

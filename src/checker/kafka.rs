@@ -22,8 +22,10 @@ use crate::verdict::Verdict;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
-/// How the final polls ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the final polls ended (recorded in `ops.jsonl` as a `final_polls`
+/// line, so that `converge check` judges loss as the run did).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FinalPolls {
     /// They returned the same messages for a quiet window: what they lack
     /// is lost.
@@ -31,7 +33,9 @@ pub enum FinalPolls {
     /// Still returning new messages at the settle limit: a send not seen
     /// yet may still appear, so it is unknown, not lost.
     StillChanging,
-    /// None were taken (the run stopped early): loss is not judged.
+    /// None were taken (the run stopped early), or the record does not
+    /// say: loss is not judged.
+    #[default]
     Missing,
 }
 
@@ -526,6 +530,50 @@ mod tests {
             check(&concurrent, FinalPolls::Settled).verdict,
             Verdict::Valid
         );
+    }
+
+    /// A send whose invocation is in a cut history and whose completion is
+    /// not (`ops.jsonl` read back after a kill).
+    fn in_flight_send(p: u64, t: u64, key: &str, msg: i64) -> ClientOp {
+        let mut o = op(
+            p,
+            "send",
+            (t, t),
+            Outcome::Info,
+            json!({"type":"send","key":key,"msg":msg}),
+            Value::Null,
+        );
+        o.complete_ns = crate::checker::client_ops::NEVER_COMPLETED;
+        o
+    }
+
+    #[test]
+    fn an_in_flight_send_another_client_polled_is_legal_and_an_acknowledged_one_missing_is_lost() {
+        // Killed while client 0's send of 20 was in flight: it reached the
+        // node, and client 1 polled it. Not a message nobody sent.
+        let mut cut = good();
+        cut.push(poll(
+            1,
+            (12, 13),
+            json!({"1": 4}),
+            json!({"1": [[4, 12], [5, 20]]}),
+        ));
+        cut.push(in_flight_send(0, 11, "1", 20));
+        for finals in [FinalPolls::Missing, FinalPolls::Settled] {
+            let c = check(&cut, finals);
+            assert_eq!(c.verdict, Verdict::Valid, "{finals:?}: {c:?}");
+        }
+        // Whether or not the final polls return it, it is never lost.
+        cut[6] = final_poll("1", json!({"1": [[0, 10], [1, 11], [4, 12]]}));
+        assert_eq!(check(&cut, FinalPolls::Settled).verdict, Verdict::Valid);
+        // The same send acknowledged at offset 5 and missing from every
+        // final poll, with no other poll returning it, is lost.
+        let mut lost = good();
+        lost.push(send(0, (11, 12), "1", 20, 5));
+        lost.push(in_flight_send(1, 13, "1", 21));
+        let c = check(&lost, FinalPolls::Settled);
+        assert_eq!(kinds(&c), vec!["lost"], "{c:?}");
+        assert_eq!(c.findings[0].ops, vec![7]);
     }
 
     #[test]

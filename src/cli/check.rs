@@ -2,14 +2,16 @@
 //! checkers (convergence, data loss, idempotency) or for linearizability.
 
 use super::Format;
-use crate::checker::check_all;
 use crate::checker::linearizable::model::{ModelKind, Semantics};
 use crate::checker::linearizable::{self, html, Explain, LinCheck, LinConfig, DEFAULT_MEMORY_MIB};
+use crate::checker::{check_all, client_ops};
 use crate::error::Error;
 use crate::history::detect::read_lin_history;
 use crate::history::jsonl::read_history;
 use crate::history::lin::{InputFormat, LinFn, LinHistory, LinValue};
+use crate::history::History;
 use crate::report::Report;
+use crate::target::maelstrom::MaelstromWorkload;
 use crate::verdict::{Verdict, EXIT_USAGE};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -29,8 +31,9 @@ pub enum CheckerKind {
 /// Arguments of `converge check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// History files: converge `history.jsonl`; for `--checker linearizable`
-    /// also Jepsen logs, Jepsen EDN and porcupine kv EDN.
+    /// History files: converge `history.jsonl`, or the `ops.jsonl` of a
+    /// Maelstrom echo, unique-ids or kafka run; for `--checker
+    /// linearizable` also Jepsen logs, Jepsen EDN and porcupine kv EDN.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Property to check.
@@ -91,6 +94,9 @@ pub fn execute(args: CheckArgs) -> anyhow::Result<i32> {
 }
 
 fn check_crdt(args: &CheckArgs, file: &Path) -> anyhow::Result<i32> {
+    if client_ops::is_ops_file(file) {
+        return check_ops(args, file);
+    }
     let read = match read_history(file) {
         Ok(r) => r,
         Err(e) => return Ok(fail(&e)),
@@ -114,7 +120,18 @@ fn check_crdt(args: &CheckArgs, file: &Path) -> anyhow::Result<i32> {
         eprintln!("warning: {why}");
         checks.push(interrupted_check(why));
     }
-    let mut report = Report::build(&read.history, &checks, None);
+    write_report(args, file, &read.history, &checks)
+}
+
+/// Writes the report of `checks` on `history` as `--out` and `--format`
+/// ask, and returns the exit code of its verdict.
+fn write_report(
+    args: &CheckArgs,
+    file: &Path,
+    history: &History,
+    checks: &[crate::checker::Check],
+) -> anyhow::Result<i32> {
+    let mut report = Report::build(history, checks, None);
     // A history in a default output folder: its command makes a new one.
     report.reproduce = super::unpinned(&report.reproduce, file.parent().unwrap_or(file));
     if let Some(out) = &args.out {
@@ -135,6 +152,99 @@ fn check_crdt(args: &CheckArgs, file: &Path) -> anyhow::Result<i32> {
         }
     }
     Ok(report.verdict.exit_code())
+}
+
+/// `ops.jsonl` of a Maelstrom `echo`, `unique-ids` or `kafka` run: judged
+/// by the checker of its workload (from the header, or from the ops of a
+/// format-1 file), with kafka's loss judged only when the file says the
+/// final polls settled.
+fn check_ops(args: &CheckArgs, file: &Path) -> anyhow::Result<i32> {
+    let read = match client_ops::read_ops(file) {
+        Ok(r) => r,
+        Err(e) => return Ok(fail(&e)),
+    };
+    for w in &read.warnings {
+        eprintln!("warning: {w}");
+    }
+    let named = read.header.as_ref().map(|h| h.workload.as_str());
+    let workload = match named {
+        Some(name) => match MaelstromWorkload::from_name(name).filter(|w| w.records_bodies()) {
+            Some(w) => Some(w),
+            None => {
+                return Ok(fail(&Error::HistoryLine {
+                    path: file.to_path_buf(),
+                    line: 1,
+                    message: format!(
+                        "workload {name:?}: ops.jsonl holds echo, unique-ids or kafka ops"
+                    ),
+                }))
+            }
+        },
+        None => match workload_of(&read.ops) {
+            Ok(w) => w,
+            Err(message) => {
+                return Ok(fail(&Error::History {
+                    path: file.to_path_buf(),
+                    message,
+                }))
+            }
+        },
+    };
+    let mut history = match &read.header {
+        Some(h) => {
+            eprintln!("seed: {}", h.run.seed);
+            History::new(h.run.clone())
+        }
+        None => History::default(),
+    };
+    for op in &read.ops {
+        if let Err(message) = history.push(op.latency_record(), None, &[], None) {
+            return Ok(fail(&Error::History {
+                path: file.to_path_buf(),
+                message,
+            }));
+        }
+    }
+    let mut checks = vec![match workload {
+        Some(w) => super::run_maelstrom::check_client_ops(w, &read.ops, read.final_polls),
+        None => client_ops::not_judged("client-ops", "the file holds no op"),
+    }];
+    if let Some(why) = &read.interrupted {
+        eprintln!("warning: {why}");
+        checks.push(interrupted_check(why));
+    }
+    write_report(args, file, &history, &checks)
+}
+
+/// The workload of format-1 ops (no header), from their request types:
+/// `None` for no op, an error when they mix workloads.
+fn workload_of(ops: &[client_ops::ClientOp]) -> Result<Option<MaelstromWorkload>, String> {
+    let mut found = None;
+    for op in ops {
+        let w = match op.f.as_str() {
+            "echo" => MaelstromWorkload::Echo,
+            "generate" => MaelstromWorkload::UniqueIds,
+            "send" | "poll" | "commit_offsets" | "list_committed_offsets" => {
+                MaelstromWorkload::Kafka
+            }
+            other => {
+                return Err(format!(
+                    "an op of type {other:?}, of no workload ops.jsonl records"
+                ))
+            }
+        };
+        match found {
+            Some(before) if before != w => {
+                return Err(format!(
+                    "ops of two workloads ({} and {})",
+                    MaelstromWorkload::name(before),
+                    w.name()
+                ))
+            }
+            _ => found = Some(w),
+        }
+    }
+    Ok(found)
 }
 
 /// A cut history (no end line) may show a violation, but its silence is

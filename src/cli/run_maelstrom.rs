@@ -190,6 +190,20 @@ pub fn converge_only_faults(faults: Faults) -> Option<String> {
     })
 }
 
+/// The checker of a workload that records bodies (`echo`, `unique-ids`,
+/// `kafka`), as the run and `converge check` of its `ops.jsonl` apply it.
+pub fn check_client_ops(
+    workload: MaelstromWorkload,
+    ops: &[client_ops::ClientOp],
+    final_polls: kafka::FinalPolls,
+) -> Check {
+    match workload {
+        MaelstromWorkload::Echo => client_ops::check_echo(ops),
+        MaelstromWorkload::UniqueIds => unique_ids::check(ops),
+        _ => kafka::check(ops, final_polls),
+    }
+}
+
 /// Runs the maelstrom target and returns the exit code.
 pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let config = match config_from(args) {
@@ -208,11 +222,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         Err(code) => return Ok(super::after_failure(code, &config.out)),
     };
     let mut checks = match (&result.lin, &result.ops) {
-        (_, Some((ops, final_polls))) => vec![match config.workload {
-            MaelstromWorkload::Echo => client_ops::check_echo(ops),
-            MaelstromWorkload::UniqueIds => unique_ids::check(ops),
-            _ => kafka::check(ops, *final_polls),
-        }],
+        (_, Some((ops, final_polls))) => vec![check_client_ops(config.workload, ops, *final_polls)],
         (Some(lin), None) => {
             let mut lin_config = LinConfig::new(linearizable::model::ModelKind::CasRegister);
             lin_config.timeout = Some(linearizable::RUN_TIMEOUT);

@@ -846,8 +846,9 @@ pub fn read_file_capped(path: &Path, max_line: usize) -> Result<Vec<u8>> {
 
 /// Appends one line (with its newline) to `buf`; false when it is longer
 /// than `max_line` bytes, having read no further than the bound (nothing
-/// appended and true at the end of the input).
-fn read_line_capped(
+/// appended and true at the end of the input). Every line reader of a
+/// recorded file uses it, so none takes unbounded memory.
+pub(crate) fn read_line_capped(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
     max_line: usize,

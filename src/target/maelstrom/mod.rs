@@ -348,6 +348,7 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     };
     // The history exists before any node starts: a run killed during
     // start-up still leaves one.
+    let mut ops_log = None;
     let (writer, edn) = if config.workload == MaelstromWorkload::LinKv {
         crate::history::lock::claim(&config.out)?;
         let path = config.out.join("history.edn");
@@ -363,6 +364,11 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     } else if config.workload.records_bodies() {
         // Their ops go to `ops.jsonl`; a CRDT history would misdescribe them.
         crate::history::lock::claim(&config.out)?;
+        ops_log = Some(ops::OpsLog::create(
+            config.out.join("ops.jsonl"),
+            config.workload.name(),
+            &header,
+        )?);
         (None, None)
     } else {
         (
@@ -471,11 +477,8 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         edn,
         lin: Vec::new(),
         garbage: Vec::new(),
-        ops_log: if config.workload.records_bodies() {
-            Some(ops::OpsLog::create(config.out.join("ops.jsonl"))?)
-        } else {
-            None
-        },
+        ops_log,
+
         ops: Vec::new(),
         series: Some(series.clone()),
     }));
@@ -563,6 +566,10 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     if let Some(writer) = writer {
         // The writer's history: ops in id (invocation) order, as `check` reads them back.
         rec.history = writer.finish()?;
+    }
+    if let (Some(log), None) = (rec.ops_log.as_mut(), &client_error) {
+        let kafka = config.workload == MaelstromWorkload::Kafka;
+        log.finish(kafka.then_some(final_polls))?;
     }
     if let Some(e) = client_error {
         return Err(e);

@@ -1,15 +1,19 @@
 //! Clients of the workloads that record request and reply bodies (`echo`,
 //! `unique-ids`, `kafka`), with Maelstrom's message shapes, and the final
-//! polls of `kafka`. Each op goes to `ops.jsonl` as it completes, and to
-//! the CRDT history only for latency figures.
+//! polls of `kafka`. Each op goes to `ops.jsonl` invoke-first (its
+//! invocation before the request is sent, its completion when it returns;
+//! the format is in [`crate::checker::client_ops`]), and to the in-memory
+//! CRDT history only for latency figures.
 
 use super::protocol::{body, is_indefinite, quote};
 use super::router::Command;
 use super::{request, MaelstromConfig, MaelstromWorkload, Pace, Recorder};
-use crate::checker::client_ops::ClientOp;
+use crate::checker::client_ops::{
+    ClientOp, OpCompletion, OpInvoke, OpsHeader, OpsLine, OPS_FORMAT,
+};
 use crate::checker::kafka::FinalPolls;
 use crate::error::{Error, Result};
-use crate::history::{Function, OpRecord, Outcome};
+use crate::history::{Header, Outcome};
 use rand::RngExt;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,26 +29,92 @@ pub const KAFKA_KEYS: u64 = 4;
 /// Most pages one final poll of one key reads from one node.
 const FINAL_POLL_PAGES: usize = 10_000;
 
-/// `ops.jsonl`, one op per line, flushed as it is written.
+/// `ops.jsonl`, written invoke-first; every line is flushed as it is
+/// written, so a killed run leaves every op that may have taken effect.
 pub(super) struct OpsLog {
     out: std::io::BufWriter<std::fs::File>,
     path: PathBuf,
+    next_op: u64,
 }
 
 impl OpsLog {
-    pub(super) fn create(path: PathBuf) -> Result<OpsLog> {
+    /// Creates the file and writes its header: call it before any node
+    /// starts, so a run killed during start-up still leaves one.
+    pub(super) fn create(path: PathBuf, workload: &str, run: &Header) -> Result<OpsLog> {
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(OpsLog {
+        let mut log = OpsLog {
             out: std::io::BufWriter::new(file),
             path,
+            next_op: 0,
+        };
+        log.line(&OpsLine::Header(OpsHeader {
+            ops_format: OPS_FORMAT,
+            workload: workload.to_string(),
+            run: run.clone(),
+        }))?;
+        Ok(log)
+    }
+
+    fn line(&mut self, line: &OpsLine) -> Result<()> {
+        let text = serde_json::to_string(line).map_err(|e| Error::io(&self.path, e.into()))?;
+        let text = match line {
+            OpsLine::Header(_) => crate::secrets::mask(&text).into_owned(),
+            _ => text,
+        };
+        writeln!(self.out, "{text}")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Writes the invocation of a request about to be sent and returns its
+    /// id, once the line is in the file.
+    pub(super) fn invoke(
+        &mut self,
+        process: u64,
+        node: usize,
+        time_ns: u64,
+        request: &Map<String, Value>,
+        final_read: bool,
+    ) -> Result<u64> {
+        let op = self.next_op;
+        self.next_op += 1;
+        self.line(&OpsLine::Invoke(OpInvoke {
+            op,
+            process,
+            node: node as u32,
+            f: request
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            time_ns,
+            request: Value::Object(request.clone()),
+            final_read,
+        }))?;
+        Ok(op)
+    }
+
+    /// Writes how the op invoked as `id` ended.
+    pub(super) fn complete(&mut self, id: u64, op: &ClientOp) -> Result<()> {
+        let completion = OpCompletion {
+            op: id,
+            time_ns: op.complete_ns,
+            latency_ns: op.complete_ns.saturating_sub(op.invoke_ns),
+            reply: op.reply.clone(),
+        };
+        self.line(&match op.outcome {
+            Outcome::Ok => OpsLine::Ok(completion),
+            Outcome::Fail => OpsLine::Fail(completion),
+            Outcome::Info => OpsLine::Info(completion),
         })
     }
 
-    fn write(&mut self, op: &ClientOp) -> Result<()> {
-        let line = serde_json::to_string(op).map_err(|e| Error::Config(e.to_string()))?;
-        writeln!(self.out, "{line}")
-            .and_then(|_| self.out.flush())
-            .map_err(|e| Error::io(&self.path, e))
+    /// Closes the file: how kafka's final polls ended, then the end line.
+    pub(super) fn finish(&mut self, final_polls: Option<FinalPolls>) -> Result<()> {
+        if let Some(state) = final_polls {
+            self.line(&OpsLine::FinalPolls { state })?;
+        }
+        self.line(&OpsLine::End {})
     }
 }
 
@@ -201,6 +271,14 @@ async fn call(
         s.started();
     }
     let invoke_at = Instant::now();
+    let invoked = {
+        let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
+        match rec.ops_log.as_mut() {
+            Some(log) => Some(log.invoke(process, node, invoke_ns, &request_body, final_read)?),
+            None => None,
+        }
+    };
     let reply = request(
         commands,
         client_name.to_string(),
@@ -240,29 +318,13 @@ async fn call(
         reply: reply.clone().map_or(Value::Null, Value::Object),
         final_read,
     };
-    if let Some(log) = rec.ops_log.as_mut() {
-        log.write(&op)?;
+    if let (Some(log), Some(id)) = (rec.ops_log.as_mut(), invoked) {
+        log.complete(id, &op)?;
     }
+    let record = op.latency_record();
     rec.ops.push(op);
-    let record = OpRecord {
-        invoke_ns,
-        value: 0,
-        aux: crate::history::UNKNOWN_AUX,
-        latency_ns: (complete_ns - invoke_ns).min(u32::MAX as u64) as u32,
-        process: process as u32,
-        key: 0,
-        clock_sum: 0,
-        slot: 0,
-        replica: node as u16,
-        f: match f.as_str() {
-            "send" => Function::Add,
-            "commit_offsets" => Function::Write,
-            _ => Function::Read,
-        },
-        outcome,
-    };
     // No history.jsonl for these workloads (writer is None): ops.jsonl
-    // holds them, written as they complete.
+    // holds them, invoke-first.
     rec.record(None, record, None)?;
     Ok((outcome == Outcome::Ok).then_some(reply).flatten())
 }
@@ -375,6 +437,10 @@ pub(super) async fn kafka_final_polls(
     let mut unchanged_since = Instant::now();
     let process_base = config.clients as u64;
     loop {
+        if crate::interrupt::requested() {
+            // Stopped by the user: what the polls lack is not judged.
+            return Ok(FinalPolls::Missing);
+        }
         let before = seen.len();
         for node in 0..config.nodes {
             let process = process_base + node as u64;
@@ -484,6 +550,70 @@ mod tests {
             let err = ok(f, v).unwrap_err();
             assert!(err.contains(why), "{f}: {err}");
         }
+    }
+
+    #[test]
+    fn the_ops_log_is_invoke_first_and_reads_back_whole_or_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ops.jsonl");
+        let run = Header {
+            schema_version: crate::history::SCHEMA_VERSION,
+            seed: 3,
+            workload: converge_models::Workload::LwwRegister,
+            model: "kafka.py".into(),
+            target: "maelstrom".into(),
+            writers: 2,
+            replicas: 1,
+            keys: 1,
+            ops: 2,
+            nemesis: String::new(),
+            reproduce: "converge run --url postgres://u:hunter2@h/db".into(),
+            linearizable: false,
+        };
+        let mut log = OpsLog::create(path.clone(), "kafka", &run).unwrap();
+        let send = obj(json!({"type":"send","key":"1","msg":7}));
+        let a = log.invoke(0, 0, 10, &send, false).unwrap();
+        let b = log.invoke(1, 0, 11, &send, false).unwrap();
+        // The invocation is in the file before the request goes out.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let done = ClientOp {
+            process: 0,
+            f: "send".into(),
+            invoke_ns: 10,
+            complete_ns: 25,
+            outcome: Outcome::Ok,
+            node: 0,
+            request: Value::Object(send.clone()),
+            reply: json!({"type":"send_ok","offset":0}),
+            final_read: false,
+        };
+        log.complete(a, &done).unwrap();
+        let cut = crate::checker::client_ops::read_ops(&path).unwrap();
+        assert_eq!(cut.ops.len(), 2);
+        assert_eq!(cut.ops[0], done);
+        assert_eq!((cut.ops[1].process, cut.ops[1].outcome), (1, Outcome::Info));
+        assert!(cut.interrupted.is_some());
+        log.complete(
+            b,
+            &ClientOp {
+                process: 1,
+                invoke_ns: 11,
+                complete_ns: 40,
+                outcome: Outcome::Info,
+                reply: Value::Null,
+                ..done.clone()
+            },
+        )
+        .unwrap();
+        log.finish(Some(FinalPolls::Settled)).unwrap();
+        let whole = crate::checker::client_ops::read_ops(&path).unwrap();
+        assert_eq!(whole.ops.len(), 2);
+        assert_eq!(whole.ops[1].complete_ns, 40);
+        assert_eq!(whole.final_polls, FinalPolls::Settled);
+        assert_eq!(whole.header.unwrap().workload, "kafka");
+        assert!(whole.interrupted.is_none() && whole.warnings.is_empty());
     }
 
     #[test]
