@@ -1,24 +1,28 @@
 //! Clients of the workloads that record request and reply bodies (`echo`,
 //! `unique-ids`, `kafka`), with Maelstrom's message shapes, and the final
-//! polls of `kafka`. Each op goes to `ops.jsonl` as it completes, and to
-//! the CRDT history only for latency figures.
+//! polls of `kafka`. The clients run under the engine's load shape
+//! ([`crate::engine::run_clients`]). Each op goes to `ops.jsonl` as it
+//! completes, and to the CRDT history only for latency figures.
 
+use super::adapter::MaelstromAdapter;
 use super::protocol::{body, is_indefinite, quote};
-use super::router::Command;
-use super::{request, MaelstromConfig, MaelstromWorkload, Pace, Recorder};
+use super::{MaelstromConfig, MaelstromWorkload, Recorder};
 use crate::checker::client_ops::ClientOp;
 use crate::checker::kafka::FinalPolls;
+use crate::engine::scheduler::Client;
 use crate::error::{Error, Result};
+use crate::generator::derive_seed;
 use crate::history::{Function, OpRecord, Outcome};
-use rand::RngExt;
+use crate::series::SeriesRecorder;
+use parking_lot::Mutex;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
-use tokio::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Keys of the kafka workload (strings, as Maelstrom's kafka client sends).
 pub const KAFKA_KEYS: u64 = 4;
@@ -175,43 +179,32 @@ impl Position {
     }
 }
 
-/// Sends one request, records it, and returns the reply if it was `ok`.
+/// Sends one request invoked at `invoke_at`, records it, and returns how
+/// it ended with the reply if it was `ok`. `series` counts it in the time
+/// series (the final polls; the scheduler counts the clients' ops).
 #[allow(clippy::too_many_arguments)]
 async fn call(
-    config: &MaelstromConfig,
-    commands: &UnboundedSender<Command>,
-    recorder: &Arc<Mutex<Recorder>>,
+    adapter: &MaelstromAdapter,
+    recorder: &Mutex<Recorder>,
+    series: Option<&SeriesRecorder>,
     process: u64,
     client_name: &str,
     node: usize,
     request_body: Map<String, Value>,
     final_read: bool,
-) -> Result<Option<Map<String, Value>>> {
+    invoke_at: Instant,
+) -> Result<(Outcome, Option<Map<String, Value>>)> {
     let f = request_body
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let series = recorder
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .series
-        .clone();
-    if let Some(s) = &series {
+    if let Some(s) = series {
         s.started();
     }
-    let invoke_at = Instant::now();
-    let reply = request(
-        commands,
-        client_name.to_string(),
-        node,
-        request_body.clone(),
-        config.request_timeout,
-    )
-    .await;
-    let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
-    let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
-    let complete_ns = rec.start.elapsed().as_nanos() as u64;
+    let reply = adapter
+        .request(client_name.to_string(), node, request_body.clone())
+        .await;
     let outcome = match judge_reply(&f, reply.as_ref()) {
         Ok(o) => o,
         Err(why) => {
@@ -219,16 +212,19 @@ async fn call(
                 .as_ref()
                 .map(|b| Value::Object(b.clone()).to_string())
                 .unwrap_or_default();
-            rec.garbage.push(format!(
+            adapter.garbage(format!(
                 "node n{node} answered a client with a malformed reply ({why}; rule: a reply is `{f}_ok` with Maelstrom's fields, or `error` with a code): {}",
                 quote(&quoted)
             ));
             Outcome::Info
         }
     };
-    if let Some(s) = &series {
+    if let Some(s) = series {
         s.completed(outcome.into(), invoke_at.elapsed());
     }
+    let mut rec = recorder.lock();
+    let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
+    let complete_ns = rec.start.elapsed().as_nanos() as u64;
     let op = ClientOp {
         process,
         f: f.clone(),
@@ -248,7 +244,7 @@ async fn call(
         invoke_ns,
         value: 0,
         aux: crate::history::UNKNOWN_AUX,
-        latency_ns: (complete_ns - invoke_ns).min(u32::MAX as u64) as u32,
+        latency_ns: (complete_ns.saturating_sub(invoke_ns)).min(u32::MAX as u64) as u32,
         process: process as u32,
         key: 0,
         clock_sum: 0,
@@ -261,31 +257,55 @@ async fn call(
         },
         outcome,
     };
-    // No history.jsonl for these workloads (writer is None): ops.jsonl
-    // holds them, written as they complete.
-    rec.record(None, record, None)?;
-    Ok((outcome == Outcome::Ok).then_some(reply).flatten())
+    // No history.jsonl for these workloads: ops.jsonl holds them.
+    rec.record(record, None)?;
+    Ok((outcome, (outcome == Outcome::Ok).then_some(reply).flatten()))
 }
 
-/// One client of a body-recording workload, until the deadline.
-pub(super) async fn client_task(
-    config: MaelstromConfig,
-    client: usize,
-    commands: UnboundedSender<Command>,
+/// One client of a body-recording workload: one request per op; a kafka
+/// client commits what a poll returned as its next op, on the same node.
+pub(super) struct OpsClient {
+    adapter: Arc<MaelstromAdapter>,
     recorder: Arc<Mutex<Recorder>>,
-    deadline: Instant,
-) -> Result<()> {
-    let mut pace = Pace::new(&config, client);
-    let name = format!("c{client}");
-    let process = client as u64;
-    let mut seq = 0u64;
-    let mut position = Position::default();
-    while pace.wait(deadline).await {
-        let rng = &mut pace.rng;
-        seq += 1;
-        let unique = (client as u64) << 32 | seq;
+    id: u32,
+    rng: ChaCha8Rng,
+    seq: u64,
+    position: Position,
+    /// The commit a poll asked for, with the node polled.
+    commit: Option<(usize, Map<String, Value>)>,
+}
+
+impl OpsClient {
+    pub(super) fn new(
+        adapter: Arc<MaelstromAdapter>,
+        recorder: Arc<Mutex<Recorder>>,
+        id: u32,
+    ) -> Self {
+        OpsClient {
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(adapter.config().seed, 1000 + id as u64)),
+            adapter,
+            recorder,
+            id,
+            seq: 0,
+            position: Position::default(),
+            commit: None,
+        }
+    }
+
+    /// The next request and the node it goes to.
+    fn plan(&mut self) -> (usize, Map<String, Value>) {
+        if let Some((node, commit)) = self.commit.take() {
+            return (
+                node,
+                body("commit_offsets", [("offsets", Value::Object(commit))]),
+            );
+        }
+        let config = self.adapter.config();
+        self.seq += 1;
+        let unique = (self.id as u64) << 32 | self.seq;
+        let rng = &mut self.rng;
         let node = rng.random_range(0..config.nodes);
-        let request_body = match config.workload {
+        let request = match config.workload {
             MaelstromWorkload::Echo => body(
                 "echo",
                 [("echo", Value::from(format!("Please echo {unique}")))],
@@ -300,45 +320,51 @@ pub(super) async fn client_task(
                         [("key", Value::from(key)), ("msg", Value::from(unique))],
                     )
                 } else if roll < 1.0 - config.read_ratio / 5.0 {
-                    position.poll_body()
+                    self.position.poll_body()
                 } else {
                     body("list_committed_offsets", [("keys", Value::from(keys()))])
                 }
             }
         };
-        let f = request_body
+        (node, request)
+    }
+}
+
+impl Client for OpsClient {
+    async fn one(&mut self, invoke_at: Instant) -> Result<Outcome> {
+        let (node, request) = self.plan();
+        let f = request
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let reply = call(
-            &config,
-            &commands,
-            &recorder,
-            process,
+        let name = format!("c{}", self.id);
+        let (outcome, reply) = call(
+            &self.adapter,
+            &self.recorder,
+            None,
+            self.id as u64,
             &name,
             node,
-            request_body,
+            request,
             false,
+            invoke_at,
         )
         .await?;
-        let Some(reply) = reply else { continue };
-        match f.as_str() {
-            "poll" => {
-                let commit = position.advance(&reply);
-                if !commit.is_empty() && Instant::now() < deadline {
-                    let b = body("commit_offsets", [("offsets", Value::Object(commit))]);
-                    call(
-                        &config, &commands, &recorder, process, &name, node, b, false,
-                    )
-                    .await?;
+        if let Some(reply) = reply {
+            match f.as_str() {
+                "poll" => {
+                    let commit = self.position.advance(&reply);
+                    if !commit.is_empty() {
+                        self.commit = Some((node, commit));
+                    }
                 }
+                "list_committed_offsets" => self.position.assign(&reply),
+                _ => {}
             }
-            "list_committed_offsets" => position.assign(&reply),
-            _ => {}
         }
+        Ok(outcome)
     }
-    Ok(())
 }
 
 /// How long the final polls must stop changing before what they lack is
@@ -353,13 +379,14 @@ pub fn stall_window(config: &MaelstromConfig) -> Duration {
 /// send has been polled, or what the polls return has not changed for the
 /// stall window (`Settled`), or the settle limit passes (`StillChanging`).
 pub(super) async fn kafka_final_polls(
-    config: &MaelstromConfig,
-    commands: &UnboundedSender<Command>,
-    recorder: &Arc<Mutex<Recorder>>,
+    adapter: &MaelstromAdapter,
+    recorder: &Mutex<Recorder>,
+    series: Option<&SeriesRecorder>,
 ) -> Result<FinalPolls> {
+    let config = adapter.config();
     let healed = Instant::now();
     let acknowledged: BTreeSet<(String, i64)> = {
-        let rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        let rec = recorder.lock();
         rec.ops
             .iter()
             .filter(|o| o.f == "send" && o.is_ok())
@@ -373,7 +400,7 @@ pub(super) async fn kafka_final_polls(
     };
     let mut seen: BTreeSet<(String, i64)> = BTreeSet::new();
     let mut unchanged_since = Instant::now();
-    let process_base = config.clients as u64;
+    let process_base = config.clients() as u64;
     loop {
         let before = seen.len();
         for node in 0..config.nodes {
@@ -385,9 +412,19 @@ pub(super) async fn kafka_final_polls(
                     let mut offsets = Map::new();
                     offsets.insert(key.clone(), Value::from(from));
                     let b = body("poll", [("offsets", Value::Object(offsets))]);
-                    let Some(reply) =
-                        call(config, commands, recorder, process, &name, node, b, true).await?
-                    else {
+                    let (_, reply) = call(
+                        adapter,
+                        recorder,
+                        series,
+                        process,
+                        &name,
+                        node,
+                        b,
+                        true,
+                        Instant::now(),
+                    )
+                    .await?;
+                    let Some(reply) = reply else {
                         break;
                     };
                     let pairs: Vec<i64> = reply
