@@ -79,6 +79,13 @@ fn load_from(args: &RunArgs) -> Result<crate::load::LoadSpec, Error> {
         }
         None => None,
     };
+    if args.load_model.is_none() && args.think_time.is_some() {
+        return Err(Error::Config(
+            "--think-time is for the closed model; --target maelstrom runs the open model \
+             unless told otherwise: add --load closed"
+                .into(),
+        ));
+    }
     let model = args.load_model.unwrap_or(LoadModel::Open);
     let mut shared = args.clone();
     shared.load_model = Some(model);
