@@ -303,6 +303,8 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
             args.target = TargetKind::Http;
         } else if target.automerge.is_some() {
             args.target = TargetKind::Automerge;
+        } else if target.maelstrom.is_some() {
+            args.target = TargetKind::Maelstrom;
         }
     }
     if let Some(m) = target.maelstrom {

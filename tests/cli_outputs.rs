@@ -872,23 +872,23 @@ fn nemeses_are_listed_per_target_under_one_set_of_names() {
 fn flags_a_target_does_not_honour_are_refused_naming_them() {
     for (args, flag) in [
         (
-            &["run", "--target", "maelstrom", "--bin", "x", "--ops", "10"][..],
-            "--ops",
-        ),
-        (&["run", "--target", "automerge", "--bin", "x"][..], "--bin"),
-        (&["run", "--clients", "3"][..], "--clients"),
-        (&["run", "--rate", "10"][..], "--rate"),
-        (
             &[
                 "run",
                 "--target",
                 "maelstrom",
                 "--bin",
                 "x",
-                "--stage",
-                "1s:2",
+                "--replicas",
+                "3",
             ][..],
-            "--stage",
+            "--replicas",
+        ),
+        (&["run", "--target", "automerge", "--bin", "x"][..], "--bin"),
+        (&["run", "--clients", "3"][..], "--clients"),
+        (&["run", "--rate", "10"][..], "--rate"),
+        (
+            &["run", "--target", "sql", "--time-limit", "3"][..],
+            "--time-limit",
         ),
         (
             &["run", "--target", "automerge", "--threads", "2"][..],
@@ -904,7 +904,6 @@ fn flags_a_target_does_not_honour_are_refused_naming_them() {
             .stderr_mentions(match flag {
                 // A closed model (the default) has no rate to follow.
                 "--rate" => "open model",
-                "--stage" => "not supported by --target maelstrom",
                 _ => "does not apply",
             });
     }
@@ -924,10 +923,46 @@ fn maelstrom_takes_writers_as_clients_and_duration_as_its_time_limit() {
             .and_then(|a| converge::cli::run_maelstrom::config_from(&a))
     };
     let config = parse(&["--writers", "7", "--duration", "3s"]).expect("config");
-    assert_eq!(config.clients, 7);
-    assert_eq!(config.time_limit, std::time::Duration::from_secs(3));
+    assert_eq!(config.load.writers, 7);
+    assert_eq!(
+        config.load.duration,
+        Some(std::time::Duration::from_secs(3))
+    );
     let config = parse(&[]).expect("config");
-    assert_eq!(config.clients, 10, "--clients' default without --writers");
+    assert_eq!(
+        config.load.writers, 10,
+        "--clients' default without --writers"
+    );
+    // Maelstrom's own shape is the default: the open model at 100
+    // requests/s over a pool of the clients, for --time-limit.
+    assert_eq!(config.load.model, converge::load::LoadModel::Open);
+    assert_eq!(config.load.rate, 100.0);
+    assert_eq!(config.load.max_writers, 10);
+    assert_eq!(
+        config.load.duration,
+        Some(std::time::Duration::from_secs(10))
+    );
+    assert_eq!(config.load.ops, None);
+    // An op budget alone bounds the run (no time limit unless given).
+    let config = parse(&["--ops", "40"]).expect("config");
+    assert_eq!((config.load.ops, config.load.duration), (Some(40), None));
+    let config = parse(&["--ops", "40", "--time-limit", "2"]).expect("config");
+    assert_eq!(
+        (config.load.ops, config.load.duration),
+        (Some(40), Some(std::time::Duration::from_secs(2)))
+    );
+    // The reproduce command gives back the same shape.
+    let staged = parse(&["--stage", "2s:40", "--max-writers", "4"]).expect("config");
+    let words: Vec<String> = staged
+        .reproduce()
+        .split_whitespace()
+        // `converge run --target maelstrom --bin node`: parse adds them.
+        .skip(6)
+        .map(str::to_string)
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let again = parse(&words).expect("again");
+    assert_eq!(again.load, staged.load);
     let e = parse(&["--writers", "7", "--clients", "8"]).expect_err("disagree");
     assert!(e.to_string().contains("--clients"), "{e}");
     let e = parse(&["--duration", "3s", "--time-limit", "4"]).expect_err("disagree");

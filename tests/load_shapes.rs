@@ -1,5 +1,5 @@
 //! Load shapes on the one wall-clock engine (`crate::engine`), end to end
-//! through the http and sql adapters: the achieved rate follows the stages,
+//! through the http, sql and maelstrom adapters: the achieved rate follows the stages,
 //! an exhausted open-model pool counts dropped arrivals, and a stalled
 //! target shows in the open model's p99 (latency from the intended start)
 //! while the closed model shows fewer completions instead.
@@ -37,6 +37,38 @@ fn series(out: &Path) -> (Value, Vec<Value>) {
 
 fn sum(rows: &[&Value], field: &str) -> u64 {
     rows.iter().map(|r| r[field].as_u64().unwrap_or(0)).sum()
+}
+
+/// Where a test reads how many ops fell in the first `t` seconds of
+/// writing and how many after.
+#[derive(Clone, Copy)]
+enum Halves {
+    /// The time series' rows (`field` of each): the series starts with
+    /// the writing.
+    Series,
+    /// The history's invocations, from the first one: a target whose
+    /// start-up is in the series' first rows (Maelstrom's nodes start
+    /// after the series does, so its rows are offset by their start-up).
+    History,
+}
+
+fn halves(how: Halves, out: &Path, rows: &[Value], field: &str, t: f64) -> (u64, u64) {
+    match how {
+        Halves::Series => {
+            let (first, second) = split(rows, t);
+            (sum(&first, field), sum(&second, field))
+        }
+        Halves::History => {
+            let ops = converge::history::jsonl::read_history(&out.join("history.jsonl"))
+                .expect("history")
+                .history
+                .ops;
+            let from = ops.iter().map(|o| o.invoke_ns).min().unwrap_or(0);
+            let cut = from + (t * 1e9) as u64;
+            let a = ops.iter().filter(|o| o.invoke_ns < cut).count() as u64;
+            (a, ops.len() as u64 - a)
+        }
+    }
 }
 
 /// Rows of the first `t` seconds and those after them (a row's `t_s` ends
@@ -84,9 +116,11 @@ fn sql(args: &[&str], out: &Path) -> Out {
 /// average), each thinking 50 ms: the second half completes at least
 /// twice the ops of the first (ideally three times), and the writers
 /// column reaches the last stage's target.
-fn closed_ramp(run: impl Fn(&[&str], &Path) -> Out, out: &Path) {
+fn closed_ramp(run: impl Fn(&[&str], &Path) -> Out, how: Halves, out: &Path) {
     run(
         &[
+            "--load",
+            "closed",
             "--writers",
             "2",
             "--think-time",
@@ -102,8 +136,7 @@ fn closed_ramp(run: impl Fn(&[&str], &Path) -> Out, out: &Path) {
     .expect_code(0);
     let (header, rows) = series(out);
     assert_eq!(header["load"]["model"], "closed", "{header}");
-    let (first, second) = split(&rows, 3.0);
-    let (a, b) = (sum(&first, "completed"), sum(&second, "completed"));
+    let (a, b) = halves(how, out, &rows, "completed", 3.0);
     assert!(a > 0, "{rows:#?}");
     assert!(
         b >= 2 * a,
@@ -122,7 +155,7 @@ fn closed_ramp(run: impl Fn(&[&str], &Path) -> Out, out: &Path) {
 /// then 150 arrivals. The second half starts between 1.8 and 3.2 times
 /// the ops of the first (ideally 2.5), nothing is dropped with 16
 /// writers, and the total is within 15% of the 210 the shape asks for.
-fn open_ramp(run: impl Fn(&[&str], &Path) -> Out, out: &Path) {
+fn open_ramp(run: impl Fn(&[&str], &Path) -> Out, how: Halves, out: &Path) {
     run(
         &[
             "--load",
@@ -144,8 +177,7 @@ fn open_ramp(run: impl Fn(&[&str], &Path) -> Out, out: &Path) {
     .expect_code(0);
     let (header, rows) = series(out);
     assert_eq!(header["load"]["model"], "open", "{header}");
-    let (first, second) = split(&rows, 3.0);
-    let (a, b) = (sum(&first, "started"), sum(&second, "started"));
+    let (a, b) = halves(how, out, &rows, "started", 3.0);
     let ratio = b as f64 / a.max(1) as f64;
     assert!(
         (1.8..=3.2).contains(&ratio),
@@ -188,25 +220,25 @@ fn open_ramp(run: impl Fn(&[&str], &Path) -> Out, out: &Path) {
 #[test]
 fn http_closed_ramp_follows_the_stages() {
     let dir = tempfile::tempdir().expect("temp dir");
-    closed_ramp(http, &dir.path().join("out"));
+    closed_ramp(http, Halves::Series, &dir.path().join("out"));
 }
 
 #[test]
 fn http_open_ramp_follows_the_stages() {
     let dir = tempfile::tempdir().expect("temp dir");
-    open_ramp(http, &dir.path().join("out"));
+    open_ramp(http, Halves::Series, &dir.path().join("out"));
 }
 
 #[test]
 fn sql_closed_ramp_follows_the_stages() {
     let dir = tempfile::tempdir().expect("temp dir");
-    closed_ramp(sql, &dir.path().join("out"));
+    closed_ramp(sql, Halves::Series, &dir.path().join("out"));
 }
 
 #[test]
 fn sql_open_ramp_follows_the_stages() {
     let dir = tempfile::tempdir().expect("temp dir");
-    open_ramp(sql, &dir.path().join("out"));
+    open_ramp(sql, Halves::Series, &dir.path().join("out"));
 }
 
 #[test]
@@ -456,15 +488,132 @@ fn an_exhausted_pool_counts_dropped_arrivals() {
     );
 }
 
+/// Maelstrom's reference g-counter on 3 nodes, no faults (the caller
+/// checks for python3).
+fn maelstrom(args: &[&str], out: &Path) -> Out {
+    let node = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("nodes")
+        .join("g-counter.py");
+    let mut all = vec![
+        "--target",
+        "maelstrom",
+        "--bin",
+        node.to_str().expect("path"),
+        "--workload",
+        "g-counter",
+        "--nodes",
+        "3",
+        "--nemesis",
+        "none",
+        "--seed",
+        "3",
+    ];
+    all.extend_from_slice(args);
+    run(&all, out)
+}
+
 #[test]
-fn targets_not_on_the_engine_still_refuse_load_shapes() {
+fn maelstrom_closed_ramp_follows_the_stages() {
+    if !common::python3() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    closed_ramp(maelstrom, Halves::History, &dir.path().join("out"));
+}
+
+#[test]
+fn maelstrom_open_ramp_follows_the_stages() {
+    if !common::python3() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    open_ramp(maelstrom, Halves::History, &dir.path().join("out"));
+}
+
+#[test]
+fn maelstrom_ends_at_its_op_budget() {
+    if !common::python3() {
+        return;
+    }
+    // Maelstrom's default shape (100 requests/s over 10 clients) with an
+    // op budget and no time bound: the run ends at exactly 40 ops.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    maelstrom(&["--ops", "40"], &out).no_panic().expect_code(0);
+    let history = converge::history::jsonl::read_history(&out.join("history.jsonl"))
+        .expect("history")
+        .history;
+    assert_eq!(history.ops.len(), 40, "the budget is the op count");
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(report["verdict"], "valid", "{report:#}");
+}
+
+#[test]
+fn maelstroms_exhausted_pool_counts_dropped_arrivals() {
+    if !common::python3() {
+        return;
+    }
+    // One client, every op an add that a peer must acknowledge over a
+    // 50 ms link (two hops or more: at most 10 ops/s), 50 arrivals/s for
+    // 2 s: most of the 100 arrivals find the client busy.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    maelstrom(
+        &[
+            "--load",
+            "open",
+            "--rate",
+            "50",
+            "--max-writers",
+            "1",
+            "--writers",
+            "1",
+            "--duration",
+            "2s",
+            "--read-ratio",
+            "0",
+            "--latency",
+            "50",
+            "--latency-dist",
+            "constant",
+        ],
+        &out,
+    )
+    .no_panic()
+    .expect_code(0);
+    let rows = series(&out).1;
+    let all: Vec<&Value> = rows.iter().collect();
+    let dropped = sum(&all, "dropped");
+    assert!(dropped >= 20, "{dropped} dropped: {rows:#?}");
+    let peak = rows.iter().filter_map(|r| r["writers"].as_u64()).max();
+    assert!(
+        peak <= Some(1),
+        "the pool grew past --max-writers: {peak:?}"
+    );
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(
+        report["load"]["dropped"].as_u64(),
+        Some(dropped),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["load"]["writers_peak"].as_u64(),
+        Some(1),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn maelstrom_refuses_a_shape_that_cannot_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     run(
         &[
             "--target",
             "maelstrom",
-            "--stage",
-            "1s:2",
+            "--load",
+            "closed",
+            "--rate",
+            "5",
             "--bin",
             "/bin/true",
         ],
@@ -472,5 +621,5 @@ fn targets_not_on_the_engine_still_refuse_load_shapes() {
     )
     .no_panic()
     .expect_code(3)
-    .mentions("--stage is not supported by --target maelstrom yet");
+    .mentions("open model");
 }

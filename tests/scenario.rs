@@ -354,3 +354,31 @@ fn a_target_automerge_table_runs_automerge() {
         &["bad.toml:2:1", "max_round"],
     );
 }
+
+/// A `[target.maelstrom]` table alone picks the maelstrom target, and the
+/// top-level load keys shape its run as they do every engine target's.
+#[test]
+fn a_target_maelstrom_table_takes_the_top_level_load_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario(
+        dir.path(),
+        "m.toml",
+        "load = \"open\"\nmax_writers = 8\nrate = 20\n\n[[stages]]\nduration = \"3s\"\ntarget = 40\n\n[target.maelstrom]\nbin = \"node\"\nnodes = 3\n",
+    );
+    let words = ["converge", "run", file.to_str().expect("path")];
+    let converge::cli::Command::Run(args) =
+        converge::cli::parse_from(words).expect("parses").command
+    else {
+        unreachable!("run")
+    };
+    let args = converge::cli::run::resolve(*args).expect("resolves");
+    let config = converge::cli::run_maelstrom::config_from(&args).expect("a maelstrom config");
+    assert_eq!(config.nodes, 3);
+    let load = &config.load;
+    assert_eq!(load.model, converge::load::LoadModel::Open);
+    assert_eq!((load.rate, load.max_writers), (20.0, 8));
+    assert_eq!(load.stages.len(), 1);
+    // The stages bound the run: no --time-limit default on top of them.
+    assert_eq!(load.duration, None);
+    assert_eq!(load.end(), Some(std::time::Duration::from_secs(3)));
+}

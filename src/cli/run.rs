@@ -266,7 +266,7 @@ pub fn load_spec(args: &RunArgs, default_ops: u64) -> Result<crate::load::LoadSp
         duration: args.duration,
         ops: args.ops.or((!bounded_in_time).then_some(default_ops)),
     };
-    if model == LoadModel::Closed && args.rate.is_some() && args.target != TargetKind::Maelstrom {
+    if model == LoadModel::Closed && args.rate.is_some() {
         return Err(Error::Config(
             "--rate is for the open model: add --load open".into(),
         ));
@@ -297,20 +297,28 @@ pub const FLAG_TARGETS: &[(&str, &str, &[TargetKind])] = {
     &[
         // The shared load shape (src/load.rs), reaching the targets one by one.
         // The simulated targets follow it on virtual time (crate::vload),
-        // http and sql on the one wall-clock engine (crate::engine).
-        ("load_model", "--load", &[InProcess, Automerge, Http, Sql]),
-        ("stages", "--stage", &[InProcess, Automerge, Http, Sql]),
+        // http, sql and maelstrom on the one wall-clock engine (crate::engine).
+        (
+            "load_model",
+            "--load",
+            &[InProcess, Automerge, Http, Sql, Maelstrom],
+        ),
+        (
+            "stages",
+            "--stage",
+            &[InProcess, Automerge, Http, Sql, Maelstrom],
+        ),
         (
             "max_writers",
             "--max-writers",
-            &[InProcess, Automerge, Http, Sql],
+            &[InProcess, Automerge, Http, Sql, Maelstrom],
         ),
         (
             "think_time",
             "--think-time",
-            &[InProcess, Automerge, Http, Sql],
+            &[InProcess, Automerge, Http, Sql, Maelstrom],
         ),
-        // Maelstrom: requests per second; the open model's rate elsewhere.
+        // Maelstrom: its open model's rate (default 100 requests/s).
         (
             "rate",
             "--rate",
@@ -322,8 +330,11 @@ pub const FLAG_TARGETS: &[(&str, &str, &[TargetKind])] = {
             "--duration",
             &[InProcess, Automerge, Http, Sql, Maelstrom],
         ),
-        // Maelstrom runs for a time at a rate; nothing counts its ops down.
-        ("ops", "--ops", &[InProcess, Automerge, Http, Sql]),
+        (
+            "ops",
+            "--ops",
+            &[InProcess, Automerge, Http, Sql, Maelstrom],
+        ),
         // Maelstrom: its clients.
         (
             "writers",
@@ -379,9 +390,6 @@ fn refusal(id: &str, flag: &str, target: TargetKind, honoured_by: &[TargetKind])
         // The shared load shape: targets learn it one by one.
         ("load_model" | "stages" | "max_writers" | "think_time" | "rate" | "duration", _) => {
             return format!("{flag} is not supported by --target {t} yet")
-        }
-        ("ops", TargetKind::Maelstrom) => {
-            ": it runs for --duration (or --time-limit) at --rate; nothing counts its ops down"
         }
         ("replicas", TargetKind::Maelstrom) => ": give --nodes",
         ("replicas" | "keys", TargetKind::Http) => ": the service and `[target.http]` decide it",
@@ -545,6 +553,28 @@ pub fn publish(report: &mut Report, args: &RunArgs, out: &Path) -> anyhow::Resul
             Ok(None)
         }
     }
+}
+
+/// Puts a wall-clock engine run's figures in its report: the memory of
+/// converge and of the target from the time series, and the `load` block
+/// (the shape asked for, the rate achieved, arrivals dropped, most writers).
+pub fn attach_wall_figures(
+    report: &mut Report,
+    load: &crate::load::LoadSpec,
+    series: Option<&crate::series::SeriesSummary>,
+    dropped: u64,
+    writers_peak: u32,
+) {
+    if let Some(series) = series {
+        report.attach_series(series);
+    }
+    report.load = Some(crate::report::LoadFigures::of(
+        load,
+        "wall",
+        series.map(|s| s.achieved_rate),
+        dropped,
+        writers_peak,
+    ));
 }
 
 /// The load figures of a simulated run (virtual clock).

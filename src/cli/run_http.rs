@@ -127,16 +127,13 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.memory.service_rss_peak_mb = result.service.as_ref().map(|s| s.rss_peak_mb);
     report.service = result.service.clone();
-    if let Some(series) = &result.series {
-        report.attach_series(series);
-    }
-    report.load = Some(crate::report::LoadFigures::of(
+    super::run::attach_wall_figures(
+        &mut report,
         &config.load,
-        "wall",
-        result.series.as_ref().map(|s| s.achieved_rate),
+        result.series.as_ref(),
         result.dropped,
         result.writers_peak,
-    ));
+    );
     report.reproduce = super::unpinned(&config.reproduce(), &config.out);
     // JSON output (or a write error) is complete; the human report gets the
     // target's own lines.

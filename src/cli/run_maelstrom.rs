@@ -1,7 +1,7 @@
 //! `converge run --target maelstrom`: drive node processes, check, report.
 
+use super::default_out;
 use super::run::{random_seed, RunArgs};
-use super::{default_out, Format};
 use crate::checker::linearizable::{self, LinConfig};
 use crate::checker::{check_all, client_ops, findings_check, kafka, unique_ids, Check, Finding};
 use crate::error::Error;
@@ -35,6 +35,67 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, Error> {
             "{flag} must be seconds in [0, 1e6], got {value}"
         )))
     }
+}
+
+/// The load shape of a maelstrom run. `--writers` are the clients and
+/// `--duration` the client phase (`--clients`, `--time-limit`: a shared
+/// flag and its maelstrom twin are refused when they disagree). Maelstrom's
+/// own shape is the default: the open model at `--rate` (100 requests/s)
+/// over a pool of the clients (arrivals finding all busy are dropped), for
+/// `--time-limit` unless stages or `--ops` bound the run.
+fn load_from(args: &RunArgs) -> Result<crate::load::LoadSpec, Error> {
+    use crate::load::LoadModel;
+    let given = |id: &str| args.explicit.contains(id);
+    let clients = if given("writers") {
+        if given("clients") && args.clients != args.writers as usize {
+            return Err(Error::Config(format!(
+                "--writers {} and --clients {} disagree: on --target maelstrom they are one setting",
+                args.writers, args.clients
+            )));
+        }
+        args.writers
+    } else {
+        u32::try_from(args.clients)
+            .map_err(|_| Error::Config(format!("--clients {} is too many", args.clients)))?
+    };
+    if clients == 0 || clients > 100_000 {
+        return Err(Error::Config(format!(
+            "--clients must be in 1..=100000, got {clients}"
+        )));
+    }
+    let duration = match args.duration {
+        Some(d) => {
+            if given("time_limit") && (args.time_limit - d.as_secs_f64()).abs() > 1e-9 {
+                return Err(Error::Config(format!(
+                    "--duration {} and --time-limit {} disagree: on --target maelstrom they are one setting",
+                    crate::load::human_duration(d),
+                    args.time_limit
+                )));
+            }
+            Some(d)
+        }
+        None if given("time_limit") || (args.stages.is_empty() && args.ops.is_none()) => {
+            Some(seconds("--time-limit", args.time_limit)?)
+        }
+        None => None,
+    };
+    if args.load_model.is_none() && args.think_time.is_some() {
+        return Err(Error::Config(
+            "--think-time is for the closed model; --target maelstrom runs the open model \
+             unless told otherwise: add --load closed"
+                .into(),
+        ));
+    }
+    let model = args.load_model.unwrap_or(LoadModel::Open);
+    let mut shared = args.clone();
+    shared.load_model = Some(model);
+    shared.writers = clients;
+    shared.duration = duration;
+    if model == LoadModel::Open {
+        shared.rate = Some(args.rate.unwrap_or(crate::target::maelstrom::DEFAULT_RATE));
+        shared.max_writers = Some(args.max_writers.unwrap_or(clients));
+    }
+    super::run::load_spec(&shared, 0)
 }
 
 /// Resolves the flags of a maelstrom run.
@@ -78,34 +139,7 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
         )));
     }
     let mean = Duration::from_secs_f64(args.latency / 1e3);
-    // The shared vocabulary: --writers are the clients, --duration the
-    // client phase. Both a shared flag and its maelstrom twin are refused
-    // when they disagree.
-    let given = |id: &str| args.explicit.contains(id);
-    let clients = if given("writers") {
-        if given("clients") && args.clients != args.writers as usize {
-            return Err(Error::Config(format!(
-                "--writers {} and --clients {} disagree: on --target maelstrom they are one setting",
-                args.writers, args.clients
-            )));
-        }
-        args.writers as usize
-    } else {
-        args.clients
-    };
-    let time_limit = match args.duration {
-        Some(d) => {
-            if given("time_limit") && (args.time_limit - d.as_secs_f64()).abs() > 1e-9 {
-                return Err(Error::Config(format!(
-                    "--duration {} and --time-limit {} disagree: on --target maelstrom they are one setting",
-                    crate::load::human_duration(d),
-                    args.time_limit
-                )));
-            }
-            d
-        }
-        None => seconds("--time-limit", args.time_limit)?,
-    };
+    let load = load_from(args)?;
     let seed = args.seed.unwrap_or_else(random_seed);
     let settle = crate::target::settle::SettleRule::from_seconds(
         args.quiet_window,
@@ -119,9 +153,7 @@ pub fn config_from(args: &RunArgs) -> Result<MaelstromConfig, Error> {
         bin_args: args.bin_args.clone(),
         workload,
         nodes: args.nodes,
-        clients,
-        rate: args.rate.unwrap_or(100.0),
-        time_limit,
+        load,
         latency: match args.latency_dist {
             LatencyDist::Constant => Latency::Constant(mean),
             LatencyDist::Uniform => Latency::Uniform(mean),
@@ -241,47 +273,46 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         nemesis_log: result.nemesis_log.clone(),
     };
     let mut report = Report::build(&result.history, &checks, Some(&live));
-    if let Some(series) = &result.series {
-        report.attach_series(series);
-    }
+    super::run::attach_wall_figures(
+        &mut report,
+        &config.load,
+        result.series.as_ref(),
+        result.dropped,
+        result.writers_peak,
+    );
     report.reproduce = super::unpinned(&config.reproduce(), &config.out);
-    report.apply_slo(&args.slo_spec);
-    if let Err(e) = report.write(&config.out) {
-        return Ok(super::check::fail(&e));
+    // JSON output (or a write error) is complete; the human report gets the
+    // target's own lines.
+    if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
+        return Ok(code);
     }
     let stats = result.router.stats;
     let ops = result.history.ops.len().max(1) as f64;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Human => {
-            print!("{}", report.human());
-            println!(
-                "messages: {} sent, {} delivered, {} dropped, {} duplicated, {:.1} per op",
-                stats.sent,
-                stats.delivered,
-                stats.dropped,
-                stats.duplicated,
-                stats.sent as f64 / ops
-            );
-            let router = &result.router;
-            let (harness_cpu, nodes_cpu) = crate::metrics::cpu_seconds();
-            println!(
-                "where the time went: harness {:.2} CPU-s (router awake {:.2} s of {:.2} s), nodes {:.2} CPU-s",
-                harness_cpu,
-                router.busy.as_secs_f64(),
-                router.lifetime.as_secs_f64(),
-                nodes_cpu
-            );
-            if let Some(apart) = &result.divergence {
-                println!("nodes did not agree before --settle-limit: {apart}");
-            }
-            println!("nodes' stderr: {}", config.out.join("nodes").display());
-            println!("report:  {}", config.out.join("report.md").display());
-            println!("seed: {}", config.seed);
-            if report.verdict != Verdict::Valid {
-                println!("reproduce: {}", report.reproduce);
-            }
-        }
+    println!(
+        "messages: {} sent, {} delivered, {} dropped, {} duplicated, {:.1} per op",
+        stats.sent,
+        stats.delivered,
+        stats.dropped,
+        stats.duplicated,
+        stats.sent as f64 / ops
+    );
+    let router = &result.router;
+    let (harness_cpu, nodes_cpu) = crate::metrics::cpu_seconds();
+    println!(
+        "where the time went: harness {:.2} CPU-s (router awake {:.2} s of {:.2} s), nodes {:.2} CPU-s",
+        harness_cpu,
+        router.busy.as_secs_f64(),
+        router.lifetime.as_secs_f64(),
+        nodes_cpu
+    );
+    if let Some(apart) = &result.divergence {
+        println!("nodes did not agree before --settle-limit: {apart}");
+    }
+    println!("nodes' stderr: {}", config.out.join("nodes").display());
+    println!("report:  {}", config.out.join("report.md").display());
+    println!("seed: {}", config.seed);
+    if report.verdict != Verdict::Valid {
+        println!("reproduce: {}", report.reproduce);
     }
     Ok(report.verdict.exit_code())
 }

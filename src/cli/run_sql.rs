@@ -164,16 +164,13 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     };
     let mut report = Report::build(&result.history, &checks, Some(&live));
     report.reproduce = super::unpinned(&config.reproduce, &config.out);
-    if let Some(series) = &result.series {
-        report.attach_series(series);
-    }
-    report.load = Some(crate::report::LoadFigures::of(
+    super::run::attach_wall_figures(
+        &mut report,
         &config.load,
-        "wall",
-        result.series.as_ref().map(|s| s.achieved_rate),
+        result.series.as_ref(),
         result.dropped,
         result.writers_peak,
-    ));
+    );
     if let Some(code) = super::run::publish(&mut report, args, &config.out)? {
         return Ok(code);
     }

@@ -2,14 +2,19 @@
 //! protocol, driven by seeded clients through a faulty network the verifier
 //! owns, with crash and pause faults Maelstrom lacks.
 //!
-//! A run: start the nodes and wait for `init_ok`; clients send requests at
-//! the chosen rate while the nemesis partitions, drops, duplicates,
-//! reorders, crashes and pauses; then every fault is healed and reads are
-//! polled until all nodes agree and stay agreed for a quiet window. Only
-//! then are the final reads taken. The history is streamed to disk as it
+//! A run: start the nodes and wait for `init_ok`; then the wall-clock
+//! engine ([`crate::engine`]) drives writers (Maelstrom's clients) under the
+//! run's load shape while the nemesis partitions, drops, duplicates,
+//! reorders, crashes and pauses ([`adapter::MaelstromAdapter`]); then every
+//! fault is healed and reads are polled until all nodes agree and stay
+//! agreed for a quiet window. Only then are the final reads taken. CRDT
+//! workloads use the engine's generator and history; lin-kv, echo,
+//! unique-ids and kafka bring their own clients and record their own
+//! history, under the same load shape, nemesis and time series. The history is streamed to disk as it
 //! happens (`history.jsonl` for CRDT workloads, Jepsen EDN `history.edn`
 //! for lin-kv), so a run that dies leaves what it recorded.
 
+pub mod adapter;
 pub mod ops;
 pub mod process;
 pub mod protocol;
@@ -20,25 +25,30 @@ pub mod workload;
 
 use crate::checker::client_ops::ClientOp;
 use crate::checker::kafka::FinalPolls;
+use crate::engine::scheduler::Client;
+use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
-use crate::generator::derive_seed;
-use crate::history::jsonl::{record_invoke, HistoryWriter, Invoked, WriterMsg};
+use crate::generator::{derive_seed, Mix};
+use crate::history::jsonl::HistoryWriter;
 use crate::history::lin::{LinFn, LinHistory, LinOp, LinValue};
-use crate::history::{FinalRead, Function, Header, History, OpRecord, Outcome, SCHEMA_VERSION};
+use crate::history::{Header, History, OpRecord, Outcome, SCHEMA_VERSION};
 use crate::interpreter::shell_quote;
-use crate::target::settle::{Reads, SettleReport, SettleRule, SettleState, Settled, Settler};
+use crate::load::LoadSpec;
+use crate::series::SeriesRecorder;
+use crate::target::settle::{SettleReport, SettleRule, SettleState};
+use adapter::MaelstromAdapter;
+use parking_lot::Mutex;
 use process::NodeCommand;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use router::{Command, Latency, Partition, Router, RouterReport};
-use serde_json::{Map, Value};
+use router::{Command, Latency, Router, RouterReport};
+use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 pub use topology::Topology;
 pub use workload::MaelstromWorkload;
 
@@ -102,6 +112,11 @@ pub const LOSS: f64 = 0.1;
 pub const DUPLICATE: f64 = 0.1;
 /// Maelstrom's limit for answering `init`.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Length of the client phase when neither a duration, stages nor an op
+/// budget bound it (`--time-limit`'s default).
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(10);
+/// Requests per second over all clients when no `--rate` is given.
+pub const DEFAULT_RATE: f64 = 100.0;
 
 /// Everything a maelstrom run needs.
 #[derive(Clone, Debug)]
@@ -114,12 +129,10 @@ pub struct MaelstromConfig {
     pub workload: MaelstromWorkload,
     /// Node processes.
     pub nodes: usize,
-    /// Clients (one request outstanding each).
-    pub clients: usize,
-    /// Requests per second over all clients.
-    pub rate: f64,
-    /// Length of the client phase.
-    pub time_limit: Duration,
+    /// The load shape: its writers are Maelstrom's clients, one request
+    /// outstanding each (default: open model at 100 requests/s over a pool
+    /// of `--clients` writers for `--time-limit`).
+    pub load: LoadSpec,
     /// Network latency.
     pub latency: Latency,
     /// Faults during the client phase.
@@ -149,18 +162,26 @@ impl MaelstromConfig {
         if self.nodes == 0 || self.nodes > 256 {
             return bad(format!("--nodes must be in 1..=256, got {}", self.nodes));
         }
-        if self.clients == 0 || self.clients > 100_000 {
+        if self.load.peak_writers() > 100_000 {
             return bad(format!(
                 "--clients must be in 1..=100000, got {}",
-                self.clients
+                self.load.peak_writers()
             ));
         }
-        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 10_000_000.0) {
-            return bad(format!("--rate must be in (0, 1e7], got {}", self.rate));
+        if self.load.rate > 10_000_000.0 || !self.load.rate.is_finite() {
+            return bad(format!(
+                "--rate must be in (0, 1e7], got {}",
+                self.load.rate
+            ));
         }
-        if self.time_limit.is_zero() || self.time_limit > Duration::from_secs(86_400) {
+        if self
+            .load
+            .end()
+            .is_some_and(|d| d.is_zero() || d > Duration::from_secs(86_400))
+        {
             return bad("--time-limit must be in (0, 86400] seconds".into());
         }
+        self.load.validate()?;
         if !(0.0..=1.0).contains(&self.read_ratio) {
             return bad(format!(
                 "--read-ratio must be in [0, 1], got {}",
@@ -171,6 +192,12 @@ impl MaelstromConfig {
             return bad(format!("--bin {}: no such file", self.bin.display()));
         }
         self.settle_rule().validate()
+    }
+
+    /// Most clients at once: the step of Jepsen's process numbers (a
+    /// client whose op ended `info` takes its number plus this).
+    pub fn clients(&self) -> usize {
+        self.load.peak_writers().max(1) as usize
     }
 
     /// The settle rule of the final phase.
@@ -185,13 +212,12 @@ impl MaelstromConfig {
     /// The command that reproduces this run.
     pub fn reproduce(&self) -> String {
         let mut cmd = format!(
-            "converge run --target maelstrom --bin {} --workload {} --nodes {} --clients {} --rate {} --time-limit {} --latency {} --latency-dist {} --nemesis {} --read-ratio {} --quiet-window {} --stall-window {} --settle-limit {} --seed {} --out {}",
+            "converge run --target maelstrom --bin {} --workload {} --nodes {} --clients {}{} --latency {} --latency-dist {} --nemesis {} --read-ratio {} --quiet-window {} --stall-window {} --settle-limit {} --seed {} --out {}",
             shell_quote(&self.bin.display().to_string()),
             self.workload.name(),
             self.nodes,
-            self.clients,
-            self.rate,
-            self.time_limit.as_secs_f64(),
+            self.load.writers,
+            crate::engine::load_flags(&self.load),
             self.latency.mean().as_secs_f64() * 1e3,
             match self.latency {
                 Latency::Constant(_) => "constant",
@@ -216,12 +242,69 @@ impl MaelstromConfig {
         }
         cmd
     }
+
+    /// The history's header.
+    fn header(&self) -> Header {
+        Header {
+            schema_version: SCHEMA_VERSION,
+            seed: self.seed,
+            workload: self
+                .workload
+                .datatype()
+                .unwrap_or(converge_models::Workload::LwwRegister),
+            model: self.bin.display().to_string(),
+            target: "maelstrom".into(),
+            writers: self.load.peak_writers(),
+            replicas: self.nodes as u16,
+            keys: if self.workload == MaelstromWorkload::LinKv {
+                workload::LIN_KV_KEYS as u32
+            } else {
+                1
+            },
+            ops: self.load.ops.unwrap_or(0),
+            nemesis: self.faults.to_spec(),
+            reproduce: self.reproduce(),
+            linearizable: self.workload == MaelstromWorkload::LinKv,
+        }
+    }
+
+    /// What the engine runs: the load shape, and for the CRDT workloads the
+    /// generator's mix (one key: a Maelstrom workload reads its whole value;
+    /// as Maelstrom's own planner, half of a PN-counter's deltas and 30 %
+    /// of an OR-set's updates remove, over a small range of elements).
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            load: self.load.clone(),
+            workload: self
+                .workload
+                .datatype()
+                .unwrap_or(converge_models::Workload::LwwRegister),
+            mix: Mix {
+                keys: 1,
+                hot_key_ratio: 0.0,
+                read_ratio: self.read_ratio,
+                remove_ratio: if self.workload == MaelstromWorkload::PnCounter {
+                    0.5
+                } else {
+                    0.3
+                },
+                or_set_elements: workload::OR_SET_ELEMENTS,
+                ..Mix::default()
+            },
+            seed: self.seed,
+            settle: self.settle_rule(),
+            out: self.out.clone(),
+            header: self.header(),
+            probe: None,
+        }
+    }
 }
 
 /// What a maelstrom run produced.
 #[derive(Debug)]
 pub struct MaelstromResult {
-    /// CRDT history (for lin-kv: ops for latency figures only).
+    /// CRDT history (for lin-kv and the body-recording workloads: ops for
+    /// latency figures only).
     pub history: History,
     /// lin-kv: the client-level history for the linearizability checker.
     pub lin: Option<LinHistory>,
@@ -243,6 +326,10 @@ pub struct MaelstromResult {
     pub settle: Option<SettleReport>,
     /// The time series' summary (`None` if writing it failed).
     pub series: Option<crate::series::SeriesSummary>,
+    /// Open model: arrivals that found every client busy.
+    pub dropped: u64,
+    /// Most clients at once.
+    pub writers_peak: u32,
 }
 
 /// Streams a lin-kv history as Jepsen EDN, one event per line.
@@ -277,33 +364,22 @@ impl EdnLog {
     }
 }
 
-/// The recorder clients share.
+/// What the clients of lin-kv and the body-recording workloads record.
 struct Recorder {
+    /// The run's time origin.
     start: Instant,
-    writer: Option<converge_sync::channel::Sender<WriterMsg>>,
+    /// Their ops as CRDT records, for the latency figures only.
     history: History,
     edn: Option<EdnLog>,
     lin: Vec<LinOp>,
-    /// Replies that made no sense, each naming the node and quoting it.
-    garbage: Vec<String>,
     /// echo, unique-ids, kafka: `ops.jsonl`.
     ops_log: Option<ops::OpsLog>,
     /// echo, unique-ids, kafka: the ops so far.
     ops: Vec<ClientOp>,
-    /// The time series (started, completed, latency per second).
-    series: Option<crate::series::SeriesRecorder>,
 }
 
 impl Recorder {
-    fn record(
-        &mut self,
-        invoked: Option<Invoked>,
-        record: OpRecord,
-        read: Option<converge_models::Value>,
-    ) -> Result<()> {
-        if let (Some(writer), Some(invoked)) = (&self.writer, invoked) {
-            invoked.complete(writer, record, read.clone())?;
-        }
+    fn record(&mut self, record: OpRecord, read: Option<converge_models::Value>) -> Result<()> {
         self.history
             .push(record, None, &[], read)
             .map_err(Error::Config)
@@ -323,33 +399,28 @@ pub fn run(config: &MaelstromConfig) -> Result<MaelstromResult> {
     runtime.block_on(run_async(config))
 }
 
+/// Kills every node and returns what the router saw.
+async fn stop_router(
+    commands: &UnboundedSender<Command>,
+    task: tokio::task::JoinHandle<RouterReport>,
+) -> RouterReport {
+    let (tx, rx) = oneshot::channel();
+    let _ = commands.send(Command::Stop(tx));
+    let report = rx.await;
+    let ended = task.await;
+    match (report, ended) {
+        (Ok(r), _) | (Err(_), Ok(r)) => r,
+        (Err(_), Err(_)) => RouterReport::default(),
+    }
+}
+
 async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     let started = Instant::now();
-    let header = Header {
-        schema_version: SCHEMA_VERSION,
-        seed: config.seed,
-        workload: config
-            .workload
-            .datatype()
-            .unwrap_or(converge_models::Workload::LwwRegister),
-        model: config.bin.display().to_string(),
-        target: "maelstrom".into(),
-        writers: config.clients as u32,
-        replicas: config.nodes as u16,
-        keys: if config.workload == MaelstromWorkload::LinKv {
-            workload::LIN_KV_KEYS as u32
-        } else {
-            1
-        },
-        ops: (config.rate * config.time_limit.as_secs_f64()) as u64,
-        nemesis: config.faults.to_spec(),
-        reproduce: config.reproduce(),
-        linearizable: config.workload == MaelstromWorkload::LinKv,
-    };
+    let engine_config = config.engine_config();
     // The history exists before any node starts: a run killed during
     // start-up still leaves one.
     let mut ops_log = None;
-    let (writer, edn) = if config.workload == MaelstromWorkload::LinKv {
+    let (early, edn) = if config.workload == MaelstromWorkload::LinKv {
         crate::history::lock::claim(&config.out)?;
         let path = config.out.join("history.edn");
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
@@ -367,14 +438,14 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         ops_log = Some(ops::OpsLog::create(
             config.out.join("ops.jsonl"),
             config.workload.name(),
-            &header,
+            &engine_config.header,
         )?);
         (None, None)
     } else {
         (
             Some(HistoryWriter::start(
                 &config.out.join("history.jsonl"),
-                header.clone(),
+                engine_config.header.clone(),
             )?),
             None,
         )
@@ -389,14 +460,9 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
     let (events_tx, events_rx) = unbounded_channel();
     let (commands_tx, commands_rx) = unbounded_channel();
     // Rows start with the nodes (the first row holds their start-up and
-    // `init`): the target's memory is measured from its first moment.
-    let series = crate::series::SeriesRecorder::start(
-        &config.out,
-        crate::series::SeriesHeader::wall(serde_json::json!({
-            "model": "open", "rate": config.rate, "writers": config.clients,
-            "duration_s": config.time_limit.as_secs_f64(),
-        })),
-    )?;
+    // `init`): the target's memory is measured from its first moment. The
+    // router keeps the nodes' process roots current in it.
+    let series = crate::engine::start_series(&engine_config, None::<&MaelstromAdapter>);
     let mut router = Router::new(
         command,
         config.nodes,
@@ -404,7 +470,9 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 1)),
         events_tx,
     );
-    router.set_series(series.clone());
+    if let Some(s) = &series {
+        router.set_series(s.clone());
+    }
     let mut inits = Vec::new();
     for i in 0..config.nodes {
         let (tx, rx) = oneshot::channel();
@@ -412,17 +480,11 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         inits.push(rx);
     }
     let router_task = tokio::spawn(router.run(commands_rx, events_rx));
-    let stop_router = |commands: &UnboundedSender<Command>| {
-        let (tx, rx) = oneshot::channel();
-        let _ = commands.send(Command::Stop(tx));
-        rx
-    };
     for (i, rx) in inits.into_iter().enumerate() {
         let reply = tokio::select! {
             reply = tokio::time::timeout(INIT_TIMEOUT, rx) => reply,
             _ = crate::interrupt::wait() => {
-                let _ = stop_router(&commands_tx).await;
-                let _ = router_task.await;
+                let _ = stop_router(&commands_tx, router_task).await;
                 return Err(crate::interrupt::during(format!(
                     "while waiting for node n{i} to answer init"
                 )));
@@ -430,8 +492,7 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         };
         let ok = matches!(&reply, Ok(Ok(body)) if body.get("type").and_then(Value::as_str) == Some("init_ok"));
         if !ok {
-            let report = stop_router(&commands_tx).await.unwrap_or_default();
-            let _ = router_task.await;
+            let report = stop_router(&commands_tx, router_task).await;
             let why = match reply {
                 Err(_) => format!("did not answer init within {} s", INIT_TIMEOUT.as_secs()),
                 Ok(Err(_)) => {
@@ -452,6 +513,11 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
             });
         }
     }
+    let adapter = Arc::new(MaelstromAdapter::new(
+        commands_tx.clone(),
+        config.clone(),
+        started,
+    ));
     if config.workload == MaelstromWorkload::Broadcast {
         // As Maelstrom: each node gets the whole map right after init; a
         // restarted node gets it again right after its new init_ok.
@@ -459,506 +525,277 @@ async fn run_async(config: &MaelstromConfig) -> Result<MaelstromResult> {
         let topology = config.topology.to_json(&node_ids);
         let _ = commands_tx.send(Command::SetTopology(topology.clone()));
         for i in 0..config.nodes {
-            let (tx, rx) = oneshot::channel();
-            let _ = commands_tx.send(Command::Request {
-                client: "c-topology".into(),
-                node: i,
-                body: protocol::body("topology", [("topology", Value::Object(topology.clone()))]),
-                reply: tx,
-            });
-            let _ = tokio::time::timeout(config.request_timeout, rx).await;
+            let body = protocol::body("topology", [("topology", Value::Object(topology.clone()))]);
+            let _ = adapter.request("c-topology".into(), i, body).await;
         }
     }
-
-    let recorder = Arc::new(Mutex::new(Recorder {
-        start: started,
-        writer: writer.as_ref().map(HistoryWriter::sender),
-        history: History::new(header),
-        edn,
-        lin: Vec::new(),
-        garbage: Vec::new(),
-        ops_log,
-
-        ops: Vec::new(),
-        series: Some(series.clone()),
-    }));
-
-    // Client phase.
-    let client_start = Instant::now();
-    let deadline = client_start + config.time_limit;
-    series.set_writers(config.clients as u32);
-    let nemesis = tokio::spawn(nemesis_task(
-        config.clone(),
-        commands_tx.clone(),
-        deadline,
-        series.clone(),
-    ));
-    let mut clients = Vec::new();
-    for c in 0..config.clients {
-        let (config, commands, recorder) = (config.clone(), commands_tx.clone(), recorder.clone());
-        clients.push(if config.workload.records_bodies() {
-            tokio::spawn(ops::client_task(config, c, commands, recorder, deadline))
-        } else {
-            tokio::spawn(client_task(config, c, commands, recorder, deadline))
-        });
-    }
-    let mut client_error = None;
-    for task in clients {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => client_error = Some(e),
-            Err(e) => client_error = Some(Error::Config(format!("client task failed: {e}"))),
+    // Loss, duplication and reordering last the whole writing phase.
+    let mut nemesis_log = Vec::new();
+    if let Some(line) = adapter.network_faults_on() {
+        if let Some(s) = &series {
+            s.nemesis(&line);
         }
+        nemesis_log.push(format!("{:.1}s {line}", started.elapsed().as_secs_f64()));
     }
-    let nemesis_log = nemesis.await.unwrap_or_default();
-    let client_phase = client_start.elapsed();
-    series.set_writers(0);
-
-    // Final phase: heal, then wait for agreement that holds for a quiet window.
-    let _ = commands_tx.send(Command::Heal);
-    let mut divergence = None;
-    let mut settle_report = None;
-    let mut final_polls = FinalPolls::Missing;
-    if client_error.is_none() && config.workload == MaelstromWorkload::Kafka {
-        match ops::kafka_final_polls(config, &commands_tx, &recorder).await {
-            Ok(f) => final_polls = f,
-            Err(e) => client_error = Some(e),
+    let mut result = if let Some(early) = early {
+        // The engine writes the run's history afresh.
+        let _ = early.finish();
+        let outcome = crate::engine::run(adapter.clone(), &engine_config, started, series).await;
+        let router_report = stop_router(&commands_tx, router_task).await;
+        let outcome = outcome?;
+        nemesis_log.extend(outcome.nemesis_log);
+        MaelstromResult {
+            history: outcome.history,
+            lin: None,
+            router: router_report,
+            client_phase: outcome.write_phase,
+            total: Duration::ZERO,
+            nemesis_log,
+            divergence: outcome
+                .settle
+                .as_ref()
+                .filter(|s| s.state != SettleState::Converged)
+                .map(SettleReport::describe),
+            ops: None,
+            settle: outcome.settle,
+            series: outcome.series,
+            dropped: outcome.dropped,
+            writers_peak: outcome.writers_peak,
         }
-    }
-    if client_error.is_none()
-        && config.workload != MaelstromWorkload::LinKv
-        && !config.workload.records_bodies()
-    {
-        let settled = settle(config, &commands_tx).await;
-        let quiescence = settled.report.quiescence();
-        divergence =
-            (settled.report.state != SettleState::Converged).then(|| settled.report.describe());
-        let finals = finals_of(&settled.reads);
-        settle_report = Some(settled.report);
-        let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
-        for f in finals {
-            if let Some(w) = &rec.writer {
-                let _ = w.send(WriterMsg::Final(f.clone()));
+    } else {
+        let recorder = Arc::new(Mutex::new(Recorder {
+            start: started,
+            history: History::new(engine_config.header.clone()),
+            edn,
+            lin: Vec::new(),
+            ops_log,
+            ops: Vec::new(),
+        }));
+        let written = run_own_clients(&adapter, &engine_config, started, &series, &recorder).await;
+        let mut final_polls = FinalPolls::Missing;
+        let written_ok = matches!(&written, Ok(w) if w.totals.is_ok());
+        if written_ok && config.workload == MaelstromWorkload::Kafka {
+            match ops::kafka_final_polls(&adapter, &recorder, series.as_ref()).await {
+                Ok(f) => final_polls = f,
+                Err(e) => {
+                    return_after_stop(&commands_tx, router_task, series).await;
+                    return Err(e);
+                }
             }
-            rec.history.finals.push(f);
         }
-        if let Some(w) = &rec.writer {
-            let _ = w.send(WriterMsg::Quiescence(quiescence));
+        // After the final phase: the rows cover it too.
+        let summary = series.as_ref().and_then(|s| match s.finish() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("time series: {e}");
+                None
+            }
+        });
+        let router_report = stop_router(&commands_tx, router_task).await;
+        let written = written?;
+        let totals = written.totals?;
+        nemesis_log.extend(written.nemesis_log);
+        let mut rec = std::mem::replace(
+            &mut *recorder.lock(),
+            Recorder {
+                start: started,
+                history: History::new(engine_config.header.clone()),
+                edn: None,
+                lin: Vec::new(),
+                ops_log: None,
+                ops: Vec::new(),
+            },
+        );
+        rec.history.network = Some(router_report.stats);
+        if let Some(log) = rec.ops_log.as_mut() {
+            let kafka = config.workload == MaelstromWorkload::Kafka;
+            log.finish(kafka.then_some(final_polls))?;
         }
-        rec.history.quiescence = Some(quiescence);
-    }
-    let mut router_report = stop_router(&commands_tx).await.unwrap_or_default();
-    drop(commands_tx);
-    let _ = router_task.await;
-    // After the final phase: the rows cover the settle wait too.
-    let series = series.finish();
-
-    let mut rec = match Arc::try_unwrap(recorder) {
-        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
-        Err(_) => return Err(Error::Config("a client outlived the run".into())),
+        let lin = rec.edn.as_ref().map(|_| LinHistory {
+            ops: std::mem::take(&mut rec.lin),
+            warnings: Vec::new(),
+        });
+        MaelstromResult {
+            history: rec.history,
+            lin,
+            router: router_report,
+            client_phase: written.length,
+            total: Duration::ZERO,
+            nemesis_log,
+            divergence: None,
+            ops: config
+                .workload
+                .records_bodies()
+                .then(|| (std::mem::take(&mut rec.ops), final_polls)),
+            settle: None,
+            series: summary,
+            dropped: totals.dropped,
+            writers_peak: totals.writers_peak,
+        }
     };
-    if let Some(w) = rec.writer.take() {
-        let _ = w.send(WriterMsg::Network(router_report.stats));
-    }
-    rec.history.network = Some(router_report.stats);
-    router_report.findings_total += rec.garbage.len() as u64;
-    router_report.findings.append(&mut rec.garbage);
-    if let Some(writer) = writer {
-        // The writer's history: ops in id (invocation) order, as `check` reads them back.
-        rec.history = writer.finish()?;
-    }
-    if let (Some(log), None) = (rec.ops_log.as_mut(), &client_error) {
-        let kafka = config.workload == MaelstromWorkload::Kafka;
-        log.finish(kafka.then_some(final_polls))?;
-    }
-    if let Some(e) = client_error {
-        return Err(e);
-    }
-    let series = match series {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("time series: {e}");
-            None
-        }
-    };
-    let ops = config
-        .workload
-        .records_bodies()
-        .then(|| (std::mem::take(&mut rec.ops), final_polls));
-    let lin = rec.edn.as_ref().map(|_| LinHistory {
-        ops: std::mem::take(&mut rec.lin),
-        warnings: Vec::new(),
-    });
-    Ok(MaelstromResult {
-        history: rec.history,
-        lin,
-        router: router_report,
-        client_phase,
-        total: started.elapsed(),
-        nemesis_log,
-        divergence,
-        ops,
-        settle: settle_report,
-        series,
-    })
+    let mut garbage = adapter.take_garbage();
+    result.router.findings_total += garbage.len() as u64;
+    result.router.findings.append(&mut garbage);
+    result.total = started.elapsed();
+    Ok(result)
 }
 
-async fn request(
+/// Stops the router and finishes the time series of a run that ends in an
+/// error.
+async fn return_after_stop(
     commands: &UnboundedSender<Command>,
-    client: String,
-    node: usize,
-    body: Map<String, Value>,
-    timeout: Duration,
-) -> Option<Map<String, Value>> {
-    let (tx, rx) = oneshot::channel();
-    commands
-        .send(Command::Request {
-            client,
-            node,
-            body,
-            reply: tx,
-        })
-        .ok()?;
-    tokio::time::timeout(timeout, rx).await.ok()?.ok()
+    task: tokio::task::JoinHandle<RouterReport>,
+    series: Option<SeriesRecorder>,
+) {
+    if let Some(s) = &series {
+        let _ = s.finish();
+    }
+    let _ = stop_router(commands, task).await;
 }
 
-/// A client's seeded randomness and schedule: one request every
-/// `clients / rate` seconds, from a random phase, until the deadline.
-struct Pace {
+/// The writing phase of lin-kv and the body-recording workloads: their own
+/// clients under the engine's load shape and nemesis.
+async fn run_own_clients(
+    adapter: &Arc<MaelstromAdapter>,
+    engine_config: &EngineConfig,
+    start: Instant,
+    series: &Option<SeriesRecorder>,
+    recorder: &Arc<Mutex<Recorder>>,
+) -> Result<crate::engine::WritingPhase> {
+    let config = adapter.config();
+    if config.workload.records_bodies() {
+        let (adapter2, recorder) = (adapter.clone(), recorder.clone());
+        crate::engine::run_clients(
+            adapter.clone(),
+            engine_config,
+            start,
+            series.clone(),
+            move |id| ops::OpsClient::new(adapter2.clone(), recorder.clone(), id),
+        )
+        .await
+    } else {
+        let (adapter2, recorder) = (adapter.clone(), recorder.clone());
+        crate::engine::run_clients(
+            adapter.clone(),
+            engine_config,
+            start,
+            series.clone(),
+            move |id| LinKvClient::new(adapter2.clone(), recorder.clone(), id),
+        )
+        .await
+    }
+}
+
+/// One lin-kv client: seeded ops on random nodes, each invocation in
+/// `history.edn` before the request is sent.
+struct LinKvClient {
+    adapter: Arc<MaelstromAdapter>,
+    recorder: Arc<Mutex<Recorder>>,
+    id: u32,
     rng: ChaCha8Rng,
-    interval: Duration,
-    next: Instant,
+    seq: u64,
+    /// Jepsen's process: the client's id, plus the client count each time
+    /// an op of it ended `info` (the op may still be in flight).
+    process: u64,
 }
 
-impl Pace {
-    fn new(config: &MaelstromConfig, client: usize) -> Pace {
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 1000 + client as u64));
-        let interval = Duration::from_secs_f64(config.clients as f64 / config.rate);
-        let next = Instant::now() + interval.mul_f64(rng.random_range(0.0..1.0));
-        Pace {
-            rng,
-            interval,
-            next,
+impl LinKvClient {
+    fn new(adapter: Arc<MaelstromAdapter>, recorder: Arc<Mutex<Recorder>>, id: u32) -> Self {
+        LinKvClient {
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(adapter.config().seed, 1000 + id as u64)),
+            adapter,
+            recorder,
+            id,
+            seq: 0,
+            process: id as u64,
         }
     }
-
-    /// Sleeps until the next request is due; false once the deadline passed.
-    async fn wait(&mut self, deadline: Instant) -> bool {
-        tokio::time::sleep_until(self.next).await;
-        self.next += self.interval;
-        // SIGINT/SIGTERM: stop sending; the ops in flight still complete.
-        Instant::now() < deadline && !crate::interrupt::requested()
-    }
 }
 
-async fn client_task(
-    config: MaelstromConfig,
-    client: usize,
-    commands: UnboundedSender<Command>,
-    recorder: Arc<Mutex<Recorder>>,
-    deadline: Instant,
-) -> Result<()> {
-    let mut pace = Pace::new(&config, client);
-    let name = format!("c{client}");
-    let mut seq = 0u64;
-    let mut process = client as u64;
-    let mut context: Option<Value> = None;
-    // When the read that gave `context` returned: a write can only
-    // supersede values that existed by then.
-    let mut context_ns = 0u64;
-    while pace.wait(deadline).await {
-        let rng = &mut pace.rng;
-        seq += 1;
-        let unique = (client as u64) << 32 | seq;
+impl Client for LinKvClient {
+    async fn one(&mut self, invoke_at: Instant) -> Result<Outcome> {
+        let config = self.adapter.config();
+        self.seq += 1;
+        let unique = (self.id as u64) << 32 | self.seq;
         let planned = workload::plan(
             config.workload,
-            rng,
+            &mut self.rng,
             config.read_ratio,
             unique,
-            context.as_ref(),
+            None,
         );
-        let node = rng.random_range(0..config.nodes);
-        let invoke_at = Instant::now();
-        let (invoke_ns, call, writer) = {
-            let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        let node = self.rng.random_range(0..config.nodes);
+        let Some((key, f, input)) = planned.lin.clone() else {
+            return Err(Error::Config(format!(
+                "{} planned an op without a linearizable view",
+                config.workload.name()
+            )));
+        };
+        let name = format!("c{}", self.id);
+        let (invoke_ns, call) = {
+            let mut rec = self.recorder.lock();
             let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
-            if let Some(s) = &rec.series {
-                s.started();
-            }
-            let call = match (&planned.lin, rec.edn.as_mut()) {
-                (Some((key, f, input)), Some(edn)) => {
-                    Some(edn.event(process, "invoke", *f, *key, input)?)
-                }
-                _ => None,
+            let call = match rec.edn.as_mut() {
+                Some(edn) => edn.event(self.process, "invoke", f, key, &input)?,
+                None => 0,
             };
-            (invoke_ns, call, rec.writer.clone())
+            (invoke_ns, call)
         };
-        let key = planned.lin.as_ref().map_or(0, |(k, _, _)| *k as u32);
-        let invoked = match &writer {
-            Some(w) => {
-                let invocation = OpRecord::invocation(
-                    planned.f,
-                    client as u32,
-                    node as u16,
-                    key,
-                    planned.value,
-                    invoke_ns,
-                );
-                Some(record_invoke(w, &invocation).await?)
-            }
-            None => None,
-        };
-        let reply = request(
-            &commands,
-            name.clone(),
-            node,
-            planned.body.clone(),
-            config.request_timeout,
-        )
-        .await;
+        let reply = self
+            .adapter
+            .request(name.clone(), node, planned.body.clone())
+            .await;
         let latency_ns = invoke_at.elapsed().as_nanos().min(u32::MAX as u128) as u32;
-        let interpreted = match workload::interpret(config.workload, &planned, reply.as_ref()) {
-            Ok(i) => i,
-            Err(why) => {
-                let quoted = reply
-                    .map(|b| Value::Object(b).to_string())
-                    .unwrap_or_default();
-                tracing::warn!("node n{node} answered {name} with garbage ({why}): {quoted}");
-                let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
-                rec.garbage.push(format!(
-                    "node n{node} answered a client with garbage ({why}; rule: a reply is `<type>_ok` with the workload's fields, or `error` with a code): {}",
-                    protocol::quote(&quoted)
-                ));
-                workload::Interpreted::unanswered(&planned)
-            }
+        let interpreted = self.adapter.interpret(&name, node, &planned, reply);
+        let mut rec = self.recorder.lock();
+        let kind = match interpreted.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Fail => "fail",
+            Outcome::Info => "info",
         };
-        if interpreted.context.is_some() {
-            context = interpreted.context.clone();
-            context_ns = invoke_ns + latency_ns as u64;
-        }
-        let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = &rec.series {
-            s.completed(interpreted.outcome.into(), invoke_at.elapsed());
-        }
-        if let (Some((key, f, input)), Some(call)) = (&planned.lin, call) {
-            let kind = match interpreted.outcome {
-                Outcome::Ok => "ok",
-                Outcome::Fail => "fail",
-                Outcome::Info => "info",
-            };
-            let shown = if *f == LinFn::Read {
-                &interpreted.lin_output
+        let shown = if f == LinFn::Read {
+            &interpreted.lin_output
+        } else {
+            &input
+        };
+        let ret = rec
+            .edn
+            .as_mut()
+            .map(|edn| edn.event(self.process, kind, f, key, shown))
+            .transpose()?;
+        rec.lin.push(LinOp {
+            process: self.process,
+            key: Some(key.to_string()),
+            f,
+            input: input.clone(),
+            output: interpreted.lin_output.clone(),
+            outcome: interpreted.outcome,
+            call,
+            ret: if interpreted.outcome == Outcome::Info {
+                None
             } else {
-                input
-            };
-            let ret = rec
-                .edn
-                .as_mut()
-                .map(|edn| edn.event(process, kind, *f, *key, shown))
-                .transpose()?;
-            rec.lin.push(LinOp {
-                process,
-                key: Some(key.to_string()),
-                f: *f,
-                input: input.clone(),
-                output: interpreted.lin_output.clone(),
-                outcome: interpreted.outcome,
-                call,
-                ret: if interpreted.outcome == Outcome::Info {
-                    None
-                } else {
-                    ret
-                },
-                line: call as usize + 1,
-            });
-            if interpreted.outcome == Outcome::Info {
-                // The op may still be in flight: Jepsen retires the process.
-                process += config.clients as u64;
-            }
+                ret
+            },
+            line: call as usize + 1,
+        });
+        if interpreted.outcome == Outcome::Info {
+            // The op may still be in flight: Jepsen retires the process.
+            self.process += config.clients() as u64;
         }
         let record = OpRecord {
             invoke_ns,
             value: planned.value,
-            aux: match (config.workload, planned.f) {
-                (MaelstromWorkload::MvRegister, Function::Write) => context_ns,
-                (MaelstromWorkload::LwwRegister, Function::Write) => {
-                    interpreted.stamp.unwrap_or(crate::history::UNKNOWN_AUX)
-                }
-                _ => crate::history::UNKNOWN_AUX,
-            },
+            aux: crate::history::UNKNOWN_AUX,
             latency_ns,
-            process: client as u32,
-            key,
+            process: self.id,
+            key: key as u32,
             clock_sum: 0,
             slot: 0,
             replica: node as u16,
             f: planned.f,
             outcome: interpreted.outcome,
         };
-        rec.record(invoked, record, interpreted.read)?;
-    }
-    Ok(())
-}
-
-/// Polls every node's read until the shared settle rule decides
-/// ([`crate::target::settle`]). Gossip still flowing does not matter: only
-/// whether the values change.
-async fn settle(config: &MaelstromConfig, commands: &UnboundedSender<Command>) -> Settled {
-    let healed = Instant::now();
-    let rule = config.settle_rule();
-    let mut settler = Settler::new(rule);
-    let planned = workload::Planned {
-        body: config.workload.read_request(),
-        f: Function::Read,
-        value: 0,
-        lin: None,
-    };
-    loop {
-        if crate::interrupt::requested() {
-            // A stop asked for ends the final phase: no final reads.
-            return settler.interrupted(healed.elapsed());
-        }
-        let mut reads = Vec::with_capacity(config.nodes);
-        for node in 0..config.nodes {
-            let reply = request(
-                commands,
-                format!("c-final-{node}"),
-                node,
-                config.workload.read_request(),
-                config.request_timeout,
-            )
-            .await;
-            let value = workload::interpret(config.workload, &planned, reply.as_ref())
-                .ok()
-                .and_then(|i| i.read);
-            // One key per node: the maelstrom workloads read the whole value.
-            reads.push(vec![value]);
-        }
-        if let Some(settled) = settler.observe(healed.elapsed(), reads) {
-            return settled;
-        }
-        tokio::time::sleep(rule.poll_interval()).await;
-    }
-}
-
-fn finals_of(reads: &Reads<converge_models::Value>) -> Vec<FinalRead> {
-    reads
-        .iter()
-        .enumerate()
-        .filter_map(|(node, row)| {
-            row.first().cloned().flatten().map(|value| FinalRead {
-                replica: node as u16,
-                key: 0,
-                value,
-            })
-        })
-        .collect()
-}
-
-/// Schedules partitions, crashes and pauses during the client phase, and
-/// keeps loss, duplication and reordering on throughout it.
-async fn nemesis_task(
-    config: MaelstromConfig,
-    commands: UnboundedSender<Command>,
-    deadline: Instant,
-    series: crate::series::SeriesRecorder,
-) -> Vec<String> {
-    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, 2));
-    let mut log = NemesisLog {
-        lines: Vec::new(),
-        series,
-    };
-    let faults = config.faults;
-    if faults.loss || faults.duplicate || faults.reorder {
-        let _ = commands.send(Command::Faults {
-            loss: if faults.loss { LOSS } else { 0.0 },
-            duplicate: if faults.duplicate { DUPLICATE } else { 0.0 },
-            reorder: faults.reorder,
-        });
-        log.push(format!("0.0s network faults on: {}", faults.to_spec()));
-    }
-    let phase = (config.time_limit / 6).max(Duration::from_millis(200));
-    let start = Instant::now();
-    let mut actions: Vec<&str> = Vec::new();
-    if faults.partition {
-        actions.push("partition");
-    }
-    if faults.crash {
-        actions.push("crash");
-    }
-    if faults.pause {
-        actions.push("pause");
-    }
-    while !actions.is_empty() && Instant::now() + phase < deadline && !crate::interrupt::requested()
-    {
-        crate::interrupt::sleep(phase / 2).await;
-        let at = start.elapsed().as_secs_f64();
-        let node = rng.random_range(0..config.nodes);
-        match actions[rng.random_range(0..actions.len())] {
-            "partition" => {
-                let n = config.nodes;
-                let partition = match rng.random_range(0..3) {
-                    0 => {
-                        let group: Vec<usize> = (0..n).map(|i| usize::from(i == node)).collect();
-                        Partition::groups(n, &group, format!("isolate n{node}"))
-                    }
-                    1 => {
-                        let minority = (n.saturating_sub(1)) / 2;
-                        let mut order: Vec<usize> = (0..n).collect();
-                        for i in (1..n).rev() {
-                            order.swap(i, rng.random_range(0..=i));
-                        }
-                        let mut group = vec![0; n];
-                        for &i in order.iter().take(minority.max(1)) {
-                            group[i] = 1;
-                        }
-                        let names: Vec<String> = order
-                            .iter()
-                            .take(minority.max(1))
-                            .map(|i| format!("n{i}"))
-                            .collect();
-                        Partition::groups(n, &group, format!("minority {}", names.join(" ")))
-                    }
-                    _ => Partition::majorities_ring(n),
-                };
-                log.push(format!("{at:.1}s partition: {}", partition.description));
-                let _ = commands.send(Command::Partition(Some(partition)));
-                crate::interrupt::sleep(phase).await;
-                let _ = commands.send(Command::Partition(None));
-                log.push(format!(
-                    "{:.1}s partition healed",
-                    start.elapsed().as_secs_f64()
-                ));
-            }
-            "crash" => {
-                log.push(format!("{at:.1}s crash n{node} (kill -9, restart empty)"));
-                let _ = commands.send(Command::Crash(node));
-                crate::interrupt::sleep(phase / 2).await;
-            }
-            _ => {
-                log.push(format!("{at:.1}s pause n{node} (SIGSTOP)"));
-                let _ = commands.send(Command::Pause(node));
-                crate::interrupt::sleep(phase / 2).await;
-                let _ = commands.send(Command::Resume(node));
-                log.push(format!(
-                    "{:.1}s resume n{node} (SIGCONT)",
-                    start.elapsed().as_secs_f64()
-                ));
-            }
-        }
-    }
-    log.lines
-}
-
-/// The nemesis log, each line also a nemesis event of the time series.
-struct NemesisLog {
-    lines: Vec<String>,
-    series: crate::series::SeriesRecorder,
-}
-
-impl NemesisLog {
-    fn push(&mut self, line: String) {
-        self.series.nemesis(&line);
-        self.lines.push(line);
+        rec.record(record, interpreted.read)?;
+        Ok(interpreted.outcome)
     }
 }

@@ -1,28 +1,32 @@
 //! Clients of the workloads that record request and reply bodies (`echo`,
 //! `unique-ids`, `kafka`), with Maelstrom's message shapes, and the final
-//! polls of `kafka`. Each op goes to `ops.jsonl` invoke-first (its
-//! invocation before the request is sent, its completion when it returns;
-//! the format is in [`crate::checker::client_ops`]), and to the in-memory
-//! CRDT history only for latency figures.
+//! polls of `kafka`. The clients run under the engine's load shape
+//! ([`crate::engine::run_clients`]). Each op goes to `ops.jsonl`
+//! invoke-first (its invocation before the request is sent, its completion
+//! when it returns; the format is in [`crate::checker::client_ops`]), and
+//! to the in-memory CRDT history only for latency figures.
 
+use super::adapter::MaelstromAdapter;
 use super::protocol::{body, is_indefinite, quote};
-use super::router::Command;
-use super::{request, MaelstromConfig, MaelstromWorkload, Pace, Recorder};
+use super::{MaelstromConfig, MaelstromWorkload, Recorder};
 use crate::checker::client_ops::{
     ClientOp, OpCompletion, OpInvoke, OpsHeader, OpsLine, OPS_FORMAT,
 };
 use crate::checker::kafka::FinalPolls;
+use crate::engine::scheduler::Client;
 use crate::error::{Error, Result};
+use crate::generator::derive_seed;
 use crate::history::{Header, Outcome};
-use rand::RngExt;
+use crate::series::SeriesRecorder;
+use parking_lot::Mutex;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
-use tokio::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Keys of the kafka workload (strings, as Maelstrom's kafka client sends).
 pub const KAFKA_KEYS: u64 = 4;
@@ -245,51 +249,40 @@ impl Position {
     }
 }
 
-/// Sends one request, records it, and returns the reply if it was `ok`.
+/// Sends one request invoked at `invoke_at`, records it, and returns how
+/// it ended with the reply if it was `ok`. `series` counts it in the time
+/// series (the final polls; the scheduler counts the clients' ops).
 #[allow(clippy::too_many_arguments)]
 async fn call(
-    config: &MaelstromConfig,
-    commands: &UnboundedSender<Command>,
-    recorder: &Arc<Mutex<Recorder>>,
+    adapter: &MaelstromAdapter,
+    recorder: &Mutex<Recorder>,
+    series: Option<&SeriesRecorder>,
     process: u64,
     client_name: &str,
     node: usize,
     request_body: Map<String, Value>,
     final_read: bool,
-) -> Result<Option<Map<String, Value>>> {
+    invoke_at: Instant,
+) -> Result<(Outcome, Option<Map<String, Value>>)> {
     let f = request_body
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let series = recorder
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .series
-        .clone();
-    if let Some(s) = &series {
+    if let Some(s) = series {
         s.started();
     }
-    let invoke_at = Instant::now();
     let invoked = {
-        let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = recorder.lock();
         let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
         match rec.ops_log.as_mut() {
             Some(log) => Some(log.invoke(process, node, invoke_ns, &request_body, final_read)?),
             None => None,
         }
     };
-    let reply = request(
-        commands,
-        client_name.to_string(),
-        node,
-        request_body.clone(),
-        config.request_timeout,
-    )
-    .await;
-    let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
-    let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
-    let complete_ns = rec.start.elapsed().as_nanos() as u64;
+    let reply = adapter
+        .request(client_name.to_string(), node, request_body.clone())
+        .await;
     let outcome = match judge_reply(&f, reply.as_ref()) {
         Ok(o) => o,
         Err(why) => {
@@ -297,16 +290,19 @@ async fn call(
                 .as_ref()
                 .map(|b| Value::Object(b.clone()).to_string())
                 .unwrap_or_default();
-            rec.garbage.push(format!(
+            adapter.garbage(format!(
                 "node n{node} answered a client with a malformed reply ({why}; rule: a reply is `{f}_ok` with Maelstrom's fields, or `error` with a code): {}",
                 quote(&quoted)
             ));
             Outcome::Info
         }
     };
-    if let Some(s) = &series {
+    if let Some(s) = series {
         s.completed(outcome.into(), invoke_at.elapsed());
     }
+    let mut rec = recorder.lock();
+    let invoke_ns = invoke_at.duration_since(rec.start).as_nanos() as u64;
+    let complete_ns = rec.start.elapsed().as_nanos() as u64;
     let op = ClientOp {
         process,
         f: f.clone(),
@@ -323,31 +319,55 @@ async fn call(
     }
     let record = op.latency_record();
     rec.ops.push(op);
-    // No history.jsonl for these workloads (writer is None): ops.jsonl
-    // holds them, invoke-first.
-    rec.record(None, record, None)?;
-    Ok((outcome == Outcome::Ok).then_some(reply).flatten())
+    // No history.jsonl for these workloads: ops.jsonl holds them, invoke-first.
+    rec.record(record, None)?;
+    Ok((outcome, (outcome == Outcome::Ok).then_some(reply).flatten()))
 }
 
-/// One client of a body-recording workload, until the deadline.
-pub(super) async fn client_task(
-    config: MaelstromConfig,
-    client: usize,
-    commands: UnboundedSender<Command>,
+/// One client of a body-recording workload: one request per op; a kafka
+/// client commits what a poll returned as its next op, on the same node.
+pub(super) struct OpsClient {
+    adapter: Arc<MaelstromAdapter>,
     recorder: Arc<Mutex<Recorder>>,
-    deadline: Instant,
-) -> Result<()> {
-    let mut pace = Pace::new(&config, client);
-    let name = format!("c{client}");
-    let process = client as u64;
-    let mut seq = 0u64;
-    let mut position = Position::default();
-    while pace.wait(deadline).await {
-        let rng = &mut pace.rng;
-        seq += 1;
-        let unique = (client as u64) << 32 | seq;
+    id: u32,
+    rng: ChaCha8Rng,
+    seq: u64,
+    position: Position,
+    /// The commit a poll asked for, with the node polled.
+    commit: Option<(usize, Map<String, Value>)>,
+}
+
+impl OpsClient {
+    pub(super) fn new(
+        adapter: Arc<MaelstromAdapter>,
+        recorder: Arc<Mutex<Recorder>>,
+        id: u32,
+    ) -> Self {
+        OpsClient {
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(adapter.config().seed, 1000 + id as u64)),
+            adapter,
+            recorder,
+            id,
+            seq: 0,
+            position: Position::default(),
+            commit: None,
+        }
+    }
+
+    /// The next request and the node it goes to.
+    fn plan(&mut self) -> (usize, Map<String, Value>) {
+        if let Some((node, commit)) = self.commit.take() {
+            return (
+                node,
+                body("commit_offsets", [("offsets", Value::Object(commit))]),
+            );
+        }
+        let config = self.adapter.config();
+        self.seq += 1;
+        let unique = (self.id as u64) << 32 | self.seq;
+        let rng = &mut self.rng;
         let node = rng.random_range(0..config.nodes);
-        let request_body = match config.workload {
+        let request = match config.workload {
             MaelstromWorkload::Echo => body(
                 "echo",
                 [("echo", Value::from(format!("Please echo {unique}")))],
@@ -362,45 +382,51 @@ pub(super) async fn client_task(
                         [("key", Value::from(key)), ("msg", Value::from(unique))],
                     )
                 } else if roll < 1.0 - config.read_ratio / 5.0 {
-                    position.poll_body()
+                    self.position.poll_body()
                 } else {
                     body("list_committed_offsets", [("keys", Value::from(keys()))])
                 }
             }
         };
-        let f = request_body
+        (node, request)
+    }
+}
+
+impl Client for OpsClient {
+    async fn one(&mut self, invoke_at: Instant) -> Result<Outcome> {
+        let (node, request) = self.plan();
+        let f = request
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let reply = call(
-            &config,
-            &commands,
-            &recorder,
-            process,
+        let name = format!("c{}", self.id);
+        let (outcome, reply) = call(
+            &self.adapter,
+            &self.recorder,
+            None,
+            self.id as u64,
             &name,
             node,
-            request_body,
+            request,
             false,
+            invoke_at,
         )
         .await?;
-        let Some(reply) = reply else { continue };
-        match f.as_str() {
-            "poll" => {
-                let commit = position.advance(&reply);
-                if !commit.is_empty() && Instant::now() < deadline {
-                    let b = body("commit_offsets", [("offsets", Value::Object(commit))]);
-                    call(
-                        &config, &commands, &recorder, process, &name, node, b, false,
-                    )
-                    .await?;
+        if let Some(reply) = reply {
+            match f.as_str() {
+                "poll" => {
+                    let commit = self.position.advance(&reply);
+                    if !commit.is_empty() {
+                        self.commit = Some((node, commit));
+                    }
                 }
+                "list_committed_offsets" => self.position.assign(&reply),
+                _ => {}
             }
-            "list_committed_offsets" => position.assign(&reply),
-            _ => {}
         }
+        Ok(outcome)
     }
-    Ok(())
 }
 
 /// How long the final polls must stop changing before what they lack is
@@ -415,13 +441,14 @@ pub fn stall_window(config: &MaelstromConfig) -> Duration {
 /// send has been polled, or what the polls return has not changed for the
 /// stall window (`Settled`), or the settle limit passes (`StillChanging`).
 pub(super) async fn kafka_final_polls(
-    config: &MaelstromConfig,
-    commands: &UnboundedSender<Command>,
-    recorder: &Arc<Mutex<Recorder>>,
+    adapter: &MaelstromAdapter,
+    recorder: &Mutex<Recorder>,
+    series: Option<&SeriesRecorder>,
 ) -> Result<FinalPolls> {
+    let config = adapter.config();
     let healed = Instant::now();
     let acknowledged: BTreeSet<(String, i64)> = {
-        let rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        let rec = recorder.lock();
         rec.ops
             .iter()
             .filter(|o| o.f == "send" && o.is_ok())
@@ -435,7 +462,7 @@ pub(super) async fn kafka_final_polls(
     };
     let mut seen: BTreeSet<(String, i64)> = BTreeSet::new();
     let mut unchanged_since = Instant::now();
-    let process_base = config.clients as u64;
+    let process_base = config.clients() as u64;
     loop {
         if crate::interrupt::requested() {
             // Stopped by the user: what the polls lack is not judged.
@@ -451,9 +478,19 @@ pub(super) async fn kafka_final_polls(
                     let mut offsets = Map::new();
                     offsets.insert(key.clone(), Value::from(from));
                     let b = body("poll", [("offsets", Value::Object(offsets))]);
-                    let Some(reply) =
-                        call(config, commands, recorder, process, &name, node, b, true).await?
-                    else {
+                    let (_, reply) = call(
+                        adapter,
+                        recorder,
+                        series,
+                        process,
+                        &name,
+                        node,
+                        b,
+                        true,
+                        Instant::now(),
+                    )
+                    .await?;
+                    let Some(reply) = reply else {
                         break;
                     };
                     let pairs: Vec<i64> = reply
@@ -553,6 +590,16 @@ mod tests {
     }
 
     #[test]
+    fn a_kafka_client_polls_on_from_what_it_saw_and_commits_it() {
+        let mut p = Position::default();
+        let commit = p.advance(&obj(json!({"msgs":{"1":[[3,9],[5,1]],"2":[]}})));
+        assert_eq!(Value::Object(commit), json!({"1":5}));
+        p.assign(&obj(json!({"offsets":{"1":2,"3":7}})));
+        let poll = Value::Object(p.poll_body());
+        assert_eq!(poll["offsets"], json!({"0":0,"1":6,"2":0,"3":7}));
+    }
+
+    #[test]
     fn the_ops_log_is_invoke_first_and_reads_back_whole_or_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ops.jsonl");
@@ -614,15 +661,5 @@ mod tests {
         assert_eq!(whole.final_polls, FinalPolls::Settled);
         assert_eq!(whole.header.unwrap().workload, "kafka");
         assert!(whole.interrupted.is_none() && whole.warnings.is_empty());
-    }
-
-    #[test]
-    fn a_kafka_client_polls_on_from_what_it_saw_and_commits_it() {
-        let mut p = Position::default();
-        let commit = p.advance(&obj(json!({"msgs":{"1":[[3,9],[5,1]],"2":[]}})));
-        assert_eq!(Value::Object(commit), json!({"1":5}));
-        p.assign(&obj(json!({"offsets":{"1":2,"3":7}})));
-        let poll = Value::Object(p.poll_body());
-        assert_eq!(poll["offsets"], json!({"0":0,"1":6,"2":0,"3":7}));
     }
 }

@@ -132,6 +132,8 @@ pub enum Command {
     Idle(oneshot::Sender<(Duration, usize)>),
     /// The `topology` body to re-send to every node restarted from now on.
     SetTopology(Map<String, Value>),
+    /// The message counters so far.
+    Stats(oneshot::Sender<NetworkStats>),
     /// Kill every node and report.
     Stop(oneshot::Sender<RouterReport>),
 }
@@ -567,6 +569,9 @@ impl Router {
                 let _ = tx.send((self.last_node_send.elapsed(), self.in_flight.len()));
             }
             Command::SetTopology(t) => self.set_topology(t),
+            Command::Stats(tx) => {
+                let _ = tx.send(self.stats());
+            }
             Command::Stop(tx) => return Some(tx),
         }
         None
