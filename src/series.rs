@@ -484,8 +484,6 @@ pub struct SeriesSummary {
     pub rows: usize,
     /// Arrivals dropped over the run.
     pub dropped: u64,
-    /// Ops completed per second over the whole series.
-    pub achieved_rate: f64,
     /// converge's RSS, MB, one entry per row, or once a long run passes
     /// [`MAX_POINTS`] rows, the mean of consecutive rows.
     pub converge_rss_mb: Vec<f64>,
@@ -628,7 +626,6 @@ impl SeriesRecorder {
                     summary.writers_peak = summary.writers_peak.max(row.writers);
                     summary.rows += 1;
                     summary.duration_s = t_s;
-                    summary.achieved_rate = summary.completed as f64 / t_s.max(1e-9);
                     writer.row(&row)?;
                     if stopping {
                         summary.converge_rss_mb = own_track.points().iter().map(|p| p.1).collect();

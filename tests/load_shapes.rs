@@ -206,8 +206,13 @@ fn open_ramp(run: impl Fn(&[&str], &Path) -> Out, how: Halves, out: &Path) {
         "{load}"
     );
     assert_eq!(load["stages"].as_array().map(Vec::len), Some(2), "{load}");
+    // Achieved is per second of writing (6 s here), not of the whole
+    // series, which adds the target's start-up and the final phase: the
+    // target keeps up (nothing dropped), so it is the asked-for 35 ± 15%.
     assert!(
-        load["achieved_rate"].as_f64().is_some_and(|r| r > 0.0),
+        load["achieved_rate"]
+            .as_f64()
+            .is_some_and(|r| (29.75..=40.25).contains(&r)),
         "{load}"
     );
     assert!(

@@ -568,10 +568,12 @@ pub fn attach_wall_figures(
     if let Some(series) = series {
         report.attach_series(series);
     }
+    // Ops per second of writing: the series' own seconds also cover the
+    // target's start-up and the final phase, and would understate it.
     report.load = Some(crate::report::LoadFigures::of(
         load,
         "wall",
-        series.map(|s| s.achieved_rate),
+        Some(report.throughput_ops_s),
         dropped,
         writers_peak,
     ));
