@@ -79,6 +79,14 @@ impl DurationSpec {
             DurationSpec::Text(t) => parse_duration(t),
         }
     }
+
+    /// The duration as the file wrote it (`"1500ms"`, or `90` seconds as `90`).
+    pub fn as_typed(&self) -> String {
+        match self {
+            DurationSpec::Seconds(s) => s.to_string(),
+            DurationSpec::Text(t) => t.trim().to_string(),
+        }
+    }
 }
 
 /// Longest duration accepted anywhere (a week): past it a typo is likelier
@@ -105,7 +113,8 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("'{text}' is not a duration (try 500ms, 30s, 2m or 1h)"))?;
-    let scale = match unit.trim() {
+    let unit = unit.trim();
+    let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 0.001,
         "m" | "min" => 60.0,
@@ -116,7 +125,14 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
             ))
         }
     };
-    seconds(value * scale).map_err(|e| format!("'{text}': {e}"))
+    // The bounds are said in the unit the user typed: "got 0 ms", not "0 s".
+    seconds(value * scale).map_err(|_| {
+        let unit = if unit.is_empty() { "s" } else { unit };
+        format!(
+            "'{text}': a duration must be more than 0 {unit} and at most {} {unit}, got {value} {unit}",
+            MAX_DURATION.as_secs_f64() / scale
+        )
+    })
 }
 
 /// Parses a `--stage DURATION:TARGET` flag, e.g. `30s:50`.
@@ -469,6 +485,11 @@ mod tests {
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("-3s").is_err());
         assert!(parse_stage("30s").is_err());
+        // A refusal says the unit typed.
+        let zero_ms = parse_duration("0ms").expect_err("0ms is no duration");
+        assert!(zero_ms.contains("got 0 ms"), "{zero_ms}");
+        let long = parse_duration("200h").expect_err("past a week");
+        assert!(long.contains("at most 168 h, got 200 h"), "{long}");
         for d in [
             Duration::from_micros(500),
             Duration::from_millis(1500),

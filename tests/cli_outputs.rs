@@ -379,6 +379,141 @@ fn latency_errors_speak_milliseconds_and_negative_slos_are_config_errors() {
     );
 }
 
+/// A `[target.http]` table alone (an `--http-config` file) for `converge
+/// serve`, with `extra` keys added at its top.
+fn http_table(extra: &str) -> String {
+    format!(
+        r#"workload = "pn-counter"
+{extra}
+[start]
+command = ["{{converge}}", "serve", "--replicas", "2", "--port", "0"]
+health_url = "/health"
+expect_replicas = 2
+
+[ops.increment]
+method = "POST"
+path = "/counters/{{key}}/increment"
+body = {{ delta = "{{delta}}" }}
+
+[ops.read]
+method = "GET"
+path = "/counters/{{key}}"
+value = "/value"
+"#
+    )
+}
+
+/// Every message that echoes a time setting names it and says its value
+/// in the unit the user wrote it in: `--duration 1500ms` stays `1500ms`,
+/// a key in milliseconds is said in milliseconds, a flag in seconds in
+/// seconds. Each is a configuration error (exit 3) before anything runs.
+#[test]
+fn time_settings_are_echoed_in_the_unit_the_user_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = |name: &str, extra: &str| {
+        write(dir.path(), name, &http_table(extra))
+            .display()
+            .to_string()
+    };
+    let stall_past_limit = http(
+        "stall.toml",
+        "stall_window_ms = 20000\nsettle_limit_ms = 10000",
+    );
+    let quiet_past_flag = http("quiet.toml", "quiet_window_ms = 8000");
+    let no_start_time = http("start.toml", "");
+    std::fs::write(
+        &no_start_time,
+        std::fs::read_to_string(&no_start_time)
+            .unwrap()
+            .replace("[start]\n", "[start]\nstartup_timeout_ms = 0\n"),
+    )
+    .unwrap();
+    let scenario = write(
+        dir.path(),
+        "d.toml",
+        "workload = \"g-counter\"\nduration = \"0ms\"\n",
+    )
+    .display()
+    .to_string();
+    let maelstrom = ["--target", "maelstrom", "--bin", "/bin/true"];
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (
+            vec!["--duration", "0ms"],
+            &["--duration", "'0ms'", "got 0 ms"],
+        ),
+        (vec!["--think-time", "0ms"], &["--think-time", "got 0 ms"]),
+        (
+            vec!["--stage", "200h:5"],
+            &["--stage", "at most 168 h, got 200 h"],
+        ),
+        (vec![&scenario], &["duration: '0ms'", "got 0 ms"]),
+        (
+            [
+                &maelstrom[..],
+                &["--duration", "1500ms", "--time-limit", "2"],
+            ]
+            .concat(),
+            &["--duration 1500ms", "--time-limit 2 (seconds)"],
+        ),
+        (
+            [&maelstrom[..], &["--latency=-5"]].concat(),
+            &["--latency", "milliseconds", "-5"],
+        ),
+        (
+            [&maelstrom[..], &["--request-timeout=-1"]].concat(),
+            &["--request-timeout", "seconds", "-1"],
+        ),
+        (
+            [
+                &maelstrom[..],
+                &["--stall-window", "20", "--settle-limit", "10"],
+            ]
+            .concat(),
+            &["--stall-window 20 (seconds)", "--settle-limit 10 (seconds)"],
+        ),
+        (
+            [&maelstrom[..], &["--quiet-window=-1"]].concat(),
+            &["--quiet-window must be seconds", "-1"],
+        ),
+        (
+            vec!["--target", "http", "--http-config", &stall_past_limit],
+            &["stall_window_ms = 20000", "settle_limit_ms = 10000"],
+        ),
+        (
+            vec![
+                "--target",
+                "http",
+                "--http-config",
+                &quiet_past_flag,
+                "--settle-limit",
+                "5",
+            ],
+            &["quiet_window_ms = 8000", "--settle-limit 5 (seconds)"],
+        ),
+        (
+            vec!["--target", "http", "--http-config", &no_start_time],
+            &["start.startup_timeout_ms"],
+        ),
+    ];
+    for (i, (args, needles)) in cases.iter().enumerate() {
+        let out_dir = dir.path().join(format!("out{i}"));
+        let out = finish(converge().arg("run").args(args).arg("--out").arg(&out_dir));
+        out.no_panic().expect_code(3);
+        for needle in *needles {
+            assert!(
+                out.stderr.contains(needle),
+                "{args:?}: the message does not say `{needle}`\n{}",
+                out.dump()
+            );
+        }
+        assert!(
+            !out.stderr.contains("1.5s") && !out.stderr.contains("0 s,"),
+            "{args:?}: a unit the user did not type\n{}",
+            out.dump()
+        );
+    }
+}
+
 // ------------------------------------------------------------ one run per folder
 
 #[test]
