@@ -90,36 +90,11 @@ pub struct EngineOutcome {
     pub writers_peak: u32,
 }
 
-/// The flags that reproduce a load shape, each with a leading space.
+/// The flags that reproduce a load shape on the wall-clock engine, each
+/// with a leading space: [`LoadSpec::flags`] on [`crate::load::FlagClock::Wall`] (the
+/// simulated targets write theirs on virtual time with the same function).
 pub fn load_flags(load: &LoadSpec) -> String {
-    use crate::load::human_duration;
-    let mut flags = String::new();
-    if load.model == LoadModel::Open {
-        flags.push_str(&format!(
-            " --load open --rate {} --max-writers {}",
-            load.rate, load.max_writers
-        ));
-    }
-    if !load.think_time.is_zero() {
-        flags.push_str(&format!(
-            " --think-time {}",
-            human_duration(load.think_time)
-        ));
-    }
-    for s in &load.stages {
-        flags.push_str(&format!(
-            " --stage {}:{}",
-            human_duration(s.duration),
-            s.target
-        ));
-    }
-    if let Some(d) = load.duration {
-        flags.push_str(&format!(" --duration {}", human_duration(d)));
-    }
-    if let Some(ops) = load.ops {
-        flags.push_str(&format!(" --ops {ops}"));
-    }
-    flags
+    load.flags(crate::load::FlagClock::Wall)
 }
 
 /// Starts the run's time series (`timeseries.jsonl` in the run folder),
