@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::generator::{derive_seed, Mix};
 use crate::history::jsonl::{HistoryWriter, WriterMsg};
 use crate::history::{FinalRead, Header, History};
-use crate::load::{LoadModel, LoadSpec};
+use crate::load::LoadSpec;
 use crate::series::{SeriesHeader, SeriesRecorder, SeriesSummary};
 use crate::target::settle::{Reads, SettleReport, SettleRule, Settler};
 use crate::target::Adapter;
@@ -353,7 +353,7 @@ async fn final_phase<A: Adapter>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::{parse_duration, parse_stage, Stage};
+    use crate::load::{parse_duration, parse_stage, LoadModel, Stage};
 
     #[test]
     fn load_flags_parse_back_to_the_same_shape() {
