@@ -514,6 +514,145 @@ fn time_settings_are_echoed_in_the_unit_the_user_typed() {
     }
 }
 
+/// `converge run WORDS...` (program name included) parsed and resolved as
+/// the binary does it.
+fn resolved(words: &[&str]) -> Result<converge::cli::run::RunArgs, converge::error::Error> {
+    let converge::cli::Command::Run(args) = converge::cli::parse_from(words)
+        .unwrap_or_else(|e| panic!("{words:?} does not parse: {e}"))
+        .command
+    else {
+        unreachable!("run")
+    };
+    converge::cli::run::resolve(*args)
+}
+
+fn sql_config(words: &[&str]) -> converge::target::sql::SqlRunConfig {
+    resolved(words)
+        .and_then(|a| converge::cli::run_sql::config_from(&a))
+        .unwrap_or_else(|e| panic!("{words:?}: {e}"))
+}
+
+fn http_config(words: &[&str]) -> converge::target::http::HttpRunConfig {
+    resolved(words)
+        .and_then(|a| converge::cli::run_http::config_from(&a))
+        .unwrap_or_else(|e| panic!("{words:?}: {e}"))
+}
+
+/// A SQL run's reproduce line, parsed again, gives the same settings:
+/// the op mix (read and remove ratios included), load, seed, nemesis and
+/// settle rule. A workload without removes leaves `--remove-ratio` out of
+/// it, and refuses the flag.
+#[test]
+fn the_sql_reproduce_line_gives_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    for (scenario, extra) in [
+        (
+            "examples/sql-2p-set-ok.toml",
+            &["--remove-ratio", "0.6"][..],
+        ),
+        ("examples/sql-g-counter-replicas-ok.toml", &[][..]),
+    ] {
+        let words = [
+            &["converge", "run", scenario, "--seed", "5", "--writers", "3"][..],
+            &[
+                "--read-ratio",
+                "0.2",
+                "--hot-key-ratio",
+                "0.7",
+                "--duration",
+                "1500ms",
+            ],
+            &["--out", &out],
+            extra,
+        ]
+        .concat();
+        let first = sql_config(&words);
+        let line = first.reproduce.clone();
+        let again = sql_config(&line.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(again.workload, first.workload, "{line}");
+        assert_eq!(again.mix, first.mix, "{line}");
+        assert_eq!(first.mix.read_ratio, 0.2, "{line}");
+        assert_eq!(again.load, first.load, "{line}");
+        assert_eq!(
+            (again.seed, again.replicas, again.retry_fraction),
+            (first.seed, first.replicas, first.retry_fraction),
+            "{line}"
+        );
+        assert_eq!(again.nemesis.to_spec(), first.nemesis.to_spec(), "{line}");
+        assert_eq!(again.settle, first.settle, "{line}");
+        assert_eq!(again.reproduce, line, "the line reproduces itself");
+        let removes = first.workload != converge_models::Workload::GCounter;
+        assert_eq!(line.contains("--remove-ratio"), removes, "{line}");
+        if removes {
+            assert_eq!(first.mix.remove_ratio, 0.6, "{line}");
+        } else {
+            let e = resolved(&[&words[..], &["--remove-ratio", "0.5"]].concat())
+                .and_then(|a| converge::cli::run_sql::config_from(&a).map(|_| ()))
+                .expect_err("a g-counter has no removes");
+            assert!(e.to_string().contains("--remove-ratio"), "{e}");
+        }
+    }
+}
+
+/// An HTTP run's reproduce line, parsed again, gives the same settings;
+/// `--remove-ratio` appears only for a workload that has removes, and a
+/// g-counter refuses it.
+#[test]
+fn the_http_reproduce_line_gives_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let g_counter = write(
+        dir.path(),
+        "g.toml",
+        &http_table("").replace("\"pn-counter\"", "\"g-counter\""),
+    )
+    .display()
+    .to_string();
+    let cases: [(Vec<&str>, bool); 3] = [
+        (
+            vec![
+                "examples/http-serve-or-set-ok.toml",
+                "--remove-ratio",
+                "0.6",
+            ],
+            true,
+        ),
+        (vec!["examples/http-serve-counter-ok.toml"], true),
+        (vec!["--target", "http", "--http-config", &g_counter], false),
+    ];
+    for (target, removes) in cases {
+        let words = [
+            &["converge", "run"][..],
+            &target,
+            &["--seed", "5", "--writers", "3", "--read-ratio", "0.2"],
+            &["--duration", "1500ms", "--settle-limit", "7", "--out", &out],
+        ]
+        .concat();
+        let first = http_config(&words);
+        let line = first.reproduce();
+        let again = http_config(&line.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(again.mix(), first.mix(), "{line}");
+        assert_eq!(first.read_ratio, 0.2, "{line}");
+        assert_eq!(again.load, first.load, "{line}");
+        assert_eq!(again.seed, first.seed, "{line}");
+        assert_eq!(again.faults.to_spec(), first.faults.to_spec(), "{line}");
+        assert_eq!(
+            again.target.settle_rule(),
+            first.target.settle_rule(),
+            "{line}"
+        );
+        assert_eq!(again.reproduce(), line, "the line reproduces itself");
+        assert_eq!(line.contains("--remove-ratio"), removes, "{line}");
+        if !removes {
+            let e = resolved(&[&words[..], &["--remove-ratio", "0.5"]].concat())
+                .and_then(|a| converge::cli::run_http::config_from(&a).map(|_| ()))
+                .expect_err("a g-counter has no removes");
+            assert!(e.to_string().contains("--remove-ratio"), "{e}");
+        }
+    }
+}
+
 // ------------------------------------------------------------ one run per folder
 
 #[test]

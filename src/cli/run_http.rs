@@ -4,7 +4,7 @@ use super::default_out;
 use super::run::{random_seed, RunArgs};
 use crate::checker::{check_all, findings_check};
 use crate::error::Error;
-use crate::generator::Mix;
+use crate::generator::takes_removes;
 use crate::interpreter::shell_quote;
 use crate::report::{LiveFigures, Report};
 use crate::target::http::{run, HttpFaults, HttpRunConfig, HttpTargetConfig};
@@ -80,6 +80,13 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
             )));
         }
     }
+    let removes = takes_removes(target.datatype()?);
+    if given("remove_ratio") && !removes {
+        return Err(Error::Config(format!(
+            "--remove-ratio does not apply to workload = \"{}\" of {config_flag}: it has no removes",
+            target.workload
+        )));
+    }
     let seed = args.seed.unwrap_or_else(random_seed);
     let faults = HttpFaults::parse(&args.nemesis, &target)?;
     let out = args
@@ -90,11 +97,7 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
         load: super::run::load_spec(args, crate::interpreter::DEFAULT_OPS)?,
         hot_key_ratio: args.hot_key_ratio,
         read_ratio: args.read_ratio.unwrap_or(0.1),
-        remove_ratio: if args.remove_ratio == Mix::default().remove_ratio {
-            0.3
-        } else {
-            args.remove_ratio
-        },
+        remove_ratio: args.remove_ratio,
         faults,
         seed,
         out,
