@@ -709,7 +709,7 @@ async fn client_task(
             config.request_timeout,
         )
         .await;
-        let latency_ns = invoke_at.elapsed().as_nanos().min(u32::MAX as u128) as u32;
+        let latency_ns = u64::try_from(invoke_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let interpreted = match workload::interpret(config.workload, &planned, reply.as_ref()) {
             Ok(i) => i,
             Err(why) => {
@@ -727,7 +727,7 @@ async fn client_task(
         };
         if interpreted.context.is_some() {
             context = interpreted.context.clone();
-            context_ns = invoke_ns + latency_ns as u64;
+            context_ns = invoke_ns.saturating_add(latency_ns);
         }
         let mut rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = &rec.series {

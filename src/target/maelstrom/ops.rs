@@ -248,7 +248,7 @@ async fn call(
         invoke_ns,
         value: 0,
         aux: crate::history::UNKNOWN_AUX,
-        latency_ns: (complete_ns - invoke_ns).min(u32::MAX as u64) as u32,
+        latency_ns: complete_ns - invoke_ns,
         process: process as u32,
         key: 0,
         clock_sum: 0,
