@@ -38,6 +38,17 @@ impl Default for Mix {
     }
 }
 
+/// Whether `--remove-ratio` means anything for `workload`: the share of
+/// its updates that decrement (PN-counter), remove (2P-Set, OR-Set) or
+/// delete (LWW-Map). Other workloads have no such update, so a black-box
+/// target refuses the flag for them and its reproduce line leaves it out.
+pub fn takes_removes(workload: Workload) -> bool {
+    matches!(
+        workload,
+        Workload::PnCounter | Workload::TwoPSet | Workload::OrSet | Workload::LwwMap
+    )
+}
+
 /// What a writer does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {

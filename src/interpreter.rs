@@ -206,7 +206,7 @@ impl RunConfig {
             self.nemesis.to_spec(),
             self.load
                 .as_ref()
-                .map_or(String::new(), crate::vload::flags),
+                .map_or(String::new(), |l| l.flags(crate::load::FlagClock::Virtual)),
             shell_quote(&self.out.display().to_string())
         ) + if self.linearizable { " --linearizable" } else { "" }
     }
@@ -687,14 +687,14 @@ impl Group {
             }
             self.latest_ns = self
                 .latest_ns
-                .max(invoked_ns + u64::from(record.latency_ns));
+                .max(invoked_ns.saturating_add(record.latency_ns));
         }
         site.deliver_until(ctx, ready);
     }
 }
 
-fn latency(began: Instant) -> u32 {
-    u32::try_from(began.elapsed().as_nanos()).unwrap_or(u32::MAX)
+fn latency(began: Instant) -> u64 {
+    u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// How an intent is written in the history: (function, value, field).

@@ -79,6 +79,14 @@ impl DurationSpec {
             DurationSpec::Text(t) => parse_duration(t),
         }
     }
+
+    /// The duration as the file wrote it (`"1500ms"`, or `90` seconds as `90`).
+    pub fn as_typed(&self) -> String {
+        match self {
+            DurationSpec::Seconds(s) => s.to_string(),
+            DurationSpec::Text(t) => t.trim().to_string(),
+        }
+    }
 }
 
 /// Longest duration accepted anywhere (a week): past it a typo is likelier
@@ -105,7 +113,8 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("'{text}' is not a duration (try 500ms, 30s, 2m or 1h)"))?;
-    let scale = match unit.trim() {
+    let unit = unit.trim();
+    let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 0.001,
         "m" | "min" => 60.0,
@@ -116,7 +125,14 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
             ))
         }
     };
-    seconds(value * scale).map_err(|e| format!("'{text}': {e}"))
+    // The bounds are said in the unit the user typed: "got 0 ms", not "0 s".
+    seconds(value * scale).map_err(|_| {
+        let unit = if unit.is_empty() { "s" } else { unit };
+        format!(
+            "'{text}': a duration must be more than 0 {unit} and at most {} {unit}, got {value} {unit}",
+            MAX_DURATION.as_secs_f64() / scale
+        )
+    })
 }
 
 /// Parses a `--stage DURATION:TARGET` flag, e.g. `30s:50`.
@@ -358,6 +374,66 @@ impl LoadSpec {
     }
 }
 
+/// Which clock a run's load shape follows: how [`LoadSpec::flags`] writes
+/// the flags that reproduce it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagClock {
+    /// The wall-clock engine (http, sql): durations as people write them
+    /// ([`human_duration`]), the op bound included, and a closed model left
+    /// unsaid (the default; the engine follows the shape either way).
+    Wall,
+    /// Virtual time (in-process, automerge): durations in whole
+    /// milliseconds where exact, else in seconds to the nanosecond, so they
+    /// parse back to the same tick count; `--load` always said (naming a
+    /// load is what puts those targets on a schedule); the op bound left
+    /// to the caller, whose command has it already.
+    Virtual,
+}
+
+impl FlagClock {
+    /// A duration as a flag value that parses back to the same value.
+    fn duration(self, d: Duration) -> String {
+        match self {
+            FlagClock::Wall => human_duration(d),
+            FlagClock::Virtual if d.subsec_nanos().is_multiple_of(1_000_000) => {
+                format!("{}ms", d.as_millis())
+            }
+            FlagClock::Virtual => format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
+        }
+    }
+}
+
+impl LoadSpec {
+    /// The `converge run` flags that give this shape on `clock`, each with
+    /// a leading space (`--writers` excepted: every reproduce command
+    /// has it already).
+    pub fn flags(&self, clock: FlagClock) -> String {
+        let mut out = String::new();
+        if self.model == LoadModel::Open || clock == FlagClock::Virtual {
+            out += &format!(" --load {}", self.model.name());
+        }
+        if self.model == LoadModel::Open {
+            if self.rate > 0.0 {
+                out += &format!(" --rate {}", self.rate);
+            }
+            out += &format!(" --max-writers {}", self.max_writers);
+        }
+        if !self.think_time.is_zero() {
+            out += &format!(" --think-time {}", clock.duration(self.think_time));
+        }
+        for s in &self.stages {
+            out += &format!(" --stage {}:{}", clock.duration(s.duration), s.target);
+        }
+        if let Some(d) = self.duration {
+            out += &format!(" --duration {}", clock.duration(d));
+        }
+        if let (FlagClock::Wall, Some(ops)) = (clock, self.ops) {
+            out += &format!(" --ops {ops}");
+        }
+        out
+    }
+}
+
 /// `1h`, `2m`, `30s`, `1.5s`, `500ms`.
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -469,6 +545,11 @@ mod tests {
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("-3s").is_err());
         assert!(parse_stage("30s").is_err());
+        // A refusal says the unit typed.
+        let zero_ms = parse_duration("0ms").expect_err("0ms is no duration");
+        assert!(zero_ms.contains("got 0 ms"), "{zero_ms}");
+        let long = parse_duration("200h").expect_err("past a week");
+        assert!(long.contains("at most 168 h, got 200 h"), "{long}");
         for d in [
             Duration::from_micros(500),
             Duration::from_millis(1500),
@@ -550,6 +631,45 @@ mod tests {
         assert_eq!(spec.end(), Some(Duration::from_secs(20)));
         assert_eq!(spec.peak_writers(), 100);
         assert!(spec.validate().is_ok());
+    }
+
+    #[test]
+    fn flags_parse_back_to_the_same_shape_on_either_clock() {
+        let mut spec = open(12.5, &[(1, 40.0)]);
+        spec.stages[0].duration = Duration::from_micros(1_500_250);
+        spec.duration = Some(Duration::from_secs(3));
+        spec.ops = Some(77);
+        for clock in [FlagClock::Wall, FlagClock::Virtual] {
+            let flags = spec.flags(clock);
+            let words: Vec<&str> = flags.split_whitespace().collect();
+            let value = |flag: &str| {
+                let i = words.iter().position(|w| *w == flag).expect(flag);
+                words[i + 1]
+            };
+            assert_eq!(value("--load"), "open");
+            assert_eq!(value("--rate"), "12.5");
+            assert_eq!(value("--max-writers"), "10");
+            assert_eq!(parse_stage(value("--stage")), Ok(spec.stages[0]), "{flags}");
+            assert_eq!(
+                parse_duration(value("--duration")),
+                Ok(Duration::from_secs(3))
+            );
+            assert_eq!(
+                words.contains(&"--ops"),
+                clock == FlagClock::Wall,
+                "{flags}"
+            );
+        }
+        assert_eq!(
+            spec.flags(FlagClock::Virtual)
+                .split_whitespace()
+                .find(|w| w.ends_with("ms")),
+            Some("3000ms"),
+            "virtual time writes whole milliseconds"
+        );
+        let closed = LoadSpec::default();
+        assert_eq!(closed.flags(FlagClock::Wall), "");
+        assert_eq!(closed.flags(FlagClock::Virtual), " --load closed");
     }
 
     #[test]

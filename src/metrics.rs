@@ -88,14 +88,14 @@ pub fn from_history(history: &History) -> OpMetrics {
             Outcome::Fail => counts.fail += 1,
             Outcome::Info => counts.info += 1,
         }
-        let latency = (op.latency_ns as u64).max(1);
+        let latency = op.latency_ns.max(1);
         all.saturating_record(latency);
         by_kind
             .entry(op.f)
             .or_insert_with(new_histogram)
             .saturating_record(latency);
         first = first.min(op.invoke_ns);
-        last = last.max(op.invoke_ns + op.latency_ns as u64);
+        last = last.max(op.invoke_ns.saturating_add(op.latency_ns));
     }
     OpMetrics {
         counts,

@@ -272,8 +272,9 @@ pub fn apply(scenario: Scenario, args: &mut RunArgs, explicit: &BTreeSet<String>
     fill_opt!(s, workload, fault, read_ratio, seed, out, threads, ops, keys);
     fill_opt!(s, rate, max_writers);
     if !given("duration") {
-        if let Some(d) = resolved.duration {
+        if let (Some(d), Some(spec)) = (resolved.duration, &s.duration) {
             args.duration = Some(d);
+            args.typed.insert("duration".into(), spec.as_typed());
             filled.push("duration");
         }
     }

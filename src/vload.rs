@@ -114,38 +114,6 @@ pub fn describe(spec: &LoadSpec) -> serde_json::Value {
     d
 }
 
-/// A duration as a flag value that parses back to the same tick count.
-fn flag_duration(d: Duration) -> String {
-    if d.subsec_nanos().is_multiple_of(1_000_000) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
-    }
-}
-
-/// The `converge run` flags that give this shape (its `writers` and `ops`
-/// excepted: the reproduce command has them already), each with a leading
-/// space.
-pub fn flags(spec: &LoadSpec) -> String {
-    let mut out = format!(" --load {}", spec.model.name());
-    if spec.model == LoadModel::Open {
-        if spec.rate > 0.0 {
-            out += &format!(" --rate {}", spec.rate);
-        }
-        out += &format!(" --max-writers {}", spec.max_writers);
-    }
-    if !spec.think_time.is_zero() {
-        out += &format!(" --think-time {}", flag_duration(spec.think_time));
-    }
-    for s in &spec.stages {
-        out += &format!(" --stage {}:{}", flag_duration(s.duration), s.target);
-    }
-    if let Some(d) = spec.duration {
-        out += &format!(" --duration {}", flag_duration(d));
-    }
-    out
-}
-
 impl<'a> Schedule<'a> {
     /// A schedule for `spec`; with `series_dir`, streams the time series
     /// there.

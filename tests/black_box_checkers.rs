@@ -416,7 +416,7 @@ fn timed(
     replica: u16,
     value: i64,
     t: u64,
-    latency: u32,
+    latency: u64,
 ) -> OpRecord {
     let mut o = op(f, outcome, replica, value, t);
     o.latency_ns = latency;

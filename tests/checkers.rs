@@ -70,7 +70,7 @@ fn aux(mut record: OpRecord, aux: u64) -> OpRecord {
 }
 
 /// Same op invoked at `invoke_ns`, completing `latency_ns` later.
-fn at(mut record: OpRecord, invoke_ns: u64, latency_ns: u32) -> OpRecord {
+fn at(mut record: OpRecord, invoke_ns: u64, latency_ns: u64) -> OpRecord {
     record.invoke_ns = invoke_ns;
     record.latency_ns = latency_ns;
     record
@@ -642,7 +642,7 @@ proptest::proptest! {
     /// the unsorted path and restart a replica's chain.
     #[test]
     fn stale_reads_match_their_definition_read_by_read(
-        acks in proptest::collection::vec(0u32..1_000, 1..200),
+        acks in proptest::collection::vec(0u64..1_000, 1..200),
         reads in proptest::collection::vec(
             (
                 0u16..2,
@@ -677,7 +677,7 @@ proptest::proptest! {
             if *reversed {
                 held.reverse();
             }
-            if acks.iter().enumerate().any(|(e, ack)| u64::from(*ack) < *t && !keep[e]) {
+            if acks.iter().enumerate().any(|(e, ack)| *ack < *t && !keep[e]) {
                 expected += 1;
             }
             b = b.read(at(ok(Function::Read, *replica, 0, 0), *t, 1), elems(&held));

@@ -847,3 +847,34 @@ fn reproduce_command_survives_an_out_dir_with_a_space() {
         out.dump()
     );
 }
+
+// 9. An op slower than 4.29 s keeps its latency (no 32-bit saturation).
+
+#[test]
+fn a_five_second_op_round_trips_through_the_history_and_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, mut lines) = small_history(tmp.path());
+    let last_ok = lines
+        .iter()
+        .rposition(|l| l.contains(r#""type":"ok""#))
+        .expect("a completion");
+    let mut completion = parse_json(&lines[last_ok], "a completion line");
+    let done = number(&completion, "time_ns") as u64 + 5_000_000_000;
+    completion["time_ns"] = done.into();
+    lines[last_ok] = completion.to_string();
+    let path = tmp.path().join("slow.jsonl");
+    write_history(&path, &lines, "");
+    let out = cli([
+        OsStr::new("check"),
+        path.as_os_str(),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+    ]);
+    out.no_panic().expect_code(0);
+    let r = parse_json(&out.stdout, "`check --format json` output");
+    let max = number(&r, "latency_ms.max");
+    assert!(
+        max >= 5000.0,
+        "a 5 s op shows as {max} ms (a 32-bit latency saturates at 4294.967 ms)\n{r:#}"
+    );
+}

@@ -462,6 +462,280 @@ fn latency_errors_speak_milliseconds_and_negative_slos_are_config_errors() {
     );
 }
 
+/// A `[target.http]` table alone (an `--http-config` file) for `converge
+/// serve`, with `extra` keys added at its top.
+fn http_table(extra: &str) -> String {
+    format!(
+        r#"workload = "pn-counter"
+{extra}
+[start]
+command = ["{{converge}}", "serve", "--replicas", "2", "--port", "0"]
+health_url = "/health"
+expect_replicas = 2
+
+[ops.increment]
+method = "POST"
+path = "/counters/{{key}}/increment"
+body = {{ delta = "{{delta}}" }}
+
+[ops.read]
+method = "GET"
+path = "/counters/{{key}}"
+value = "/value"
+"#
+    )
+}
+
+/// Every message that echoes a time setting names it and says its value
+/// in the unit the user wrote it in: `--duration 1500ms` stays `1500ms`,
+/// a key in milliseconds is said in milliseconds, a flag in seconds in
+/// seconds. Each is a configuration error (exit 3) before anything runs.
+#[test]
+fn time_settings_are_echoed_in_the_unit_the_user_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = |name: &str, extra: &str| {
+        write(dir.path(), name, &http_table(extra))
+            .display()
+            .to_string()
+    };
+    let stall_past_limit = http(
+        "stall.toml",
+        "stall_window_ms = 20000\nsettle_limit_ms = 10000",
+    );
+    let quiet_past_flag = http("quiet.toml", "quiet_window_ms = 8000");
+    let no_start_time = http("start.toml", "");
+    std::fs::write(
+        &no_start_time,
+        std::fs::read_to_string(&no_start_time)
+            .unwrap()
+            .replace("[start]\n", "[start]\nstartup_timeout_ms = 0\n"),
+    )
+    .unwrap();
+    let scenario = write(
+        dir.path(),
+        "d.toml",
+        "workload = \"g-counter\"\nduration = \"0ms\"\n",
+    )
+    .display()
+    .to_string();
+    let maelstrom = ["--target", "maelstrom", "--bin", "/bin/true"];
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (
+            vec!["--duration", "0ms"],
+            &["--duration", "'0ms'", "got 0 ms"],
+        ),
+        (vec!["--think-time", "0ms"], &["--think-time", "got 0 ms"]),
+        (
+            vec!["--stage", "200h:5"],
+            &["--stage", "at most 168 h, got 200 h"],
+        ),
+        (vec![&scenario], &["duration: '0ms'", "got 0 ms"]),
+        (
+            [
+                &maelstrom[..],
+                &["--duration", "1500ms", "--time-limit", "2"],
+            ]
+            .concat(),
+            &["--duration 1500ms", "--time-limit 2 (seconds)"],
+        ),
+        (
+            [&maelstrom[..], &["--latency=-5"]].concat(),
+            &["--latency", "milliseconds", "-5"],
+        ),
+        (
+            [&maelstrom[..], &["--request-timeout=-1"]].concat(),
+            &["--request-timeout", "seconds", "-1"],
+        ),
+        (
+            [
+                &maelstrom[..],
+                &["--stall-window", "20", "--settle-limit", "10"],
+            ]
+            .concat(),
+            &["--stall-window 20 (seconds)", "--settle-limit 10 (seconds)"],
+        ),
+        (
+            [&maelstrom[..], &["--quiet-window=-1"]].concat(),
+            &["--quiet-window must be seconds", "-1"],
+        ),
+        (
+            vec!["--target", "http", "--http-config", &stall_past_limit],
+            &["stall_window_ms = 20000", "settle_limit_ms = 10000"],
+        ),
+        (
+            vec![
+                "--target",
+                "http",
+                "--http-config",
+                &quiet_past_flag,
+                "--settle-limit",
+                "5",
+            ],
+            &["quiet_window_ms = 8000", "--settle-limit 5 (seconds)"],
+        ),
+        (
+            vec!["--target", "http", "--http-config", &no_start_time],
+            &["start.startup_timeout_ms"],
+        ),
+    ];
+    for (i, (args, needles)) in cases.iter().enumerate() {
+        let out_dir = dir.path().join(format!("out{i}"));
+        let out = finish(converge().arg("run").args(args).arg("--out").arg(&out_dir));
+        out.no_panic().expect_code(3);
+        for needle in *needles {
+            assert!(
+                out.stderr.contains(needle),
+                "{args:?}: the message does not say `{needle}`\n{}",
+                out.dump()
+            );
+        }
+        assert!(
+            !out.stderr.contains("1.5s") && !out.stderr.contains("0 s,"),
+            "{args:?}: a unit the user did not type\n{}",
+            out.dump()
+        );
+    }
+}
+
+/// `converge run WORDS...` (program name included) parsed and resolved as
+/// the binary does it.
+fn resolved(words: &[&str]) -> Result<converge::cli::run::RunArgs, converge::error::Error> {
+    let converge::cli::Command::Run(args) = converge::cli::parse_from(words)
+        .unwrap_or_else(|e| panic!("{words:?} does not parse: {e}"))
+        .command
+    else {
+        unreachable!("run")
+    };
+    converge::cli::run::resolve(*args)
+}
+
+fn sql_config(words: &[&str]) -> converge::target::sql::SqlRunConfig {
+    resolved(words)
+        .and_then(|a| converge::cli::run_sql::config_from(&a))
+        .unwrap_or_else(|e| panic!("{words:?}: {e}"))
+}
+
+fn http_config(words: &[&str]) -> converge::target::http::HttpRunConfig {
+    resolved(words)
+        .and_then(|a| converge::cli::run_http::config_from(&a))
+        .unwrap_or_else(|e| panic!("{words:?}: {e}"))
+}
+
+/// A SQL run's reproduce line, parsed again, gives the same settings:
+/// the op mix (read and remove ratios included), load, seed, nemesis and
+/// settle rule. A workload without removes leaves `--remove-ratio` out of
+/// it, and refuses the flag.
+#[test]
+fn the_sql_reproduce_line_gives_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    for (scenario, extra) in [
+        (
+            "examples/sql-2p-set-ok.toml",
+            &["--remove-ratio", "0.6"][..],
+        ),
+        ("examples/sql-g-counter-replicas-ok.toml", &[][..]),
+    ] {
+        let words = [
+            &["converge", "run", scenario, "--seed", "5", "--writers", "3"][..],
+            &[
+                "--read-ratio",
+                "0.2",
+                "--hot-key-ratio",
+                "0.7",
+                "--duration",
+                "1500ms",
+            ],
+            &["--out", &out],
+            extra,
+        ]
+        .concat();
+        let first = sql_config(&words);
+        let line = first.reproduce.clone();
+        let again = sql_config(&line.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(again.workload, first.workload, "{line}");
+        assert_eq!(again.mix, first.mix, "{line}");
+        assert_eq!(first.mix.read_ratio, 0.2, "{line}");
+        assert_eq!(again.load, first.load, "{line}");
+        assert_eq!(
+            (again.seed, again.replicas, again.retry_fraction),
+            (first.seed, first.replicas, first.retry_fraction),
+            "{line}"
+        );
+        assert_eq!(again.nemesis.to_spec(), first.nemesis.to_spec(), "{line}");
+        assert_eq!(again.settle, first.settle, "{line}");
+        assert_eq!(again.reproduce, line, "the line reproduces itself");
+        let removes = first.workload != converge_models::Workload::GCounter;
+        assert_eq!(line.contains("--remove-ratio"), removes, "{line}");
+        if removes {
+            assert_eq!(first.mix.remove_ratio, 0.6, "{line}");
+        } else {
+            let e = resolved(&[&words[..], &["--remove-ratio", "0.5"]].concat())
+                .and_then(|a| converge::cli::run_sql::config_from(&a).map(|_| ()))
+                .expect_err("a g-counter has no removes");
+            assert!(e.to_string().contains("--remove-ratio"), "{e}");
+        }
+    }
+}
+
+/// An HTTP run's reproduce line, parsed again, gives the same settings;
+/// `--remove-ratio` appears only for a workload that has removes, and a
+/// g-counter refuses it.
+#[test]
+fn the_http_reproduce_line_gives_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let g_counter = write(
+        dir.path(),
+        "g.toml",
+        &http_table("").replace("\"pn-counter\"", "\"g-counter\""),
+    )
+    .display()
+    .to_string();
+    let cases: [(Vec<&str>, bool); 3] = [
+        (
+            vec![
+                "examples/http-serve-or-set-ok.toml",
+                "--remove-ratio",
+                "0.6",
+            ],
+            true,
+        ),
+        (vec!["examples/http-serve-counter-ok.toml"], true),
+        (vec!["--target", "http", "--http-config", &g_counter], false),
+    ];
+    for (target, removes) in cases {
+        let words = [
+            &["converge", "run"][..],
+            &target,
+            &["--seed", "5", "--writers", "3", "--read-ratio", "0.2"],
+            &["--duration", "1500ms", "--settle-limit", "7", "--out", &out],
+        ]
+        .concat();
+        let first = http_config(&words);
+        let line = first.reproduce();
+        let again = http_config(&line.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(again.mix(), first.mix(), "{line}");
+        assert_eq!(first.read_ratio, 0.2, "{line}");
+        assert_eq!(again.load, first.load, "{line}");
+        assert_eq!(again.seed, first.seed, "{line}");
+        assert_eq!(again.faults.to_spec(), first.faults.to_spec(), "{line}");
+        assert_eq!(
+            again.target.settle_rule(),
+            first.target.settle_rule(),
+            "{line}"
+        );
+        assert_eq!(again.reproduce(), line, "the line reproduces itself");
+        assert_eq!(line.contains("--remove-ratio"), removes, "{line}");
+        if !removes {
+            let e = resolved(&[&words[..], &["--remove-ratio", "0.5"]].concat())
+                .and_then(|a| converge::cli::run_http::config_from(&a).map(|_| ()))
+                .expect_err("a g-counter has no removes");
+            assert!(e.to_string().contains("--remove-ratio"), "{e}");
+        }
+    }
+}
+
 // ------------------------------------------------------------ one run per folder
 
 #[test]

@@ -96,7 +96,7 @@ pub fn check(history: &History) -> Check {
             continue;
         }
         if let Some(value) = values.value(op) {
-            let returned = op.invoke_ns + op.latency_ns as u64;
+            let returned = op.invoke_ns.saturating_add(op.latency_ns);
             judge(&mut check, value, op.key, returned, op.replica, Some(i));
         }
     }

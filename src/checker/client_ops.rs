@@ -412,7 +412,7 @@ impl ClientOp {
             invoke_ns: self.invoke_ns,
             value: 0,
             aux: UNKNOWN_AUX,
-            latency_ns: latency.min(u32::MAX as u64) as u32,
+            latency_ns: latency,
             process: self.process as u32,
             key: 0,
             clock_sum: 0,

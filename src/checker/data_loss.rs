@@ -312,7 +312,7 @@ impl<'a> KeyJudge<'a> {
             let op = &self.history.ops[i];
             match (op.f, op.outcome) {
                 (Function::Add, Outcome::Ok) => {
-                    let done = op.invoke_ns + op.latency_ns as u64;
+                    let done = op.invoke_ns.saturating_add(op.latency_ns);
                     // Ops come in index order: on equal times the first wins.
                     if fate.first_ok_add.is_none_or(|(_, t)| done < t) {
                         fate.first_ok_add = Some((i, done));

@@ -37,7 +37,7 @@ pub fn check(history: &History) -> Check {
             continue;
         }
         if let Some(Value::Int(v)) = values.value(op) {
-            let ret = op.invoke_ns + op.latency_ns as u64;
+            let ret = op.invoke_ns.saturating_add(op.latency_ns);
             reads
                 .entry((op.replica, op.key))
                 .or_default()

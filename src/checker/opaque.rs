@@ -125,7 +125,7 @@ fn unit_of(workload: Option<Workload>) -> String {
 
 /// When `op` returned (for an `info` op: when the client gave up).
 fn returned(op: &OpRecord) -> u64 {
-    op.invoke_ns + op.latency_ns as u64
+    op.invoke_ns.saturating_add(op.latency_ns)
 }
 
 /// `a` precedes `b`: it returned before `b` was called.

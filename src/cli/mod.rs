@@ -223,6 +223,14 @@ where
             })
             .map(|id| id.as_str().to_string())
             .collect();
+        run.typed = run
+            .explicit
+            .iter()
+            .filter_map(|id| {
+                let last = sub.get_raw(id)?.next_back()?;
+                Some((id.clone(), last.to_string_lossy().into_owned()))
+            })
+            .collect();
     }
     Ok(cli)
 }

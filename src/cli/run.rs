@@ -235,6 +235,22 @@ pub struct RunArgs {
     /// line, plus (after [`resolve`]) keys set by the scenario file.
     #[arg(skip)]
     pub explicit: std::collections::BTreeSet<String>,
+    /// The text the user wrote for a setting, by clap id (the flag's value
+    /// as typed, or the scenario key's), so that a message can echo it in
+    /// the user's own unit: `--duration 1500ms`, not `1.5s`.
+    #[arg(skip)]
+    pub typed: std::collections::BTreeMap<String, String>,
+}
+
+impl RunArgs {
+    /// A duration setting as the user wrote it; the value itself when
+    /// nobody wrote it (a default).
+    pub fn typed_duration(&self, id: &str, value: std::time::Duration) -> String {
+        self.typed
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| crate::load::human_duration(value))
+    }
 }
 
 /// The load shape the flags (and scenario) describe. `default_ops` bounds a

@@ -4,11 +4,11 @@ use super::default_out;
 use super::run::{random_seed, RunArgs};
 use crate::checker::{check_all, findings_check};
 use crate::error::Error;
-use crate::generator::Mix;
+use crate::generator::takes_removes;
 use crate::interpreter::shell_quote;
 use crate::report::{LiveFigures, Report};
 use crate::target::http::{run, HttpFaults, HttpRunConfig, HttpTargetConfig};
-use crate::target::settle::SettleRule;
+use crate::target::settle::{SettleNames, SettleRule, SettleSetting};
 
 /// Resolves the flags and the `[target.http]` table of an http run: from
 /// the scenario, or alone in an `--http-config` file (the same table, one
@@ -47,11 +47,26 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
                 table.as_secs_f64()
             }
         };
-        let rule = SettleRule::from_seconds(
+        // An error names each setting where it was given: the flag (or
+        // scenario key) in seconds, or the table's key in milliseconds.
+        let named = |id: &str, flag: &'static str, key: &'static str| {
+            if given(id) {
+                SettleSetting::Seconds(flag)
+            } else {
+                SettleSetting::Millis(key)
+            }
+        };
+        let names = SettleNames {
+            quiet: named("quiet_window", "--quiet-window", "quiet_window_ms"),
+            stall: named("stall_window", "--stall-window", "stall_window_ms"),
+            limit: named("settle_limit", "--settle-limit", "settle_limit_ms"),
+        };
+        let rule = SettleRule::from_seconds_as(
             pick("quiet_window", args.quiet_window, table.quiet),
             (given("stall_window") || target.stall_window_ms.is_some())
                 .then(|| pick("stall_window", args.stall_window, table.stall)),
             pick("settle_limit", args.settle_limit, table.limit),
+            &names,
         )?;
         target.quiet_window_ms = rule.quiet.as_millis() as u64;
         target.stall_window_ms = Some(rule.stall.as_millis() as u64);
@@ -65,6 +80,13 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
             )));
         }
     }
+    let removes = takes_removes(target.datatype()?);
+    if given("remove_ratio") && !removes {
+        return Err(Error::Config(format!(
+            "--remove-ratio does not apply to workload = \"{}\" of {config_flag}: it has no removes",
+            target.workload
+        )));
+    }
     let seed = args.seed.unwrap_or_else(random_seed);
     let faults = HttpFaults::parse(&args.nemesis, &target)?;
     let out = args
@@ -75,11 +97,7 @@ pub fn config_from(args: &RunArgs) -> Result<HttpRunConfig, Error> {
         load: super::run::load_spec(args, crate::interpreter::DEFAULT_OPS)?,
         hot_key_ratio: args.hot_key_ratio,
         read_ratio: args.read_ratio.unwrap_or(0.1),
-        remove_ratio: if args.remove_ratio == Mix::default().remove_ratio {
-            0.3
-        } else {
-            args.remove_ratio
-        },
+        remove_ratio: args.remove_ratio,
         faults,
         seed,
         out,

@@ -67,8 +67,8 @@ fn load_from(args: &RunArgs) -> Result<crate::load::LoadSpec, Error> {
         Some(d) => {
             if given("time_limit") && (args.time_limit - d.as_secs_f64()).abs() > 1e-9 {
                 return Err(Error::Config(format!(
-                    "--duration {} and --time-limit {} disagree: on --target maelstrom they are one setting",
-                    crate::load::human_duration(d),
+                    "--duration {} and --time-limit {} (seconds) disagree: on --target maelstrom they are one setting",
+                    args.typed_duration("duration", d),
                     args.time_limit
                 )));
             }

@@ -5,7 +5,7 @@ use super::default_out;
 use super::run::{random_seed, RunArgs};
 use crate::checker::check_all;
 use crate::error::Error;
-use crate::generator::Mix;
+use crate::generator::{takes_removes, Mix};
 use crate::interpreter::shell_quote;
 use crate::nemesis::NemesisSpec;
 use crate::report::{LiveFigures, Report};
@@ -86,6 +86,19 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         .out
         .clone()
         .unwrap_or_else(|| default_out(&model, seed));
+    let removes = takes_removes(workload);
+    if args.explicit.contains("remove_ratio") && !removes {
+        return bad(format!(
+            "--remove-ratio does not apply to workload {name}: it has no removes"
+        ));
+    }
+    let mix = Mix {
+        keys,
+        hot_key_ratio: args.hot_key_ratio,
+        read_ratio: args.read_ratio.unwrap_or(0.1),
+        remove_ratio: args.remove_ratio,
+        ..Mix::default()
+    };
     let nemesis = NemesisSpec::parse(&args.nemesis)?;
     let settle = SettleRule::from_seconds(
         args.quiet_window,
@@ -94,13 +107,23 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
             .then_some(args.stall_window),
         args.settle_limit,
     )?;
+    // Every setting of the op mix, so the line reproduces the run whatever
+    // the scenario's defaults (`--remove-ratio` only where it applies).
     let mut reproduce = format!(
-        "converge run {} --seed {seed} --writers {} --replicas {}{} --keys {} --nemesis {} --retry-fraction {} --quiet-window {} --stall-window {} --settle-limit {} --out {}",
+        "converge run {} --workload {} --seed {seed} --writers {} --replicas {}{} --keys {} --hot-key-ratio {} --read-ratio {}{} --nemesis {} --retry-fraction {} --quiet-window {} --stall-window {} --settle-limit {} --out {}",
         shell_quote(&args.scenario.as_ref().map_or(String::new(), |p| p.display().to_string())),
+        workload.name(),
         args.writers,
         args.replicas,
         crate::engine::load_flags(&load),
         keys,
+        mix.hot_key_ratio,
+        mix.read_ratio,
+        if removes {
+            format!(" --remove-ratio {}", mix.remove_ratio)
+        } else {
+            String::new()
+        },
         nemesis.to_spec(),
         args.retry_fraction,
         settle.quiet.as_secs_f64(),
@@ -121,13 +144,7 @@ pub fn config_from(args: &RunArgs) -> Result<SqlRunConfig, Error> {
         model,
         replicas: args.replicas,
         load,
-        mix: Mix {
-            keys,
-            hot_key_ratio: args.hot_key_ratio,
-            read_ratio: args.read_ratio.unwrap_or(0.1),
-            remove_ratio: args.remove_ratio,
-            ..Mix::default()
-        },
+        mix,
         retry_fraction: args.retry_fraction,
         seed,
         nemesis,

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::generator::{derive_seed, Mix};
 use crate::history::jsonl::{HistoryWriter, WriterMsg};
 use crate::history::{FinalRead, Header, History};
-use crate::load::{LoadModel, LoadSpec};
+use crate::load::LoadSpec;
 use crate::series::{SeriesHeader, SeriesRecorder, SeriesSummary};
 use crate::target::settle::{Reads, SettleReport, SettleRule, Settler};
 use crate::target::Adapter;
@@ -90,36 +90,11 @@ pub struct EngineOutcome {
     pub writers_peak: u32,
 }
 
-/// The flags that reproduce a load shape, each with a leading space.
+/// The flags that reproduce a load shape on the wall-clock engine, each
+/// with a leading space: [`LoadSpec::flags`] on [`crate::load::FlagClock::Wall`] (the
+/// simulated targets write theirs on virtual time with the same function).
 pub fn load_flags(load: &LoadSpec) -> String {
-    use crate::load::human_duration;
-    let mut flags = String::new();
-    if load.model == LoadModel::Open {
-        flags.push_str(&format!(
-            " --load open --rate {} --max-writers {}",
-            load.rate, load.max_writers
-        ));
-    }
-    if !load.think_time.is_zero() {
-        flags.push_str(&format!(
-            " --think-time {}",
-            human_duration(load.think_time)
-        ));
-    }
-    for s in &load.stages {
-        flags.push_str(&format!(
-            " --stage {}:{}",
-            human_duration(s.duration),
-            s.target
-        ));
-    }
-    if let Some(d) = load.duration {
-        flags.push_str(&format!(" --duration {}", human_duration(d)));
-    }
-    if let Some(ops) = load.ops {
-        flags.push_str(&format!(" --ops {ops}"));
-    }
-    flags
+    load.flags(crate::load::FlagClock::Wall)
 }
 
 /// Starts the run's time series (`timeseries.jsonl` in the run folder),
@@ -378,7 +353,7 @@ async fn final_phase<A: Adapter>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::{parse_duration, parse_stage, Stage};
+    use crate::load::{parse_duration, parse_stage, LoadModel, Stage};
 
     #[test]
     fn load_flags_parse_back_to_the_same_shape() {

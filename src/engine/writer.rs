@@ -84,7 +84,7 @@ impl<A: Adapter> Client for CrdtWriter<A> {
             invoke_ns,
         };
         let applied = self.adapter.apply(&mut self.state, op).await;
-        record.latency_ns = invoke_at.elapsed().as_nanos().min(u32::MAX as u128) as u32;
+        record.latency_ns = u64::try_from(invoke_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
         record.outcome = applied.outcome;
         record.aux = applied.aux;
         invoked.complete(&self.history, record, applied.read)?;

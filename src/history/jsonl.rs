@@ -453,7 +453,7 @@ fn format_completion(
     line.extend_from_slice(b"\",\"op\":");
     push_int(line, id);
     line.extend_from_slice(b",\"time_ns\":");
-    push_int(line, op.invoke_ns + op.latency_ns as u64);
+    push_int(line, op.invoke_ns.saturating_add(op.latency_ns));
     if op.f.is_update() && op.outcome != Outcome::Fail {
         line.extend_from_slice(b",\"clock_sum\":");
         push_int(line, op.clock_sum);
@@ -1052,7 +1052,7 @@ fn complete(
         ));
     }
     record.outcome = outcome;
-    record.latency_ns = u32::try_from(c.time_ns - record.invoke_ns).unwrap_or(u32::MAX);
+    record.latency_ns = c.time_ns - record.invoke_ns;
     record.clock_sum = c.clock_sum;
     record.aux = match (c.ts.or(c.dot), outcome) {
         (Some(aux), _) => aux,

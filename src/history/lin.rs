@@ -194,7 +194,7 @@ pub fn from_history(history: &super::History) -> Result<LinHistory, String> {
         };
         let ret = match record.outcome {
             Outcome::Info => None,
-            _ => Some(record.invoke_ns + record.latency_ns as u64),
+            _ => Some(record.invoke_ns.saturating_add(record.latency_ns)),
         };
         ops.push(LinOp {
             process: record.process as u64,

@@ -2,7 +2,7 @@
 //! (final reads, idempotency probes, quiescence) so that every checker is a
 //! pure function of it.
 //!
-//! In memory an operation is one fixed-size [`OpRecord`] of 48 bytes (invoke
+//! In memory an operation is one fixed-size [`OpRecord`] of 56 bytes (invoke
 //! and completion merged); variable-size data (vector clocks of MV-register
 //! writes, dots observed by OR-Set removes) lives in a shared byte arena as
 //! LEB128 varints, read results in a [`ReadStore`] (set reads as diffs
@@ -76,7 +76,7 @@ pub enum Outcome {
     Info,
 }
 
-/// One operation, invoke and completion merged. 48 bytes: the issue's
+/// One operation, invoke and completion merged. 56 bytes: the issue's
 /// budget is 64 bytes per op in memory, variable-size data included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpRecord {
@@ -87,8 +87,10 @@ pub struct OpRecord {
     /// LWW timestamp of a write, or the counter of an OR-Set add's dot;
     /// [`UNKNOWN_AUX`] when an indeterminate op never reported it.
     pub aux: u64,
-    /// Completion minus invocation time, saturating.
-    pub latency_ns: u32,
+    /// Completion minus invocation time. 64 bits: an op slower than
+    /// 4.29 s (a stalled target, a timeout) must keep its true latency, both
+    /// for the percentiles and for the real-time order the checkers read.
+    pub latency_ns: u64,
     /// Logical writer (client) that issued it.
     pub process: u32,
     /// Key (object) it touched.
@@ -112,7 +114,7 @@ pub struct OpRecord {
     pub outcome: Outcome,
 }
 
-const _: () = assert!(std::mem::size_of::<OpRecord>() == 48);
+const _: () = assert!(std::mem::size_of::<OpRecord>() == 56);
 
 /// Run parameters, written as the first line of `history.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -60,25 +60,91 @@ pub fn default_stall(limit: Duration) -> Duration {
     DEFAULT_STALL.min(limit)
 }
 
+/// How the user gave one setting of the rule, so that a message names it
+/// and says its value in the unit it was written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleSetting {
+    /// A flag, or the scenario key of the same name: seconds.
+    Seconds(&'static str),
+    /// A key of `[target.http]`: milliseconds.
+    Millis(&'static str),
+}
+
+impl SettleSetting {
+    /// `--settle-limit 30 (seconds)` or `settle_limit_ms = 30000`.
+    fn show(self, value: Duration) -> String {
+        match self {
+            SettleSetting::Seconds(flag) => format!("{flag} {} (seconds)", value.as_secs_f64()),
+            SettleSetting::Millis(key) => format!("{key} = {}", value.as_millis()),
+        }
+    }
+
+    /// A setting out of range: `v` is in seconds, the message in the unit given.
+    fn out_of_range(self, v: f64) -> Error {
+        Error::Config(match self {
+            SettleSetting::Seconds(flag) => {
+                format!("{flag} must be seconds in [0, 86400], got {v}")
+            }
+            SettleSetting::Millis(key) => format!(
+                "{key} must be milliseconds in [0, 86400000], got {}",
+                (v * 1000.0).round()
+            ),
+        })
+    }
+}
+
+/// The names of the rule's three settings, as the user gave them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SettleNames {
+    /// The quiet window.
+    pub quiet: SettleSetting,
+    /// The stall window.
+    pub stall: SettleSetting,
+    /// The settle limit.
+    pub limit: SettleSetting,
+}
+
+/// The flags (`--quiet-window`, ...; scenario keys of the same names), in seconds.
+pub const FLAG_NAMES: SettleNames = SettleNames {
+    quiet: SettleSetting::Seconds("--quiet-window"),
+    stall: SettleSetting::Seconds("--stall-window"),
+    limit: SettleSetting::Seconds("--settle-limit"),
+};
+
+/// The keys of `[target.http]` (`quiet_window_ms`, ...), in milliseconds.
+pub const HTTP_KEY_NAMES: SettleNames = SettleNames {
+    quiet: SettleSetting::Millis("quiet_window_ms"),
+    stall: SettleSetting::Millis("stall_window_ms"),
+    limit: SettleSetting::Millis("settle_limit_ms"),
+};
+
 impl SettleRule {
-    /// Checks that the windows fit in the limit, naming the settings.
+    /// Checks that the windows fit in the limit, naming the flags.
     pub fn validate(&self) -> Result<()> {
-        let s = |d: Duration| d.as_secs_f64();
+        self.validate_as(&FLAG_NAMES)
+    }
+
+    /// Checks that the windows fit in the limit, naming each setting as
+    /// the user gave it, in its own unit.
+    pub fn validate_as(&self, names: &SettleNames) -> Result<()> {
         if self.limit.is_zero() {
-            return Err(Error::Config("--settle-limit must be positive".into()));
+            return Err(Error::Config(format!(
+                "{} must be positive",
+                names.limit.show(self.limit)
+            )));
         }
         if self.stall.is_zero() || self.stall > self.limit {
             return Err(Error::Config(format!(
-                "--stall-window must be in (0, --settle-limit = {} s], got {} s",
-                s(self.limit),
-                s(self.stall)
+                "{} must be more than 0 and at most {}",
+                names.stall.show(self.stall),
+                names.limit.show(self.limit)
             )));
         }
         if self.quiet > self.limit {
             return Err(Error::Config(format!(
-                "--quiet-window ({} s) must not exceed --settle-limit ({} s)",
-                s(self.quiet),
-                s(self.limit)
+                "{} must not exceed {}",
+                names.quiet.show(self.quiet),
+                names.limit.show(self.limit)
             )));
         }
         Ok(())
@@ -88,25 +154,34 @@ impl SettleRule {
     /// (seconds), validated. A stall window nobody gave is the default,
     /// capped at the settle limit.
     pub fn from_seconds(quiet: f64, stall: Option<f64>, limit: f64) -> Result<SettleRule> {
-        let seconds = |flag: &str, v: f64| {
+        SettleRule::from_seconds_as(quiet, stall, limit, &FLAG_NAMES)
+    }
+
+    /// [`SettleRule::from_seconds`], with errors naming each setting as
+    /// `names` says the user gave it.
+    pub fn from_seconds_as(
+        quiet: f64,
+        stall: Option<f64>,
+        limit: f64,
+        names: &SettleNames,
+    ) -> Result<SettleRule> {
+        let seconds = |setting: SettleSetting, v: f64| {
             if v.is_finite() && (0.0..=86_400.0).contains(&v) {
                 Ok(Duration::from_secs_f64(v))
             } else {
-                Err(Error::Config(format!(
-                    "{flag} must be seconds in [0, 86400], got {v}"
-                )))
+                Err(setting.out_of_range(v))
             }
         };
-        let limit = seconds("--settle-limit", limit)?;
+        let limit = seconds(names.limit, limit)?;
         let rule = SettleRule {
-            quiet: seconds("--quiet-window", quiet)?,
+            quiet: seconds(names.quiet, quiet)?,
             stall: match stall {
-                Some(v) => seconds("--stall-window", v)?,
+                Some(v) => seconds(names.stall, v)?,
                 None => default_stall(limit),
             },
             limit,
         };
-        rule.validate()?;
+        rule.validate_as(names)?;
         Ok(rule)
     }
 
@@ -599,6 +674,14 @@ mod tests {
         assert_eq!(default.stall, DEFAULT_STALL);
         let err = SettleRule::from_seconds(1.0, Some(5.0), 3.0).expect_err("refused");
         assert!(err.to_string().contains("--stall-window"), "{err}");
+        // Keys in milliseconds are named, and valued, in milliseconds.
+        let err = rule(40, 30)
+            .validate_as(&HTTP_KEY_NAMES)
+            .expect_err("stall past limit");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: stall_window_ms = 40000 must be more than 0 and at most settle_limit_ms = 30000"
+        );
         assert!(SettleRule::from_seconds(f64::NAN, None, 3.0).is_err());
     }
 }

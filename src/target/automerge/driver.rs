@@ -302,7 +302,7 @@ impl Run<'_> {
             invoke_ns: invoke.as_nanos() as u64,
             value: value as i64,
             aux: 0,
-            latency_ns: u32::try_from((now - invoke).as_nanos()).unwrap_or(u32::MAX),
+            latency_ns: u64::try_from((now - invoke).as_nanos()).unwrap_or(u64::MAX),
             process: writer,
             key,
             slot: 0,

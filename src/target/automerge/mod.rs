@@ -222,7 +222,7 @@ impl AutomergeConfig {
             self.nemesis.to_spec(),
             self.load
                 .as_ref()
-                .map_or(String::new(), crate::vload::flags),
+                .map_or(String::new(), |l| l.flags(crate::load::FlagClock::Virtual)),
             shell_quote(&self.out.display().to_string())
         )
     }

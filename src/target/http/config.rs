@@ -450,7 +450,13 @@ impl HttpTargetConfig {
         if self.nemesis_step_ms == 0 {
             return bad("nemesis_step_ms must be positive".into());
         }
-        self.settle_rule().validate()?;
+        self.settle_rule()
+            .validate_as(&crate::target::settle::HTTP_KEY_NAMES)?;
+        if let Some(start) = &self.start {
+            if start.startup_timeout_ms == 0 {
+                return bad("start.startup_timeout_ms must be positive".into());
+            }
+        }
         for url in &self.replicas {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return bad(format!("replicas: '{url}' is not an http:// URL"));

@@ -151,10 +151,20 @@ impl HttpRunConfig {
         Ok(())
     }
 
-    /// The command that reproduces this run.
+    /// The command that reproduces this run (`--remove-ratio` only for a
+    /// workload that has removes: the others refuse it).
     pub fn reproduce(&self) -> String {
+        let removes = if self
+            .target
+            .datatype()
+            .is_ok_and(crate::generator::takes_removes)
+        {
+            format!(" --remove-ratio {}", self.remove_ratio)
+        } else {
+            String::new()
+        };
         format!(
-            "converge run --target http {} --quiet-window {} --stall-window {} --settle-limit {} --writers {}{} --hot-key-ratio {} --read-ratio {} --remove-ratio {} --nemesis {} --seed {} --out {}",
+            "converge run --target http {} --quiet-window {} --stall-window {} --settle-limit {} --writers {}{} --hot-key-ratio {} --read-ratio {}{removes} --nemesis {} --seed {} --out {}",
             self.config_flag,
             self.target.settle_rule().quiet.as_secs_f64(),
             self.target.settle_rule().stall.as_secs_f64(),
@@ -163,7 +173,6 @@ impl HttpRunConfig {
             crate::engine::load_flags(&self.load),
             self.hot_key_ratio,
             self.read_ratio,
-            self.remove_ratio,
             self.faults.to_spec(),
             self.seed,
             shell_quote(&self.out.display().to_string())

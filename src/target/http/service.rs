@@ -180,7 +180,7 @@ impl Service {
                     return Err(target_error(
                         "service",
                         format!(
-                            "printed {} of {want} `listening on URL` lines within {} ms (its output is in {})",
+                            "printed {} of {want} `listening on URL` lines within start.startup_timeout_ms = {} (its output is in {})",
                             urls.len(),
                             self.start.startup_timeout_ms,
                             self.log.display()
@@ -240,7 +240,7 @@ impl Service {
                     return Err(target_error(
                         format!("health {url}"),
                         format!(
-                            "not healthy within {} ms (last: {last}; service output in {})",
+                            "not healthy within start.startup_timeout_ms = {} (last: {last}; service output in {})",
                             self.start.startup_timeout_ms,
                             self.log.display()
                         ),
@@ -290,7 +290,7 @@ impl Service {
                 drop(group);
                 let _ = child.wait().await;
                 format!(
-                    "did not stop within {} ms of SIGTERM: killed",
+                    "did not stop within start.grace_ms = {} of SIGTERM: killed",
                     self.start.grace_ms
                 )
             }

@@ -745,7 +745,7 @@ impl Client for LinKvClient {
             .adapter
             .request(name.clone(), node, planned.body.clone())
             .await;
-        let latency_ns = invoke_at.elapsed().as_nanos().min(u32::MAX as u128) as u32;
+        let latency_ns = u64::try_from(invoke_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let interpreted = self.adapter.interpret(&name, node, &planned, reply);
         let mut rec = self.recorder.lock();
         let kind = match interpreted.outcome {
