@@ -195,6 +195,20 @@ impl Interval {
         self.max_us = self.max_us.max(us);
     }
 
+    /// `n` ops were answered, each after the same `latency` (a simulated
+    /// tick's ops all take one tick): one histogram update for the batch,
+    /// not one per op, on the in-process target's hot path.
+    pub fn completed_alike(&mut self, outcome: Completion, latency: Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.completed_n(outcome, n);
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latencies_us
+            .saturating_record_n(us.min(MAX_LATENCY_US), n);
+        self.max_us = self.max_us.max(us);
+    }
+
     /// `n` ops were answered, latency not measured (they count in the
     /// throughput, not in the percentiles).
     pub fn completed_n(&mut self, outcome: Completion, n: u64) {

@@ -292,17 +292,29 @@ impl<'a> Schedule<'a> {
             Plan::Prefix(n) => n as usize,
             Plan::List => self.acting.len(),
         };
-        let mut fails = fails;
-        for i in 0..n {
-            let outcome = if fails > 0 {
-                fails -= 1;
-                Completion::Fail
-            } else {
-                Completion::Ok
-            };
-            let latency = self.latency(i);
-            self.interval.started();
-            self.interval.completed(outcome, latency);
+        if self.intended.is_empty() {
+            // No intended starts (the closed model): every op took one
+            // tick, so the tick's ops are counted in two batches.
+            let n = n as u64;
+            let failed = fails.min(n);
+            self.interval.started_n(n);
+            self.interval
+                .completed_alike(Completion::Fail, TICK, failed);
+            self.interval
+                .completed_alike(Completion::Ok, TICK, n - failed);
+        } else {
+            let mut fails = fails;
+            for i in 0..n {
+                let outcome = if fails > 0 {
+                    fails -= 1;
+                    Completion::Fail
+                } else {
+                    Completion::Ok
+                };
+                let latency = self.latency(i);
+                self.interval.started();
+                self.interval.completed(outcome, latency);
+            }
         }
         self.completed += n as u64;
         self.summary.started += n as u64;
@@ -389,6 +401,32 @@ mod tests {
             s.end_tick().unwrap();
         }
         (per_tick, s.finish().unwrap())
+    }
+
+    #[test]
+    fn a_closed_tick_counts_its_ops_and_failures_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = LoadSpec {
+            writers: 5,
+            ops: Some(10),
+            ..LoadSpec::default()
+        };
+        let mut s = Schedule::new(&spec, Some(dir.path())).unwrap();
+        while s.begin_tick().is_some() {
+            s.complete_all(2);
+            s.end_tick().unwrap();
+        }
+        s.finish().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("timeseries.jsonl")).unwrap();
+        let row: serde_json::Value =
+            serde_json::from_str(text.lines().nth(1).expect("a row")).unwrap();
+        assert_eq!(
+            (&row["started"], &row["ok"], &row["fail"]),
+            (&10.into(), &6.into(), &4.into()),
+            "{row}"
+        );
+        assert_eq!(row["latency_ms"]["p50"], 1.0, "one tick each: {row}");
+        assert_eq!(row["latency_ms"]["max"], 1.0, "{row}");
     }
 
     #[test]
