@@ -280,6 +280,24 @@ fn writes_that_mostly_fail_alike_are_a_config_error_naming_the_statement() {
 }
 
 #[test]
+fn a_statement_timeout_on_sqlite_is_refused_naming_it_in_ms() {
+    // SQLite has no statement timeout: the setting would be ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let file = broken_counter(
+        dir.path(),
+        (
+            "[target.sql]\n",
+            "[target.sql]\nstatement_timeout_ms = 250\n",
+        ),
+    );
+    run_example(&file, &dir.path().join("out"), None, 1)
+        .expect_code(3)
+        .no_panic()
+        .stderr_mentions("statement_timeout_ms = 250")
+        .stderr_mentions("PostgreSQL only");
+}
+
+#[test]
 fn a_read_column_the_query_does_not_return_is_a_config_error() {
     // Misspelled, the column would read as 0: "lost increments" about a
     // target that lost nothing.

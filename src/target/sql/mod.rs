@@ -1192,6 +1192,13 @@ async fn run_async(config: &SqlRunConfig) -> Result<SqlResult> {
             )));
         }
     }
+    if let (Backend::Sqlite, Some(ms)) = (backend, config.spec.statement_timeout_ms) {
+        // Never silently dropped: the user asked for a bound SQLite cannot set.
+        return Err(Error::Config(format!(
+            "target.sql.statement_timeout_ms = {ms} applies to PostgreSQL only: SQLite has no \
+             statement timeout (it waits up to 10000 ms for a lock)"
+        )));
+    }
     let prepared = Prepared::new(config, backend)?;
     // The pool serves the most writers the load shape ever has at once.
     let writers = config.load.peak_writers().max(1);
