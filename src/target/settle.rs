@@ -246,23 +246,27 @@ impl SettleReport {
 
     /// One line for humans.
     pub fn describe(&self) -> String {
+        // Measured times to a tenth of a second; the rule's windows as
+        // settings are written (`250ms`, `10s`), so a window given in
+        // milliseconds never reads as a rounded number of seconds.
         let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+        let setting = crate::load::human_duration;
         match self.state {
             SettleState::Converged => format!(
                 "replicas agreed {} after the heal; values stable for {} (quiet window {})",
                 self.converged_after.map_or("?".into(), s),
                 s(self.stable_for),
-                s(self.rule.quiet)
+                setting(self.rule.quiet)
             ),
             SettleState::Diverged => format!(
                 "replicas disagreed while no value changed for {} (stall window {}): {}",
                 s(self.stable_for),
-                s(self.rule.stall),
+                setting(self.rule.stall),
                 self.apart.as_deref().unwrap_or("")
             ),
             SettleState::Unsettled => format!(
                 "values still changing at the settle limit ({}; last change {} before it): {}",
-                s(self.rule.limit),
+                setting(self.rule.limit),
                 s(self.stable_for),
                 self.apart.as_deref().unwrap_or("")
             ),
@@ -517,6 +521,20 @@ mod tests {
 
     fn counters(values: &[i64]) -> Reads<Value> {
         values.iter().map(|v| vec![Some(Value::Int(*v))]).collect()
+    }
+
+    #[test]
+    fn the_summary_gives_the_windows_as_settings_are_written() {
+        let quick = SettleRule {
+            quiet: Duration::from_millis(250),
+            ..rule(10, 60)
+        };
+        let settled = judge(quick, polls(60_000, |_| counters(&[3, 3]))).expect("decided");
+        let line = settled.report.describe();
+        assert!(line.contains("quiet window 250ms"), "{line}");
+        let stuck = judge(rule(10, 60), polls(60_000, |_| counters(&[3, 4]))).expect("decided");
+        let line = stuck.report.describe();
+        assert!(line.contains("stall window 10s"), "{line}");
     }
 
     #[test]
