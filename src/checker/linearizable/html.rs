@@ -10,6 +10,7 @@
 
 use super::{KeyVerdict, LinCheck, OpView, Witness};
 use crate::history::Outcome;
+use crate::render::html::esc;
 use crate::verdict::Verdict;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -83,7 +84,7 @@ pub fn render(file_name: &str, check: &LinCheck) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n",
-        escape(&title)
+        esc(&title)
     );
     header(&mut out, file_name, check);
     key_table(&mut out, check);
@@ -108,27 +109,8 @@ pub fn render(file_name: &str, check: &LinCheck) -> String {
     out
 }
 
-/// Escapes text for use in HTML content and in quoted attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn verdict_badge(verdict: Verdict) -> String {
-    format!(
-        "<span class=\"v v-{0}\">{0}</span>",
-        escape(verdict.as_str())
-    )
+    format!("<span class=\"v v-{0}\">{0}</span>", esc(verdict.as_str()))
 }
 
 fn outcome_str(outcome: Outcome) -> &'static str {
@@ -153,9 +135,9 @@ fn header(out: &mut String, file_name: &str, check: &LinCheck) {
          <tr><td>ops</td><td>{}</td></tr>\n\
          <tr><td>keys</td><td>{}</td></tr>\n\
          <tr><td>time</td><td>{:.1} ms</td></tr>\n</table>\n",
-        escape(file_name),
-        escape(check.model.as_str()),
-        escape(check.semantics.as_str()),
+        esc(file_name),
+        esc(check.model.as_str()),
+        esc(check.semantics.as_str()),
         verdict_badge(check.verdict),
         check.ops,
         check.keys.len(),
@@ -173,7 +155,7 @@ fn key_table(out: &mut String, check: &LinCheck) {
     );
     for &i in rows.iter().take(MAX_TABLE_ROWS) {
         let k = &check.keys[i];
-        let name = escape(&key_name(k));
+        let name = esc(&key_name(k));
         // Link to the witness only when one will actually be rendered below.
         let key_cell = if k.witness.is_some() && witness_rank(check, i) < MAX_WITNESSES {
             format!("<a href=\"#key-{i}\"><code>{name}</code></a>")
@@ -191,7 +173,7 @@ fn key_table(out: &mut String, check: &LinCheck) {
             k.steps,
             k.memo_states,
             k.elapsed_ms,
-            escape(k.reason.as_deref().unwrap_or(""))
+            esc(k.reason.as_deref().unwrap_or(""))
         );
     }
     out.push_str("</table>\n");
@@ -216,15 +198,15 @@ fn witness_section(out: &mut String, i: usize, key: &KeyVerdict, w: &Witness) {
     let _ = write!(
         out,
         "<section id=\"key-{i}\">\n<h2>Key <code>{}</code> {}</h2>\n<p class=\"explain\">{}</p>\n",
-        escape(&key_name(key)),
+        esc(&key_name(key)),
         verdict_badge(key.verdict),
-        escape(&w.explanation)
+        esc(&w.explanation)
     );
     if let Some(blocked) = &w.blocked_op {
         let _ = writeln!(
             out,
             "<p>Cannot be placed: <code>{}</code> <span class=\"meta\">process {}, line {}</span></p>",
-            escape(&blocked.describe()),
+            esc(&blocked.describe()),
             blocked.process,
             blocked.line
         );
@@ -246,7 +228,7 @@ fn witness_section(out: &mut String, i: usize, key: &KeyVerdict, w: &Witness) {
         let _ = writeln!(
             out,
             "<p>State after: <code>{}</code></p>",
-            escape(&w.state_after)
+            esc(&w.state_after)
         );
     }
     let _ = writeln!(
@@ -259,7 +241,7 @@ fn witness_section(out: &mut String, i: usize, key: &KeyVerdict, w: &Witness) {
     let _ = writeln!(
         out,
         "<p>State after: <code>{}</code></p>\n</section>",
-        escape(&w.furthest_state)
+        esc(&w.furthest_state)
     );
 }
 
@@ -279,7 +261,7 @@ fn op_list(out: &mut String, ops: &[OpView], total: usize) {
             "<li data-op=\"{}\"><code>{}</code> <span class=\"meta\">process {}, line {}, \
              call {}, ret {}</span></li>",
             op.index,
-            escape(&op.describe()),
+            esc(&op.describe()),
             op.process,
             op.line,
             op.call,
@@ -291,7 +273,7 @@ fn op_list(out: &mut String, ops: &[OpView], total: usize) {
 
 fn tooltip(op: &OpView) -> String {
     let ret = op.ret.map_or_else(|| "none".to_string(), |r| r.to_string());
-    escape(&format!(
+    esc(&format!(
         "process {}\nline {}\nf {}\ninput {}\noutput {}\noutcome {}\ncall {}\nret {}",
         op.process,
         op.line,
@@ -466,7 +448,7 @@ fn bar(out: &mut String, d: &Drawn<'_>, left: u64, width: u64, top: u64) {
          title=\"{}\">{badge}{}</div>",
         d.op.index,
         tooltip(d.op),
-        escape(&label)
+        esc(&label)
     );
 }
 
