@@ -138,6 +138,16 @@ impl CheckEntry {
             .as_ref()
             .map_or(String::new(), |j| j.to_string())
     }
+
+    /// [`Self::shown_judged`] as a table cell: `-` when the check counts none.
+    pub fn judged_cell(&self) -> String {
+        let judged = self.shown_judged();
+        if judged.is_empty() {
+            "-".into()
+        } else {
+            judged
+        }
+    }
 }
 
 /// `report.json`.
@@ -603,17 +613,12 @@ impl Report {
                 .get("summary")
                 .and_then(|s| s.as_str())
                 .unwrap_or("");
-            let judged = c.shown_judged();
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} |",
                 c.name,
                 c.shown_verdict(),
-                if judged.is_empty() {
-                    "-".into()
-                } else {
-                    judged
-                },
+                c.judged_cell(),
                 summary
             );
         }

@@ -135,15 +135,10 @@ pub fn checks_section(report: &Report, dir: &Path) -> String {
         .checks
         .iter()
         .map(|c| {
-            let judged = c.shown_judged();
             vec![
                 c.name.clone(),
                 c.shown_verdict().to_string(),
-                if judged.is_empty() {
-                    "-".into()
-                } else {
-                    judged
-                },
+                c.judged_cell(),
                 c.details
                     .get("summary")
                     .and_then(Value::as_str)

@@ -293,17 +293,12 @@ pub fn summary(report: &Report) -> String {
     let _ = writeln!(md, "{}\n", report.verdict_explained());
     let _ = writeln!(md, "| check | verdict | judged |\n|---|---|---|");
     for c in &report.checks {
-        let judged = c.shown_judged();
         let _ = writeln!(
             md,
             "| {} | {} | {} |",
             c.name,
             c.shown_verdict(),
-            if judged.is_empty() {
-                "-".into()
-            } else {
-                judged
-            }
+            c.judged_cell()
         );
     }
     let _ = writeln!(
